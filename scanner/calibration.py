@@ -1,0 +1,178 @@
+"""The data-limited variant of SCALE-UP (paper Eq. 3-4): per-class benign SPC statistics.
+
+From trusted benign inputs, for each predicted class k: the mean ``mu_k`` and standard deviation
+``sigma_k`` of their SPC. An input predicted as y is scored ``NSPC = (SPC - mu_y) / sigma_y``
+(higher is more suspicious). Classes with fewer than ``min_class_samples`` calibration inputs
+use the pooled statistics, and sigma has a floor so a class whose benign SPC never varies does
+not divide by zero. A threshold on NSPC is chosen to give a target false-positive rate on the
+calibration set.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CalibrationError
+
+FORMAT = "scanner-calibration"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ClassStats:
+    n: int
+    mean: float
+    std: float
+
+
+@dataclass
+class Calibration:
+    """Benign SPC statistics and the NSPC threshold fitted on them."""
+
+    scales: tuple[float, ...]
+    per_class: dict[int, ClassStats]
+    pooled: ClassStats
+    threshold: float
+    target_fpr: float
+    achieved_fpr: float
+    n_samples: int
+    min_class_samples: int
+    sigma_floor: float
+    model_sha256: str | None = None
+    spec: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def stats_for(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """mu and sigma (floored) for each predicted label, pooled where a class has too few samples."""
+        mu = np.full(len(labels), self.pooled.mean, dtype=np.float64)
+        sigma = np.full(len(labels), self.pooled.std, dtype=np.float64)
+        for label, stats in self.per_class.items():
+            if stats.n >= self.min_class_samples:
+                rows = labels == label
+                mu[rows] = stats.mean
+                sigma[rows] = stats.std
+        return mu, np.maximum(sigma, self.sigma_floor)
+
+    def nspc(self, spc: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """NSPC of inputs with the given SPC and predicted labels (higher is more suspicious)."""
+        mu, sigma = self.stats_for(np.asarray(labels))
+        return (np.asarray(spc, dtype=np.float64) - mu) / sigma
+
+    def expected_fpr(self) -> float:
+        """Smoothed false-positive rate of the threshold on the calibration set (never 0)."""
+        return (self.achieved_fpr * self.n_samples + 1) / (self.n_samples + 1)
+
+    # -- file format ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["scales"] = list(self.scales)
+        data["per_class"] = {str(k): asdict(v) for k, v in sorted(self.per_class.items())}
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, **data}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Calibration":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except OSError as exc:
+            raise CalibrationError(f"cannot read calibration file {path}: {exc.strerror or exc}") from None
+        except json.JSONDecodeError as exc:
+            raise CalibrationError(f"calibration file {path} is not valid JSON: {exc.msg}") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise CalibrationError(f"{path} is not a scanner calibration file (made by `scanner calibrate`)")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise CalibrationError(f"{path}: calibration format_version {data.get('format_version')!r} is not supported")
+        try:
+            return cls(
+                scales=tuple(data["scales"]),
+                per_class={int(k): ClassStats(**v) for k, v in data["per_class"].items()},
+                pooled=ClassStats(**data["pooled"]),
+                threshold=float(data["threshold"]),
+                target_fpr=float(data["target_fpr"]),
+                achieved_fpr=float(data["achieved_fpr"]),
+                n_samples=int(data["n_samples"]),
+                min_class_samples=int(data["min_class_samples"]),
+                sigma_floor=float(data["sigma_floor"]),
+                model_sha256=data.get("model_sha256"),
+                spec=data.get("spec"),
+                extra=data.get("extra") or {},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CalibrationError(f"{path}: malformed calibration file ({type(exc).__name__}: {exc})") from None
+
+    def check_compatible(self, *, model_sha256: str, scales) -> None:
+        """Refuse a calibration made for another model or another scale set."""
+        if self.model_sha256 is not None and self.model_sha256 != model_sha256:
+            raise CalibrationError(
+                f"the calibration was made for another model (sha256 {self.model_sha256[:12]}..., "
+                f"this model is {model_sha256[:12]}...); run `scanner calibrate` on this model"
+            )
+        if tuple(float(s) for s in self.scales) != tuple(float(s) for s in scales):
+            raise CalibrationError(
+                f"the calibration was made with scales {','.join(map(str, self.scales))}, not "
+                f"{','.join(map(str, scales))}; scan with the same --scales or recalibrate"
+            )
+
+
+def threshold_at_fpr(benign_scores: np.ndarray, fpr: float) -> tuple[float, float]:
+    """Smallest threshold t with ``mean(benign >= t) <= fpr``, and the rate it achieves.
+
+    Scores are discrete (SPC takes |S| + 1 values), so the achieved rate is usually below the
+    target; it is returned so reports can state it.
+    """
+    scores = np.sort(np.asarray(benign_scores, dtype=np.float64))
+    if scores.size == 0:
+        raise ValueError("no benign scores to fit a threshold on")
+    if not 0 <= fpr <= 1:
+        raise ValueError(f"fpr must be in [0, 1], got {fpr}")
+    n = scores.size
+    candidates = np.unique(scores)
+    # fraction of benign at or above each candidate
+    rates = (n - np.searchsorted(scores, candidates, side="left")) / n
+    ok = np.flatnonzero(rates <= fpr)
+    if ok.size:
+        i = ok[0]
+        return float(candidates[i]), float(rates[i])
+    # even the largest score is too frequent: flag only what is strictly above every benign score
+    return float(np.nextafter(scores[-1], np.inf)), 0.0
+
+
+def fit_calibration(spc: np.ndarray, labels: np.ndarray, *, scales, target_fpr: float = 0.05,
+                    min_class_samples: int = 10, sigma_floor: float = 0.05,
+                    model_sha256: str | None = None, spec: dict | None = None) -> Calibration:
+    """Per-class benign statistics and an NSPC threshold at ``target_fpr``.
+
+    Parameters
+    ----------
+    spc : ndarray of shape (n_samples,)
+        SPC of trusted benign inputs.
+    labels : ndarray of shape (n_samples,)
+        Their predicted labels (the unscaled prediction).
+    """
+    spc = np.asarray(spc, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if spc.shape != labels.shape or spc.ndim != 1:
+        raise ValueError(f"spc and labels must be 1-D of equal length, got {spc.shape} and {labels.shape}")
+    if spc.size < 2:
+        raise CalibrationError(f"calibration needs at least 2 benign inputs, got {spc.size}")
+    pooled = ClassStats(int(spc.size), float(spc.mean()), float(spc.std()))
+    per_class = {}
+    for label in np.unique(labels):
+        rows = spc[labels == label]
+        per_class[int(label)] = ClassStats(int(rows.size), float(rows.mean()), float(rows.std()))
+    cal = Calibration(
+        scales=tuple(scales), per_class=per_class, pooled=pooled, threshold=0.0,
+        target_fpr=float(target_fpr), achieved_fpr=0.0, n_samples=int(spc.size),
+        min_class_samples=int(min_class_samples), sigma_floor=float(sigma_floor),
+        model_sha256=model_sha256, spec=spec,
+    )
+    cal.threshold, cal.achieved_fpr = threshold_at_fpr(cal.nspc(spc, labels), target_fpr)
+    return cal

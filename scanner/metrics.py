@@ -1,0 +1,93 @@
+"""Detection metrics and the paper's evaluation protocol.
+
+Conventions follow scikit-learn: ``y_true`` is 1 for poisoned (the positive class), 0 for
+benign; ``y_score`` is higher for more suspicious inputs; ``*_score`` means higher is better.
+Degenerate input (only one class present) warns and returns NaN instead of raising.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .calibration import threshold_at_fpr
+
+
+class UndefinedMetricWarning(UserWarning):
+    """A metric is undefined for the given input (for example only one class present)."""
+
+
+def roc_auc_score(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """Area under the ROC curve (ties count one half). NaN with a warning if one class is absent."""
+    y_true = np.asarray(y_true).astype(bool)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    if y_true.shape != y_score.shape:
+        raise ValueError(f"y_true and y_score differ in shape: {y_true.shape} vs {y_score.shape}")
+    if y_true.all() or not y_true.any():
+        warnings.warn("AUROC is undefined with only one class present", UndefinedMetricWarning, stacklevel=2)
+        return float("nan")
+    from sklearn.metrics import roc_auc_score as sk_auc
+
+    return float(sk_auc(y_true, y_score))
+
+
+def rates_at_threshold(benign: np.ndarray, poisoned: np.ndarray, threshold: float) -> dict[str, float]:
+    """TPR, FPR, precision and F1 when flagging ``score >= threshold``."""
+    benign = np.asarray(benign, dtype=np.float64)
+    poisoned = np.asarray(poisoned, dtype=np.float64)
+    tp = int((poisoned >= threshold).sum())
+    fp = int((benign >= threshold).sum())
+    fn = poisoned.size - tp
+    tpr = tp / poisoned.size if poisoned.size else float("nan")
+    fpr = fp / benign.size if benign.size else float("nan")
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0
+    return {"threshold": float(threshold), "tpr": tpr, "fpr": fpr, "precision": precision, "f1": f1,
+            "true_positives": tp, "false_positives": fp}
+
+
+def best_f1(benign: np.ndarray, poisoned: np.ndarray) -> dict[str, float]:
+    """The best F1 over all thresholds (an oracle figure: fitted on the evaluated set)."""
+    best = {"f1": 0.0, "threshold": float("nan")}
+    for t in np.unique(np.concatenate([benign, poisoned])):
+        r = rates_at_threshold(benign, poisoned, t)
+        if r["f1"] > best["f1"]:
+            best = {"f1": r["f1"], "threshold": float(t)}
+    return best
+
+
+def tpr_at_fpr(benign: np.ndarray, poisoned: np.ndarray, fpr: float, *, seed: int = 0) -> dict[str, Any]:
+    """TPR at a target FPR with the threshold fitted on a disjoint calibration split.
+
+    The benign scores are split in half at random (``seed``): the threshold is fitted on one
+    half and the FPR measured on the other, so the figure does not leak.
+    """
+    benign = np.asarray(benign, dtype=np.float64)
+    if benign.size < 4:
+        return {"target_fpr": fpr, "tpr": float("nan"), "fpr": float("nan"), "threshold": float("nan"),
+                "note": "too few benign inputs to split"}
+    order = np.random.default_rng(seed).permutation(benign.size)
+    half = benign.size // 2
+    fit, held_out = benign[order[:half]], benign[order[half:]]
+    threshold, _ = threshold_at_fpr(fit, fpr)
+    rates = rates_at_threshold(held_out, poisoned, threshold)
+    return {"target_fpr": fpr, "tpr": rates["tpr"], "fpr": rates["fpr"], "threshold": threshold,
+            "calibration_size": int(fit.size), "evaluated_benign": int(held_out.size)}
+
+
+def detection_report(benign: np.ndarray, poisoned: np.ndarray, *, threshold: float,
+                     fprs=(0.01, 0.05), seed: int = 0) -> dict[str, Any]:
+    """All the paper's figures for one score: AUROC, rates at the threshold, TPR at fixed FPRs."""
+    benign = np.asarray(benign, dtype=np.float64)
+    poisoned = np.asarray(poisoned, dtype=np.float64)
+    y_true = np.r_[np.zeros(benign.size), np.ones(poisoned.size)]
+    return {
+        "auroc": roc_auc_score(y_true, np.r_[benign, poisoned]),
+        "at_threshold": rates_at_threshold(benign, poisoned, threshold),
+        "tpr_at_fpr": [tpr_at_fpr(benign, poisoned, f, seed=seed) for f in fprs],
+        "best_f1": best_f1(benign, poisoned),
+        "n_benign": int(benign.size),
+        "n_poisoned": int(poisoned.size),
+    }

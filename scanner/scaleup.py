@@ -1,0 +1,76 @@
+"""SCALE-UP scoring: amplified copies and scaled prediction consistency. Pure numpy, no I/O.
+
+For an image x in [0, 1] and a scale set S, the amplified copies are ``clip(n * x, 0, 1)`` for
+n in S, and ``SPC(x) = |{n in S : argmax f(clip(n x)) == argmax f(x)}| / |S|``.
+Higher SPC means more suspicious (a trigger keeps dominating the prediction under scaling).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_SCALES: tuple[float, ...] = (3, 5, 7, 9, 11)
+DEFAULT_THRESHOLD = 0.5
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """Parse ``"3,5,7,9,11"``, ``"1-11"`` or a mix such as ``"1,3-5"`` into sorted unique scales."""
+    values: set[float] = set()
+    for item in str(text).replace(" ", "").split(","):
+        if not item:
+            continue
+        try:
+            if "-" in item[1:]:
+                lo, hi = item.split("-", 1) if not item.startswith("-") else (item, "")
+                lo_i, hi_i = int(lo), int(hi)
+                if hi_i < lo_i:
+                    raise ValueError
+                values.update(float(v) for v in range(lo_i, hi_i + 1))
+            else:
+                values.add(float(item))
+        except ValueError:
+            raise ValueError(f"cannot read scale {item!r}: use numbers and integer ranges, e.g. 3,5,7,9,11 or 1-11") from None
+    if not values:
+        raise ValueError("the scale set is empty")
+    if any(v <= 0 for v in values):
+        raise ValueError(f"scales must be positive, got {sorted(values)}")
+    return tuple(int(v) if float(v).is_integer() else v for v in sorted(values))
+
+
+def format_scales(scales) -> str:
+    return ",".join(str(s) for s in scales)
+
+
+def amplify_into(base: np.ndarray, scales, out: np.ndarray) -> np.ndarray:
+    """Write ``clip(n * base, 0, 1)`` for each n in ``scales`` into ``out``, scale-major.
+
+    ``base`` is (b, ...) float32 in [0, 1]; ``out`` is (len(scales) * b, ...) float32 and
+    receives the copies for ``scales[0]`` first. Arithmetic stays in float32.
+    """
+    b = len(base)
+    for i, n in enumerate(scales):
+        seg = out[i * b:(i + 1) * b]
+        np.multiply(base, np.float32(n), out=seg)
+        np.clip(seg, np.float32(0.0), np.float32(1.0), out=seg)
+    return out
+
+
+def spc_score(labels: np.ndarray, scaled_labels: np.ndarray) -> np.ndarray:
+    """Scaled prediction consistency.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (n_inputs,)
+        Label of each unscaled input.
+    scaled_labels : ndarray of shape (n_inputs, n_scales)
+        Label of each amplified copy.
+
+    Returns
+    -------
+    spc : ndarray of shape (n_inputs,), float64 in [0, 1]; higher is more suspicious.
+    """
+    labels = np.asarray(labels)
+    scaled_labels = np.asarray(scaled_labels)
+    if scaled_labels.ndim != 2 or len(scaled_labels) != len(labels):
+        raise ValueError(f"expected scaled_labels of shape ({len(labels)}, n_scales), got {scaled_labels.shape}")
+    return (scaled_labels == labels[:, None]).mean(axis=1)
