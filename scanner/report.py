@@ -1,0 +1,214 @@
+"""Summaries, the model-level verdict, the CI gate, and rendering as table / JSON / JSONL / CSV.
+
+Data goes to the given stream (stdout or ``--output``); nothing here prints logs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from enum import Enum
+from typing import IO, Any
+
+import numpy as np
+
+from .core import ScanResult
+
+REPORT_SCHEMA_VERSION = 1
+DEFAULT_ASSUMED_FPR = 0.10  # used for the verdict when no calibration states the benign rate
+DEFAULT_ALPHA = 0.01
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+def binomial_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): the one-sided test's p-value."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    from scipy.special import betainc
+
+    return float(betainc(k, n - k + 1, p))
+
+
+def format_p(p: float) -> str:
+    return "p < 1e-300" if p < 1e-300 else f"p = {p:.3g}"
+
+
+def model_verdict(labels: np.ndarray, flagged: np.ndarray, *, expected_fpr: float, source: str,
+                  alpha: float = DEFAULT_ALPHA, class_names=None) -> dict[str, Any]:
+    """Predicted classes whose flagged rate is significantly above the expected benign rate.
+
+    One-sided binomial test per predicted class, Holm-corrected over the classes present.
+    """
+    rows = []
+    for label in np.unique(labels):
+        members = labels == label
+        n, k = int(members.sum()), int(flagged[members].sum())
+        rows.append({"label": int(label), "inputs": n, "flagged": k, "p_value": binomial_sf(k, n, expected_fpr)})
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["p_value"])
+    running = 0.0
+    for rank, i in enumerate(order):  # Holm step-down adjustment
+        running = max(running, min(1.0, (len(rows) - rank) * rows[i]["p_value"]))
+        rows[i]["p_adjusted"] = running
+    suspects = []
+    for row in sorted(rows, key=lambda r: r["p_adjusted"]):
+        if row["p_adjusted"] < alpha and row["flagged"] > expected_fpr * row["inputs"]:
+            name = _class_name(class_names, row["label"])
+            label = f"{row['label']} ({name})" if name else str(row["label"])
+            row["text"] = (f"suspected target class {label}: {row['flagged']} of {row['inputs']} flagged, "
+                           f"{format_p(row['p_adjusted'])}")
+            suspects.append(row)
+    return {
+        "expected_fpr": expected_fpr,
+        "expected_fpr_source": source,
+        "alpha": alpha,
+        "test": "one-sided binomial per predicted class, Holm-corrected",
+        "suspected_targets": suspects,
+        "model_suspicious": bool(suspects),
+    }
+
+
+def _class_name(names, label: int):
+    return names[label] if names and 0 <= label < len(names) else None
+
+
+def summarize(result: ScanResult, *, expected_fpr: float | None = None, alpha: float = DEFAULT_ALPHA) -> dict[str, Any]:
+    """Counts, flagged rate per predicted class, failures by reason, and the verdict."""
+    s = result.scores
+    names = result.settings.get("class_names")
+    per_class = {}
+    for label in np.unique(s.labels):
+        members = s.labels == label
+        per_class[str(int(label))] = {"class": _class_name(names, int(label)), "inputs": int(members.sum()),
+                                      "flagged": int(s.flagged[members].sum())}
+    cal = result.settings.get("calibration")
+    if expected_fpr is not None:
+        source = "given (--expected-fpr)"
+    elif cal is not None:
+        n = cal["n_samples"]
+        expected_fpr, source = (cal["achieved_fpr"] * n + 1) / (n + 1), "calibration"
+    else:
+        expected_fpr, source = DEFAULT_ASSUMED_FPR, "assumed (no calibration; pass --calibration or --expected-fpr)"
+    flagged = int(s.flagged.sum())
+    return {
+        "inputs_found": result.n_found,
+        "scored": result.n_scored,
+        "failed": len(result.failures),
+        "flagged": flagged,
+        "flagged_rate": flagged / result.n_scored if result.n_scored else 0.0,
+        "flagged_per_class": per_class,
+        "verdict": model_verdict(s.labels, s.flagged, expected_fpr=expected_fpr, source=source,
+                                 alpha=alpha, class_names=names),
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def check_gate(summary: dict[str, Any], *, max_flagged: int | None, max_flagged_rate: float | None) -> dict[str, Any] | None:
+    """The CI gate: passes when the flagged count and rate are within the given limits."""
+    if max_flagged is None and max_flagged_rate is None:
+        return None
+    reasons = []
+    if max_flagged is not None and summary["flagged"] > max_flagged:
+        reasons.append(f"{summary['flagged']} flagged > --max-flagged {max_flagged}")
+    if max_flagged_rate is not None and summary["flagged_rate"] > max_flagged_rate:
+        reasons.append(f"flagged rate {summary['flagged_rate']:.4f} > --max-flagged-rate {max_flagged_rate}")
+    return {"max_flagged": max_flagged, "max_flagged_rate": max_flagged_rate, "passed": not reasons, "reasons": reasons}
+
+
+def scan_document(result: ScanResult, summary: dict[str, Any], gate: dict[str, Any] | None) -> dict[str, Any]:
+    """The JSON report (schema documented in the README)."""
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "kind": "scan",
+        **result.settings,
+        "summary": summary,
+        "gate": gate,
+        "results": list(result.records()),
+        "failures": result.failure_records(),
+    }
+
+
+def render_scan(result: ScanResult, summary: dict[str, Any], gate: dict[str, Any] | None,
+                fmt: Format, stream: IO[str]) -> None:
+    if fmt is Format.json:
+        json.dump(scan_document(result, summary, gate), stream, indent=2)
+        stream.write("\n")
+    elif fmt is Format.jsonl:
+        for record in result.records():
+            stream.write(json.dumps({"type": "result", **record}) + "\n")
+        for failure in result.failure_records():
+            stream.write(json.dumps({"type": "failure", **failure}) + "\n")
+        header = {k: v for k, v in scan_document(result, summary, gate).items() if k not in ("results", "failures")}
+        stream.write(json.dumps({"type": "summary", **header}) + "\n")
+    elif fmt is Format.csv:
+        _render_csv(result, stream)
+    else:
+        _render_table(result, summary, gate, stream)
+
+
+def _render_csv(result: ScanResult, stream: IO[str]) -> None:
+    scales = result.settings["scales"]
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(["input", "status", "predicted_label", "predicted_class", "spc", "nspc", "flagged"]
+                    + [f"label_x{n}" for n in scales] + ["reason"])
+    for r in result.records():
+        writer.writerow([r["input"], "scored", r["predicted_label"], r["predicted_class"] or "",
+                         f"{r['spc']:.6g}", "" if r["nspc"] is None else f"{r['nspc']:.6g}", int(r["flagged"])]
+                        + list(r["scaled_labels"].values()) + [""])
+    for f in result.failure_records():
+        writer.writerow([f["input"], "failed", "", "", "", "", ""] + [""] * len(scales) + [f["reason"]])
+
+
+def _render_table(result: ScanResult, summary: dict[str, Any], gate, stream: IO[str]) -> None:
+    st = result.settings
+    records = list(result.records())
+    has_nspc = st["score"] == "nspc"
+    head = ["input", "label", "SPC"] + (["NSPC"] if has_nspc else []) + ["labels at " + ",".join(map(str, st["scales"])), "flagged"]
+    rows = []
+    for r in records:
+        label = str(r["predicted_label"]) + (f" {r['predicted_class']}" if r["predicted_class"] else "")
+        rows.append([r["input"], label, f"{r['spc']:.2f}"] + ([f"{r['nspc']:.2f}"] if has_nspc else [])
+                    + [" ".join(str(v) for v in r["scaled_labels"].values()), "yes" if r["flagged"] else "no"])
+    if rows:
+        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+        stream.write("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip() + "\n")
+        for row in rows:
+            stream.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+    for f in result.failure_records():
+        stream.write(f"FAILED  {f['input']}: {f['reason']}\n")
+    stream.write("\n" + "\n".join(summary_lines(st, summary, gate)) + "\n")
+
+
+def summary_lines(settings: dict[str, Any], summary: dict[str, Any], gate) -> list[str]:
+    score = settings["score"].upper()
+    lines = [
+        f"model {settings['model']} (sha256 {settings['model_sha256'][:12]}) on {settings['execution_provider']}",
+        f"scales {','.join(map(str, settings['scales']))}; flagged when {score} >= {settings['threshold']:.4g}",
+        f"inputs found {summary['inputs_found']}, scored {summary['scored']}, failed {summary['failed']}, "
+        f"flagged {summary['flagged']} ({summary['flagged_rate']:.1%})",
+    ]
+    per = summary["flagged_per_class"]
+    if per:
+        parts = [f"{k}{' ' + v['class'] if v['class'] else ''}: {v['flagged']}/{v['inputs']}" for k, v in per.items()]
+        lines.append("flagged per predicted class: " + ", ".join(parts))
+    v = summary["verdict"]
+    lines.append(f"expected benign flag rate {v['expected_fpr']:.4g} ({v['expected_fpr_source']})")
+    if v["suspected_targets"]:
+        lines.extend("verdict: " + s["text"] for s in v["suspected_targets"])
+    else:
+        lines.append("verdict: no predicted class is flagged significantly more than expected")
+    if gate is not None:
+        lines.append("gate: PASSED" if gate["passed"] else "gate: FAILED (" + "; ".join(gate["reasons"]) + ")")
+    return lines
+
+
+def finite_or_none(value: float):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
