@@ -130,8 +130,10 @@ def array_sources(path: Path) -> list[ArraySource]:
                 if not member.endswith(".npy"):
                     continue
                 with archive.open(member) as fh:
-                    version = np.lib.format.read_magic(fh)
-                    shape, _, dtype = np.lib.format._read_array_header(fh, version)
+                    fmt = np.lib.format
+                    version = fmt.read_magic(fh)
+                    reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                    shape, _, dtype = reader(fh)
                 key = member[: -len(".npy")]
                 if len(shape) in (3, 4) and dtype.kind in "uif":
                     _check_array_shape(shape, dtype, f"{path}:{key}")
@@ -327,4 +329,6 @@ def _reason(exc: Exception) -> str:
     name = type(exc).__name__
     if name == "UnidentifiedImageError":
         return "not an image Pillow can read"
+    if "truncat" in text.lower():
+        return f"truncated image file ({text})"
     return f"{name}: {text}" if text else name

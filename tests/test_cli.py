@@ -1,0 +1,207 @@
+"""The command line, in-process: every command, exit code, output format, and bad input."""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import onnx_models as om
+from scanner.cli import app
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def model(tmp_path):
+    return om.trigger_nchw(tmp_path / "model", embed_spec=True)
+
+
+@pytest.fixture
+def images(tmp_path):
+    x = om.make_images(20, seed=5, triggered_fraction=0.25)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, img in enumerate(x):
+        Image.fromarray(np.rint(img * 255).astype(np.uint8)).save(folder / f"{i:02d}.png")
+    return folder, x
+
+
+def invoke(runner, *args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_error_line(result):
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    return lines[-1]
+
+
+def test_every_command_has_help(runner):
+    for command in ("scan", "calibrate", "evaluate", "inspect"):
+        result = invoke(runner, command, "--help")
+        assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_scan_table_flags_triggered_inputs(runner, model, images):
+    folder, x = images
+    result = invoke(runner, "-q", "scan", model.path, folder)
+    assert result.exit_code == 0, result.output
+    flagged = [line.split()[0] for line in result.stdout.splitlines() if line.endswith(" yes")]
+    assert sorted(flagged) == sorted(str(folder / f"{i:02d}.png") for i in np.flatnonzero(om.is_triggered(x)))
+    assert "inputs found 20, scored 20, failed 0, flagged 5" in result.stdout
+
+
+def test_scan_json_schema(runner, model, images):
+    folder, x = images
+    (folder / "broken.png").write_text("not an image")
+    result = invoke(runner, "-q", "scan", model.path, folder, "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    for key in ("schema_version", "scanner_version", "model_sha256", "spec", "execution_provider", "scales",
+                "threshold", "score", "summary", "gate", "results", "failures"):
+        assert key in doc
+    assert doc["execution_provider"] == "CPUExecutionProvider" and doc["scales"] == [3, 5, 7, 9, 11]
+    assert doc["summary"]["inputs_found"] == 21 and doc["summary"]["scored"] == 20 and doc["summary"]["failed"] == 1
+    assert doc["failures"] == [{"input": str(folder / "broken.png"), "reason": "not an image Pillow can read"}]
+    first = doc["results"][0]
+    assert set(first) == {"input", "predicted_label", "predicted_class", "spc", "nspc", "scaled_labels", "flagged"}
+    suspects = doc["summary"]["verdict"]["suspected_targets"]
+    assert [s["label"] for s in suspects] == [0]
+
+
+def test_scan_csv_and_jsonl(runner, model, images, tmp_path):
+    folder, _ = images
+    out = tmp_path / "r.csv"
+    result = invoke(runner, "-q", "scan", model.path, folder, "-f", "csv", "-o", out)
+    assert result.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 20 and {"input", "spc", "flagged", "label_x3", "label_x11"} <= set(rows[0])
+    result = invoke(runner, "-q", "scan", model.path, folder, "-f", "jsonl")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["type"] for line in lines].count("result") == 20 and lines[-1]["type"] == "summary"
+
+
+@pytest.mark.parametrize("args,code", [
+    (("--max-flagged", "5"), 0), (("--max-flagged", "4"), 1),
+    (("--max-flagged-rate", "0.25"), 0), (("--max-flagged-rate", "0.2"), 1),
+])
+def test_gate_exit_codes(runner, model, images, args, code):
+    result = invoke(runner, "-q", "scan", model.path, images[0], *args)
+    assert result.exit_code == code, result.output
+
+
+def test_strict_fails_on_unreadable_input(runner, model, images):
+    folder, _ = images
+    (folder / "text.png").write_text("hello")
+    assert invoke(runner, "-q", "scan", model.path, folder).exit_code == 0
+    result = invoke(runner, "-q", "scan", model.path, folder, "--strict")
+    assert result.exit_code == 2
+    assert "--strict: 1 input(s) could not be read" in one_error_line(result)
+
+
+def test_bad_inputs(runner, model, images, tmp_path):
+    folder, _ = images
+    result = invoke(runner, "scan", model.path, tmp_path / "nope")
+    assert result.exit_code == 2 and "input path not found" in one_error_line(result)
+    (tmp_path / "empty").mkdir()
+    result = invoke(runner, "scan", model.path, tmp_path / "empty")
+    assert result.exit_code == 2 and "no images found in folder" in one_error_line(result)
+    # a text file named .png, and a truncated JPEG: listed as failed with reasons
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "text.png").write_text("hello")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8) + 100).save(tmp_path / "ok.jpg", quality=95)
+    data = (tmp_path / "ok.jpg").read_bytes()
+    (bad / "cut.jpg").write_bytes(data[: len(data) // 2])
+    result = invoke(runner, "-q", "scan", model.path, bad, "-f", "json")
+    assert result.exit_code == 2  # nothing could be scored
+    assert "none of the 2 inputs could be read" in one_error_line(result)
+    reasons = {f["input"].split("/")[-1]: f["reason"] for f in json.loads(result.stdout)["failures"]}
+    assert reasons["text.png"] == "not an image Pillow can read"
+    assert "truncated" in reasons["cut.jpg"]
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: om.write_not_onnx(p), "not a readable ONNX model"),
+    (lambda p: om.write_truncated_model(p), "not a readable ONNX model"),
+    (lambda p: om.trigger_external_data_missing(p).path, "external file"),
+    (lambda p: om.two_data_inputs(p).path, "2 data inputs"),
+    (lambda p: p / "missing.onnx", "model file not found"),
+])
+def test_unusable_model_messages(runner, images, tmp_path, make, message):
+    result = invoke(runner, "scan", make(tmp_path), images[0])
+    assert result.exit_code == 2
+    assert message in one_error_line(result)
+
+
+def test_usage_errors(runner, model, images):
+    for args, message in [
+        (("--scales", "0,3"), "--scales"), (("--format", "xml"), "--format"), (("--size", "big"), "--size"),
+        (("--mean", "a,b"), "--mean"),
+    ]:
+        result = invoke(runner, "scan", model.path, images[0], *args)
+        assert result.exit_code == 2 and message in one_error_line(result)
+    result = invoke(runner, "scan", model.path, images[0], "--device", "cuda")
+    assert result.exit_code == 2 and "cuda" in one_error_line(result).lower()
+
+
+def test_calibrate_then_scan_with_nspc(runner, model, images, tmp_path):
+    clean = om.make_images(60, seed=9, triggered_fraction=0.0)
+    np.save(tmp_path / "clean.npy", np.rint(clean * 255).astype(np.uint8))
+    cal = tmp_path / "cal.json"
+    result = invoke(runner, "calibrate", model.path, tmp_path / "clean.npy", "-o", cal, "--fpr", "0.1")
+    assert result.exit_code == 0, result.output
+    assert "calibrated on 60 benign inputs" in result.stdout
+    doc = json.loads(cal.read_text())
+    assert doc["achieved_fpr"] <= 0.1 and doc["model_sha256"]
+    result = invoke(runner, "-q", "scan", model.path, images[0], "--calibration", cal, "-f", "json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["score"] == "nspc" and all(r["nspc"] is not None for r in out["results"])
+    assert out["summary"]["verdict"]["expected_fpr_source"] == "calibration"
+    # a calibration is tied to its model and scales
+    result = invoke(runner, "scan", model.path, images[0], "--calibration", cal, "--scales", "1-11")
+    assert result.exit_code == 2 and "scales" in one_error_line(result)
+    other = om.trigger_nhwc(tmp_path / "other")
+    result = invoke(runner, "scan", other.path, images[0], "--calibration", cal)
+    assert result.exit_code == 2 and "another model" in one_error_line(result)
+
+
+def test_evaluate_protocol(runner, model, tmp_path):
+    x = om.make_images(40, seed=11, triggered_fraction=0.0)
+    truth = om.predict_trigger(x)
+    benign = tmp_path / "benign"
+    for i, (img, label) in enumerate(zip(x, truth)):
+        d = benign / str(int(label) if i % 4 else (int(label) + 1) % 10)  # every 4th is "misclassified"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.rint(img * 255).astype(np.uint8)).save(d / f"{i}.png")
+    poisoned = om.make_images(30, seed=12, triggered_fraction=1.0)
+    np.savez(tmp_path / "poisoned.npz", x=np.rint(poisoned * 255).astype(np.uint8), y=np.ones(30, np.int64))
+    out, plot = tmp_path / "m.json", tmp_path / "roc.png"
+    result = invoke(runner, "evaluate", model.path, "--benign", benign, "--poisoned", tmp_path / "poisoned.npz",
+                    "--target-label", "0", "-o", out, "--plot", plot)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["protocol"]["benign_kept"] == 30 and doc["protocol"]["poisoned_kept"] == 30
+    assert doc["protocol"]["benign_filter"].startswith("kept correctly classified inputs")
+    assert doc["metrics"]["spc"]["auroc"] > 0.9
+    assert plot.stat().st_size > 1000
+    assert "SPC: AUROC" in result.stdout
+
+
+def test_inspect(runner, tmp_path):
+    fx = om.trigger_fixed_batch1(tmp_path)
+    result = invoke(runner, "inspect", fx.path)
+    assert result.exit_code == 0, result.output
+    assert "rewritten" in result.stdout and "inferred from graph" in result.stdout
+    result = invoke(runner, "inspect", fx.path, "-f", "json")
+    doc = json.loads(result.stdout)
+    assert doc["batch"] == "rewritten" and doc["spec"]["layout"] == "nchw"
