@@ -55,14 +55,18 @@ class InputSet:
         self._offsets: list[int] = []  # first input index of each part
         self.count = 0
 
+        self._offsets_array: np.ndarray | None = None
+
     def add_file(self, path: str) -> None:
         self._parts.append(path)
         self._offsets.append(self.count)
+        self._offsets_array = None
         self.count += 1
 
     def add_array(self, source: ArraySource) -> None:
         self._parts.append(source)
         self._offsets.append(self.count)
+        self._offsets_array = None
         self.count += source.count
 
     def __len__(self) -> int:
@@ -75,7 +79,9 @@ class InputSet:
         return self._offsets
 
     def name(self, i: int) -> str:
-        part = int(np.searchsorted(self._offsets, i, side="right")) - 1
+        if self._offsets_array is None:
+            self._offsets_array = np.asarray(self._offsets, dtype=np.int64)
+        part = int(np.searchsorted(self._offsets_array, i, side="right")) - 1
         item = self._parts[part]
         return item if isinstance(item, str) else item.name(i - self._offsets[part])
 

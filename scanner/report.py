@@ -139,8 +139,7 @@ def scan_document(result: ScanResult, summary: dict[str, Any], gate: dict[str, A
 def render_scan(result: ScanResult, summary: dict[str, Any], gate: dict[str, Any] | None,
                 fmt: Format, stream: IO[str]) -> None:
     if fmt is Format.json:
-        json.dump(scan_document(result, summary, gate), stream, indent=2)
-        stream.write("\n")
+        _write_json_streaming(result, summary, gate, stream)
     elif fmt is Format.jsonl:
         for record in result.records():
             stream.write(json.dumps({"type": "result", **record}) + "\n")
@@ -152,6 +151,17 @@ def render_scan(result: ScanResult, summary: dict[str, Any], gate: dict[str, Any
         _render_csv(result, stream)
     else:
         _render_table(result, summary, gate, stream)
+
+
+def _write_json_streaming(result: ScanResult, summary, gate, stream: IO[str]) -> None:
+    """The same document as :func:`scan_document`, written one record at a time (bounded memory)."""
+    header = {"schema_version": REPORT_SCHEMA_VERSION, "kind": "scan", **result.settings,
+              "summary": summary, "gate": gate}
+    head = json.dumps(header, indent=2)
+    stream.write(head[:-2] + ',\n  "results": [')
+    for i, record in enumerate(result.records()):
+        stream.write(("," if i else "") + "\n    " + json.dumps(record))
+    stream.write("\n  ],\n  \"failures\": " + json.dumps(result.failure_records()) + "\n}\n")
 
 
 def _render_csv(result: ScanResult, stream: IO[str]) -> None:

@@ -1,0 +1,267 @@
+"""Throughput and memory of ``scanner scan`` against the ONNX Runtime ceiling and a PyTorch loop.
+
+    python -m bench.throughput [--models resnet8,resnet18,tiny] [--count 2000] [--repeats 3]
+                               [--device cpu|cuda] [--data ../shared/data/cifar10] [--memory]
+
+For each model, on the same images, weights, machine and session options, in one run:
+  ceiling    ONNX Runtime ``run`` alone on ready-made float32 arrays: the same number of forward
+             passes (|S| + 1 per image), the same batch size, the scanner's own session options;
+  scanner    ``scanner scan`` end to end in a subprocess: JPEG files on disk -> JSON report
+             (process start, imports, model load and report writing included);
+  reference  the straightforward PyTorch detector on the same weights: for each batch, for each
+             scale, ``model(normalize(clamp(n * x, 0, 1)))`` in eager mode (images handed to it
+             already decoded, so it is timed without any file I/O).
+Images per second are medians over ``--repeats`` runs. ``--memory`` adds peak resident memory of
+``scanner scan`` on 5,000 and 50,000 inputs (the test folder listed several times).
+Weights are seeded random initializations: speed does not depend on their values.
+Writes ``bench/results/throughput.md`` and ``throughput.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+WORK = REPO / "bench" / ".work" / "throughput"
+MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+SCALES = (3, 5, 7, 9, 11)
+
+
+def tiny_cnn():
+    import torch.nn as nn
+
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(32, 10),
+    )
+
+
+def build_model(name: str):
+    import torch
+
+    from bench.nets import build
+
+    torch.manual_seed(0)
+    model = tiny_cnn() if name == "tiny" else build(name)
+    model.eval()
+    if name != "tiny":  # give BatchNorm non-trivial statistics, as after training
+        with torch.no_grad():
+            model.train()
+            for _ in range(3):
+                model(torch.randn(64, 3, 32, 32))
+            model.eval()
+    return model
+
+
+def export_model(name: str, model) -> Path:
+    from exporters import export
+
+    path = WORK / f"{name}.onnx"
+    if not path.exists():
+        export(model, path, input_shape=(3, 32, 32), mean=MEAN, std=STD, source=f"bench.throughput {name}")
+    return path
+
+
+def image_folder(data: Path, count: int) -> Path:
+    """A folder of ``count`` CIFAR-10 test JPEGs (symlinks), cycling classes."""
+    folder = WORK / f"images_{count}"
+    if folder.exists() and len(list(folder.iterdir())) == count:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    classes = sorted(p for p in (data / "test").iterdir() if p.is_dir())
+    per_class = [sorted(c.glob("*.jpg")) for c in classes]
+    i = 0
+    while i < count:
+        for files in per_class:
+            if i >= count:
+                break
+            src = files[(i // len(per_class)) % len(files)]
+            link = folder / f"{i:06d}.jpg"
+            if not link.exists():
+                link.symlink_to(src.resolve())
+            i += 1
+    return folder
+
+
+def decode_all(folder: Path) -> np.ndarray:
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.iterdir())]).astype(np.float32) / 255
+
+
+def time_ceiling(onnx_path: Path, images: np.ndarray, batch: int, device: str) -> tuple[float, str]:
+    """ORT alone: the same forward passes and call sizes as the scanner, on ready arrays."""
+    from scanner.model import create_session
+
+    session, provider = create_session(str(onnx_path), device)
+    name = session.get_inputs()[0].name
+    per_call = batch * (len(SCALES) + 1)
+    x = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    x = (x - np.array(MEAN, np.float32)[:, None, None]) / np.array(STD, np.float32)[:, None, None]
+    total = len(images) * (len(SCALES) + 1)
+    feeds = np.resize(x, (per_call,) + x.shape[1:]).astype(np.float32)
+    session.run(None, {name: feeds[:8]})  # warm-up
+    start = time.perf_counter()
+    done = 0
+    while done < total:
+        rows = min(per_call, total - done)
+        session.run(None, {name: feeds[:rows]})
+        done += rows
+    return time.perf_counter() - start, provider
+
+
+def time_reference(model, images: np.ndarray, batch: int) -> float:
+    """The straightforward PyTorch detector: per batch, per scale, one eager forward pass."""
+    import torch
+
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    x_all = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    spc = []
+    start = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, len(x_all), batch):
+            x = x_all[i:i + batch]
+            y = model((x - mean) / std).argmax(1)
+            same = torch.zeros(len(x))
+            for n in SCALES:
+                same += (model((torch.clamp(n * x, 0, 1) - mean) / std).argmax(1) == y).float()
+            spc.append(same / len(SCALES))
+    return time.perf_counter() - start
+
+
+_RSS_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "rc = subprocess.run(sys.argv[1:]).returncode\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rc)\n"
+)
+
+
+def time_scanner(onnx_path: Path, folders: list[Path], device: str, out: Path) -> tuple[float, int]:
+    """Wall time and peak RSS (KiB) of ``scanner scan`` in its own process."""
+    cmd = [sys.executable, "-m", "scanner.cli", "-q", "scan", str(onnx_path), *map(str, folders),
+           "--device", device, "-f", "json", "-o", str(out)]
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _RSS_WRAPPER, *cmd], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    rss, rc = proc.stdout.split()
+    if int(rc) != 0:
+        raise RuntimeError(f"scanner scan failed (exit {rc}): {proc.stderr.strip()}")
+    return seconds, int(rss)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default="resnet8,resnet18,tiny")
+    ap.add_argument("--count", type=int, default=2000, help="images per measurement (resnet18 uses a quarter)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cifar10")
+    ap.add_argument("--memory", action="store_true", help="also measure peak RSS at 5,000 and 50,000 inputs")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = ap.parse_args(argv)
+
+    import onnxruntime
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    WORK.mkdir(parents=True, exist_ok=True)
+    from scanner import Scanner
+
+    rows, started = [], time.time()
+    for name in args.models.split(","):
+        count = max(200, args.count // 4) if name == "resnet18" else args.count
+        model = build_model(name)
+        onnx_path = export_model(name, model)
+        folder = image_folder(args.data, count)
+        images = decode_all(folder)
+        batch = Scanner(onnx_path, device=args.device).batch_size
+        ceil_s, ref_s, scan_s = [], [], []
+        provider = None
+        for r in range(args.repeats):
+            s, provider = time_ceiling(onnx_path, images, batch, args.device)
+            ceil_s.append(s)
+            scan_s.append(time_scanner(onnx_path, [folder], args.device, WORK / f"{name}.json")[0])
+            ref_s.append(time_reference(model, images, batch))
+            print(f"{name} run {r + 1}: ceiling {count / s:.1f}/s, scanner {count / scan_s[-1]:.1f}/s, "
+                  f"reference {count / ref_s[-1]:.1f}/s", file=sys.stderr)
+        ips = {k: count / statistics.median(v) for k, v in (("ceiling", ceil_s), ("scanner", scan_s), ("reference", ref_s))}
+        rows.append({"model": name, "images": count, "batch_size": batch, "provider": provider,
+                     "forward_passes": count * (len(SCALES) + 1), "images_per_s": ips,
+                     "scanner_over_ceiling": ips["scanner"] / ips["ceiling"],
+                     "scanner_over_reference": ips["scanner"] / ips["reference"],
+                     "seconds": {"ceiling": ceil_s, "scanner": scan_s, "reference": ref_s}})
+
+    memory = None
+    if args.memory:
+        name = "tiny"
+        onnx_path = export_model(name, build_model(name))
+        folder = image_folder(args.data, 5000)
+        small = time_scanner(onnx_path, [folder], args.device, WORK / "mem5k.json")
+        large = time_scanner(onnx_path, [folder] * 10, args.device, WORK / "mem50k.json")
+        memory = {"model": name, "rss_kib_5000": small[1], "rss_kib_50000": large[1],
+                  "ratio": large[1] / small[1], "seconds_5000": small[0], "seconds_50000": large[0]}
+
+    env = {"cpu": cpu_name(), "cores": os.cpu_count(), "onnxruntime": onnxruntime.__version__,
+           "torch": torch.__version__, "python": platform.python_version(), "device": args.device,
+           "repeats": args.repeats, "scales": list(SCALES),
+           "command": "python -m bench.throughput " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "date": time.strftime("%Y-%m-%d"), "wall_s": round(time.time() - started, 1)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "throughput.json").write_text(json.dumps({"env": env, "rows": rows, "memory": memory}, indent=2) + "\n")
+    (args.out / "throughput.md").write_text(render(env, rows, memory))
+    print(render(env, rows, memory))
+    return 0
+
+
+def render(env, rows, memory) -> str:
+    lines = [
+        "# Throughput: scanner vs ONNX Runtime ceiling vs PyTorch reference",
+        "",
+        f"Command: `{env['command']}` ({env['date']}, {env['wall_s']} s)",
+        f"Machine: {env['cpu']}, {env['cores']} cores; device {env['device']}; onnxruntime {env['onnxruntime']}, "
+        f"torch {env['torch']}, Python {env['python']}. Scales {','.join(map(str, env['scales']))} "
+        f"(6 forward passes per image). Medians of {env['repeats']} runs.",
+        "",
+        "| model | images | batch | provider | ceiling img/s | scanner img/s | reference img/s | scanner / ceiling | scanner / reference |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        i = r["images_per_s"]
+        lines.append(f"| {r['model']} | {r['images']} | {r['batch_size']} | {r['provider']} | {i['ceiling']:.1f} | "
+                     f"{i['scanner']:.1f} | {i['reference']:.1f} | {r['scanner_over_ceiling']:.2f} | "
+                     f"{r['scanner_over_reference']:.2f} |")
+    lines += ["", "The scanner figure is end to end (process start, model load, JPEG decoding, JSON report); "
+              "the ceiling and the reference get decoded arrays."]
+    if memory:
+        lines += ["", "## Memory", "",
+                  f"Peak RSS of `scanner scan` ({memory['model']} model): {memory['rss_kib_5000'] / 1024:.0f} MiB on "
+                  f"5,000 inputs, {memory['rss_kib_50000'] / 1024:.0f} MiB on 50,000 inputs: ratio "
+                  f"{memory['ratio']:.2f} (target <= 1.2)."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
