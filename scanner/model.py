@@ -406,7 +406,7 @@ def create_session(model: str | bytes, device: str, *, threads: int | None = Non
                 failure = None
         if session is not None and session.get_providers()[0] == "CUDAExecutionProvider":
             return session, "CUDAExecutionProvider"
-        reason = failure or (err["text"].splitlines()[0] if err["text"] else "the session fell back to CPU")
+        reason = _short_ort_error(failure or err["text"]) or "the session fell back to CPU"
         if device == "cuda":
             raise ModelLoadError(f"--device cuda: ONNX Runtime could not use CUDA ({reason})")
         log.info("CUDA not usable (%s); running on CPU", reason)
@@ -422,6 +422,14 @@ def create_session(model: str | bytes, device: str, *, threads: int | None = Non
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"ONNX Runtime cannot load the model: {first}") from None
+
+
+def _short_ort_error(text: str | None) -> str:
+    """The useful tail of an ONNX Runtime C++ error line (drops timestamps and source paths)."""
+    if not text:
+        return ""
+    line = text.strip().splitlines()[0]
+    return line.rsplit("FAIL : ", 1)[-1].strip()
 
 
 @dataclass

@@ -174,3 +174,24 @@ def test_broken_files(tmp_path):
         Scanner(om.write_truncated_model(tmp_path), device="cpu")
     with pytest.raises(ModelLoadError, match="not a readable ONNX model|not an ONNX model"):
         Scanner(om.write_not_onnx(tmp_path), device="cpu")
+
+
+def test_both_onnxruntime_packages_installed_is_detected(monkeypatch):
+    import importlib.metadata as md
+
+    from scanner.model import check_runtime
+
+    class Dist:
+        def __init__(self, name):
+            self.metadata = {"Name": name}
+
+    monkeypatch.setattr(md, "distributions", lambda: [Dist("onnxruntime"), Dist("onnxruntime-gpu"), Dist("numpy")])
+    with pytest.raises(ModelLoadError, match="pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"):
+        check_runtime()
+
+
+def test_auto_device_never_fails_without_a_gpu(tmp_path):
+    fx = om.trigger_nchw(tmp_path)
+    scanner = Scanner(fx.path, device="auto")
+    assert scanner.provider in ("CPUExecutionProvider", "CUDAExecutionProvider")
+    assert scanner.provider == scanner.classifier.session.get_providers()[0]
