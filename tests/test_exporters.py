@@ -386,3 +386,25 @@ def test_cli_help():
                  "--layout", "--embed-normalization", "--class-names-file", "--opset", "--output"):
         assert flag in result.output
     assert "arbitrary" in result.output
+
+
+# -- end to end: PyTorch -> scanner export -> scanner scan -------------------------------------
+def test_scanner_labels_equal_pytorch_labels_at_every_scale(tmp_path, factories):
+    """A PyTorch model exported (plain and with embedded normalization) and scanned gives the
+    same label at every scale as the PyTorch model on clip(n * x, 0, 1), normalized."""
+    from scanner import Scanner
+
+    model = factories.tiny_resnet()
+    plain = exporters.export(model, tmp_path / "plain.onnx", input_shape=SHAPE, mean=CIFAR_MEAN, std=CIFAR_STD)
+    baked = exporters.export(model, tmp_path / "baked.onnx", input_shape=SHAPE, mean=CIFAR_MEAN, std=CIFAR_STD,
+                             embed_normalization=True)
+    x_u8 = np.random.default_rng(7).integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
+    x = x_u8.astype(np.float32) / np.float32(255)
+    nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    expected = np.stack([torch_logits(model, normalized(np.clip(nchw * np.float32(n), 0, 1), CIFAR_MEAN, CIFAR_STD)).argmax(1)
+                         for n in (3, 5, 7, 9, 11)], axis=1)
+    unscaled = torch_logits(model, normalized(nchw, CIFAR_MEAN, CIFAR_STD)).argmax(1)
+    for report in (plain, baked):
+        scores = Scanner(report.path, device="cpu").score_arrays(x_u8)
+        np.testing.assert_array_equal(scores.labels, unscaled)
+        np.testing.assert_array_equal(scores.scaled_labels, expected)
