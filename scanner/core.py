@@ -18,7 +18,7 @@ import numpy as np
 from . import __version__
 from .calibration import Calibration
 from .errors import InputError, ScannerError
-from .images import BatchLoader, InputSet, _fit_array_images, collect_inputs
+from .images import BatchLoader, InputSet, fit_array_images, collect_inputs
 from .model import (
     OnnxClassifier, check_runtime, check_spec_fits, choose_output, infer_from_graph,
     inspect_proto, num_classes, plan_batches, read_model,
@@ -260,7 +260,7 @@ class Scanner:
         images = np.asarray(images)
         if images.ndim not in (3, 4) or images.dtype.kind not in "uif":
             raise InputError(f"expected images shaped (N, H, W[, C]) of uint8 or float, got {images.shape} {images.dtype}")
-        x = _fit_array_images(images, self.spec.height, self.spec.width, self.spec.channels)
+        x = fit_array_images(images, self.spec.height, self.spec.width, self.spec.channels)
         if not np.isfinite(x).all() or x.min(initial=0) < 0 or x.max(initial=0) > 1:
             raise InputError("float images must have values in [0, 1]")
         labels = np.empty(len(x), dtype=np.int64)

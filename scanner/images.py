@@ -199,7 +199,7 @@ def _resize_float(gray: np.ndarray, height: int, width: int, channels: int) -> n
     return np.repeat(out, channels, axis=2) if channels == 3 else out
 
 
-def _fit_array_images(arr: np.ndarray, height: int, width: int, channels: int) -> np.ndarray:
+def fit_array_images(arr: np.ndarray, height: int, width: int, channels: int) -> np.ndarray:
     """(b, H', W'[, C']) raw array slice -> (b, H, W, C) float32 unit range (values checked by caller)."""
     if arr.dtype == np.uint8:
         x = arr.astype(np.float32) * np.float32(1 / 255)
@@ -306,7 +306,7 @@ class BatchLoader:
             else:
                 try:
                     raw = np.asarray(self._array(part)[local:local + count])
-                    block = _fit_array_images(raw, h, w, c)
+                    block = fit_array_images(raw, h, w, c)
                 except Exception as exc:  # noqa: BLE001
                     failures.extend((start + k, _reason(exc)) for k in range(count))
                     continue

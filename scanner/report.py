@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from enum import Enum
 from typing import IO, Any
 
@@ -218,7 +217,3 @@ def summary_lines(settings: dict[str, Any], summary: dict[str, Any], gate) -> li
     if gate is not None:
         lines.append("gate: PASSED" if gate["passed"] else "gate: FAILED (" + "; ".join(gate["reasons"]) + ")")
     return lines
-
-
-def finite_or_none(value: float):
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
