@@ -145,7 +145,8 @@ def plot_evaluation(result: dict[str, Any], path: str | Path) -> None:
     ax1.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax1.set(xlabel="false-positive rate", ylabel="true-positive rate", title="ROC")
     ax1.legend(loc="lower right")
-    bins = np.linspace(0, 1, len(result["scales"]) + 2) - 0.5 / (len(result["scales"]))
+    k = len(result["scales"])
+    bins = np.linspace(-0.5 / k, 1 + 0.5 / k, k + 2)  # one bin centred on each SPC value i / k
     ax2.hist(b, bins=bins, alpha=0.6, density=True, label=f"benign (n={b.size})")
     ax2.hist(p, bins=bins, alpha=0.6, density=True, label=f"poisoned (n={p.size})")
     ax2.set(xlabel="SPC", ylabel="density", title="SPC histograms, scales " + ",".join(map(str, result["scales"])))
