@@ -1,0 +1,39 @@
+"""The bundled sample: a real BadNets CIFAR-10 model, its clean and triggered images."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from scanner import Scanner
+from scanner.cli import app
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+pytestmark = pytest.mark.skipif(not (SAMPLES / "model.onnx").exists(), reason="samples/model.onnx not built")
+
+
+@pytest.mark.parametrize("calibration", [None, SAMPLES / "calibration.json"])
+def test_triggered_flagged_clean_mostly_not(calibration):
+    scanner = Scanner(SAMPLES / "model.onnx", device="cpu", calibration=calibration)
+    triggered = scanner.scan([SAMPLES / "triggered"])
+    clean = scanner.scan([SAMPLES / "clean"])
+    assert triggered.n_scored == 10 and clean.n_scored == 10
+    assert (triggered.scores.labels == 0).all()  # the backdoor's target class
+    assert triggered.scores.flagged.all()
+    assert clean.scores.flagged.sum() <= 2
+
+
+def test_readme_first_command():
+    result = CliRunner().invoke(app, ["-q", "scan", str(SAMPLES / "model.onnx"), str(SAMPLES / "clean"),
+                                      str(SAMPLES / "triggered"), "--calibration", str(SAMPLES / "calibration.json"),
+                                      "-f", "json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["spec"]["class_names"][0] == "airplane" and doc["spec"]["mean"] is not None
+    suspects = doc["summary"]["verdict"]["suspected_targets"]
+    assert [s["label"] for s in suspects] == [0]
+    flagged = {Path(r["input"]).parent.name for r in doc["results"] if r["flagged"]}
+    assert "triggered" in flagged
+    assert np.mean([r["flagged"] for r in doc["results"] if "/triggered/" in r["input"]]) == 1.0
