@@ -98,6 +98,7 @@ def main(argv=None) -> int:
             "attack_success_rate": manifest["attack_success_rate"],
             "auroc_spc": spc["auroc"],
             "auroc_nspc": nspc["auroc"],
+            "auroc_prob_consistency": result["metrics"]["prob_consistency"]["auroc"],
             "tpr_at_5fpr_spc": next(r for r in spc["tpr_at_fpr"] if r["target_fpr"] == 0.05)["tpr"],
             "tpr_at_5fpr_nspc": next(r for r in nspc["tpr_at_fpr"] if r["target_fpr"] == 0.05)["tpr"],
             "f1_spc_at_0.5": spc["at_threshold"]["f1"],
@@ -129,18 +130,19 @@ def render(doc) -> str:
         f"({doc['benign_per_class']} per class before filtering); poisoned = the entry's triggered non-target test "
         "images sent to the target; NSPC calibrated on 100 training images per class (target FPR 5%).",
         "",
-        "| attack | clean acc | ASR | AUROC SPC | AUROC NSPC | TPR@5%FPR SPC | TPR@5%FPR NSPC | F1 @ SPC>=0.5 | TPR / FPR @ 0.5 | benign / poisoned kept |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| attack | clean acc | ASR | AUROC SPC | AUROC NSPC | AUROC prob-consistency | TPR@5%FPR SPC | TPR@5%FPR NSPC | F1 @ SPC>=0.5 | TPR / FPR @ 0.5 | benign / poisoned kept |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in doc["rows"]:
         lines.append(f"| {r['attack']} | {r['clean_accuracy']:.4f} | {r['attack_success_rate']:.4f} | {r['auroc_spc']:.4f} | "
-                     f"{r['auroc_nspc']:.4f} | {r['tpr_at_5fpr_spc']:.4f} | {r['tpr_at_5fpr_nspc']:.4f} | "
+                     f"{r['auroc_nspc']:.4f} | {r['auroc_prob_consistency']:.4f} | {r['tpr_at_5fpr_spc']:.4f} | {r['tpr_at_5fpr_nspc']:.4f} | "
                      f"{r['f1_spc_at_0.5']:.4f} | {r['tpr_spc_at_0.5']:.3f} / {r['fpr_spc_at_0.5']:.3f} | "
                      f"{r['benign_kept']} / {r['poisoned_kept']} |")
     if doc["rows"]:
         mean_spc = np.mean([r["auroc_spc"] for r in doc["rows"]])
         mean_nspc = np.mean([r["auroc_nspc"] for r in doc["rows"]])
-        lines.append(f"| **mean** | | | **{mean_spc:.4f}** | **{mean_nspc:.4f}** | | | | | |")
+        mean_prob = np.mean([r["auroc_prob_consistency"] for r in doc["rows"]])
+        lines.append(f"| **mean** | | | **{mean_spc:.4f}** | **{mean_nspc:.4f}** | **{mean_prob:.4f}** | | | | | |")
     lines += ["", f"Paper (CIFAR-10 averages as quoted in the literature): AUROC {doc['paper']['spc']} data-free, "
               f"{doc['paper']['nspc']} data-limited."]
     c = doc.get("clean")
@@ -152,6 +154,8 @@ def render(doc) -> str:
         lines += ["", "The paper's published arrays (Tiny-ImageNet, ResNet-18), AUROC through this project's code:", "",
                   "| attack | official protocol (3000 rows, S = 1..11) | all rows, S = 3,5,7,9,11 |", "|---|---|---|"]
         lines += [f"| {r['attack']} | {r['official_3000_1-11']:.4f} | {r['all_3-11']:.4f} |" for r in doc["reference_arrays"]]
+    lines += ["", "prob-consistency (beyond the paper, `--score prob-consistency`): mean over the scales of the "
+              "probability the amplified copy gives the unscaled label."]
     lines += ["", "SPC histograms and ROC curves: `spc_<attack>.png` beside this file."]
     return "\n".join(lines) + "\n"
 

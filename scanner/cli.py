@@ -59,6 +59,7 @@ MeanOpt = Annotated[Optional[str], typer.Option(help="Per-channel mean, comma-se
 StdOpt = Annotated[Optional[str], typer.Option(help="Per-channel std, comma-separated, in pixel-range units.", rich_help_panel=PREP)]
 BgrOpt = Annotated[bool, typer.Option("--bgr", help="Feed channels in BGR order.", rich_help_panel=PREP)]
 ChannelsOpt = Annotated[Optional[int], typer.Option(help="1 (grayscale) or 3 (RGB).", rich_help_panel=PREP)]
+ScoreOpt = Annotated[str, typer.Option("--score", help="spc (the paper) or prob-consistency (beyond the paper: mean probability of the unscaled label across scales; needs a model that outputs scores).")]
 SpecOpt = Annotated[Optional[Path], typer.Option("--spec", help="JSON spec file (schema in the README).", rich_help_panel=PREP)]
 OutputNameOpt = Annotated[Optional[str], typer.Option("--output-name", help="Model output to read.", rich_help_panel=PREP)]
 
@@ -140,11 +141,11 @@ def _progress(enabled: bool, label: str):
 
 
 def _make_scanner(model, *, device, scales, threshold=None, calibration=None, spec_file=None,
-                  batch_size=None, overrides=None):
+                  batch_size=None, overrides=None, score="spc"):
     from .core import Scanner
 
     return Scanner(model, device=device.value, scales=scales, threshold=threshold, calibration=calibration,
-                   spec=overrides, spec_file=spec_file, batch_size=batch_size)
+                   spec=overrides, spec_file=spec_file, batch_size=batch_size, score=score)
 
 
 @app.callback()
@@ -173,6 +174,7 @@ def scan(
     max_flagged_rate: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Gate: exit 1 if a larger fraction is flagged.", rich_help_panel="CI gate")] = None,
     strict: Annotated[bool, typer.Option(help="Exit 2 if any input cannot be read (default: list it as failed).", rich_help_panel="CI gate")] = False,
     expected_fpr: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Benign flag rate the verdict tests against [default: from the calibration, else 0.10 assumed].")] = None,
+    score: ScoreOpt = "spc",
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = None,
     layout: LayoutOpt = None, size: SizeOpt = None, pixel_range: RangeOpt = None, mean: MeanOpt = None,
@@ -189,7 +191,7 @@ def scan(
     with _user_errors():
         fmt = _format(format)
         scanner = _make_scanner(model, device=device, scales=_scales(scales), threshold=threshold,
-                                calibration=calibration, spec_file=spec, batch_size=batch_size,
+                                calibration=calibration, spec_file=spec, batch_size=batch_size, score=score,
                                 overrides=_spec_overrides(layout, size, pixel_range, mean, std, bgr, channels, output_name))
         with _progress(not _state["quiet"], "scanning") as progress:
             result = scanner.scan(paths, progress=progress)

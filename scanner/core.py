@@ -43,7 +43,11 @@ class Scores:
     scaled_labels : (n, n_scales) int64, the prediction at each scale of ``scales``.
     spc : (n,) float64 in [0, 1].
     nspc : (n,) float64 or None (only with a calibration).
-    score : (n,) float64, the score compared with the threshold (nspc if calibrated, else spc).
+    prob_consistency : (n,) float64 in [0, 1] or None (models that output only labels).
+        Mean over the scales of the probability the amplified copy gives the unscaled label
+        (beyond the paper, see the README); higher is more suspicious.
+    score : (n,) float64, the score compared with the threshold (nspc if calibrated, else spc,
+        or prob_consistency when chosen).
     flagged : (n,) bool, ``score >= threshold``.
     """
 
@@ -51,6 +55,7 @@ class Scores:
     scaled_labels: np.ndarray
     spc: np.ndarray
     nspc: np.ndarray | None
+    prob_consistency: np.ndarray | None
     score: np.ndarray
     flagged: np.ndarray
 
@@ -87,6 +92,7 @@ class ScanResult:
                 "predicted_class": names[label] if names and 0 <= label < len(names) else None,
                 "spc": float(s.spc[row]),
                 "nspc": None if s.nspc is None else float(s.nspc[row]),
+                "prob_consistency": None if s.prob_consistency is None else float(s.prob_consistency[row]),
                 "scaled_labels": {str(n): int(v) for n, v in zip(scales, s.scaled_labels[row])},
                 "flagged": bool(s.flagged[row]),
             }
@@ -120,6 +126,9 @@ class Scanner:
         fewer for large images.
     workers : int, optional
         Image decoding threads.
+    score : {"spc", "prob-consistency"}, default="spc"
+        What is compared with the threshold without a calibration. "prob-consistency" (beyond
+        the paper) needs a model that outputs class scores.
 
     Examples
     --------
@@ -131,12 +140,17 @@ class Scanner:
     def __init__(self, model: str | Path, *, device: str = "auto", scales: Sequence[float] = DEFAULT_SCALES,
                  threshold: float | None = None, calibration: str | Path | Calibration | None = None,
                  spec: dict[str, Any] | None = None, spec_file: str | Path | None = None,
-                 batch_size: int | None = None, workers: int | None = None, threads: int | None = None) -> None:
+                 batch_size: int | None = None, workers: int | None = None, threads: int | None = None,
+                 score: str = "spc") -> None:
         if device not in ("auto", "cpu", "cuda"):
             raise ScannerError(f"device must be auto, cpu or cuda, got {device!r}")
         scales = tuple(scales)
         if not scales or any(s <= 0 for s in scales):
             raise ScannerError(f"scales must be a non-empty set of positive numbers, got {scales}")
+        if score not in ("spc", "prob-consistency"):
+            raise ScannerError(f"score must be spc or prob-consistency, got {score!r}")
+        if score != "spc" and calibration is not None:
+            raise ScannerError("a calibration applies to SPC (NSPC); it cannot be combined with --score prob-consistency")
         check_runtime()
         path = Path(model)
         proto = read_model(path)
@@ -154,6 +168,9 @@ class Scanner:
         del proto
         self.classifier = OnnxClassifier(self.info, self.spec, session, provider, output, kind, note, plan)
         self.num_classes = num_classes(output, kind) or (len(self.spec.class_names) if self.spec.class_names else None)
+        if score != "spc" and kind != "scores":
+            raise ScannerError(f"--score {score} needs class scores, but the model's output {output.name!r} holds labels only")
+        self.score_kind = score
         self.scales = scales
         self.calibration = self._load_calibration(calibration)
         if threshold is None:
@@ -177,7 +194,7 @@ class Scanner:
 
     @property
     def score_name(self) -> str:
-        return "nspc" if self.calibration else "spc"
+        return "nspc" if self.calibration else self.score_kind
 
     def settings(self) -> dict[str, Any]:
         """What produced the numbers: model, spec, provider, scales, threshold, calibration."""
@@ -226,11 +243,12 @@ class Scanner:
             return images.reshape(len(images), -1)
         return images
 
-    def predict_unit(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict_unit(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Labels of (b, H, W, C) unit-range float32 images, unscaled and at each scale.
 
-        Returns ``labels`` (b,) and ``scaled_labels`` (b, n_scales). The unscaled copy and the
-        amplified copies go to the model in one call (chunked only for fixed-batch models).
+        Returns ``labels`` (b,), ``scaled_labels`` (b, n_scales) and the probability
+        consistency (b,) (None for label-only models). The unscaled copy and the amplified
+        copies go to the model in one call (chunked only for fixed-batch models).
         """
         b = len(images)
         # n = 1 gives the unscaled image again: reuse its label instead of running it twice
@@ -239,17 +257,23 @@ class Scanner:
         np.copyto(buf[:b], self._to_model_layout(images))
         amplify_into(buf[:b], extra, buf[b:])
         self.spec.normalize_(buf)
-        labels = self.classifier.predict_labels(buf)
+        labels, probs = self.classifier.predict(buf, probabilities=True)
         unscaled = labels[:b]
         by_scale = dict(zip(extra, labels[b:].reshape(len(extra), b))) if extra else {}
         scaled = np.stack([unscaled if n == 1 else by_scale[n] for n in self.scales], axis=1)
-        return unscaled, scaled
+        consistency = None
+        if probs is not None:
+            # probability of the unscaled label in each copy; copy k of scale i is row (i + 1) * b + k
+            p_y = probs.reshape(1 + len(extra), b, -1)[:, np.arange(b), unscaled]
+            per_scale = {n: p_y[1 + i] for i, n in enumerate(extra)}
+            consistency = np.mean([p_y[0] if n == 1 else per_scale[n] for n in self.scales], axis=0)
+        return unscaled, scaled, consistency
 
-    def _scores(self, labels: np.ndarray, scaled: np.ndarray) -> Scores:
+    def _scores(self, labels: np.ndarray, scaled: np.ndarray, consistency: np.ndarray | None) -> Scores:
         spc = spc_score(labels, scaled)
         nspc = self.calibration.nspc(spc, labels) if self.calibration else None
-        score = nspc if nspc is not None else spc
-        return Scores(labels, scaled, spc, nspc, score, score >= self.threshold)
+        score = {"spc": spc, "nspc": nspc, "prob-consistency": consistency}[self.score_name]
+        return Scores(labels, scaled, spc, nspc, consistency, score, score >= self.threshold)
 
     # -- public scoring ------------------------------------------------------------------------
     def score_arrays(self, images: np.ndarray) -> Scores:
@@ -265,10 +289,15 @@ class Scanner:
             raise InputError("float images must have values in [0, 1]")
         labels = np.empty(len(x), dtype=np.int64)
         scaled = np.empty((len(x), len(self.scales)), dtype=np.int64)
+        consistency = np.empty(len(x), dtype=np.float64)
         for start in range(0, len(x), self.batch_size):
-            chunk = np.ascontiguousarray(x[start:start + self.batch_size])
-            labels[start:start + len(chunk)], scaled[start:start + len(chunk)] = self.predict_unit(chunk)
-        return self._scores(labels, scaled)
+            rows = slice(start, start + self.batch_size)
+            labels[rows], scaled[rows], c = self.predict_unit(np.ascontiguousarray(x[rows]))
+            consistency[rows] = np.nan if c is None else c
+        return self._scores(labels, scaled, self._consistency_or_none(consistency))
+
+    def _consistency_or_none(self, consistency: np.ndarray) -> np.ndarray | None:
+        return None if self.classifier.output_kind != "scores" else consistency
 
     def scan(self, paths: Sequence[str | Path] | InputSet, *,
              progress: Callable[[int, int], None] | None = None) -> ScanResult:
@@ -278,6 +307,7 @@ class Scanner:
         total = len(inputs)
         labels = np.empty(total, dtype=np.int64)
         scaled = np.empty((total, len(self.scales)), dtype=np.int64)
+        consistency = np.full(total, np.nan)
         scored = np.zeros(total, dtype=bool)
         failures: list[tuple[int, str]] = []
         loader = BatchLoader(inputs, height=self.spec.height, width=self.spec.width,
@@ -285,8 +315,10 @@ class Scanner:
         done = 0
         for batch in loader:
             if len(batch.indices):
-                lab, sc = self.predict_unit(batch.images)
+                lab, sc, c = self.predict_unit(batch.images)
                 labels[batch.indices], scaled[batch.indices] = lab, sc
+                if c is not None:
+                    consistency[batch.indices] = c
                 scored[batch.indices] = True
             failures.extend(batch.failures)
             done += batch.size
@@ -294,5 +326,6 @@ class Scanner:
                 progress(done, total)
         indices = np.flatnonzero(scored)
         failures.sort()
-        return ScanResult(inputs, indices, self._scores(labels[indices], scaled[indices]), failures,
+        scores = self._scores(labels[indices], scaled[indices], self._consistency_or_none(consistency[indices]))
+        return ScanResult(inputs, indices, scores, failures,
                           self.settings(), time.perf_counter() - started)

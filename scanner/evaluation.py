@@ -123,6 +123,10 @@ def evaluate(scanner: Scanner, benign: Sequence[str | Path], poisoned: Sequence[
     if scanner.calibration is not None:
         out["metrics"]["nspc"] = detection_report(ben.scores.nspc[keep_benign], poi.scores.nspc[keep_poisoned],
                                                   threshold=scanner.threshold, fprs=fprs, seed=seed)
+    if ben.scores.prob_consistency is not None:  # beyond the paper; AUROC is what matters here
+        out["metrics"]["prob_consistency"] = detection_report(
+            ben.scores.prob_consistency[keep_benign], poi.scores.prob_consistency[keep_poisoned],
+            threshold=scanner.threshold if scanner.score_name == "prob-consistency" else 0.5, fprs=fprs, seed=seed)
     out["_scores"] = {"benign_spc": b_spc, "poisoned_spc": p_spc}
     return out
 

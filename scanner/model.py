@@ -469,24 +469,36 @@ class OnnxClassifier:
         """Largest batch one session call takes (None: any)."""
         return {"per-sample": 1, "padded": self.plan.fixed}.get(self.plan.mode)
 
+    def predict(self, batch: np.ndarray, *, probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels (N,) int64 and, if asked and the model outputs scores, probabilities (N, K).
+
+        ``batch`` is float32, already in the model's layout and range.
+        """
+        out = self._outputs(batch)
+        labels = labels_from_output(out, self.output_kind, len(batch))
+        probs = to_probabilities(out, len(batch)) if probabilities and self.output_kind == "scores" else None
+        return labels, probs
+
     def predict_labels(self, batch: np.ndarray) -> np.ndarray:
-        """Labels (N,) int64 for a float32 batch already in the model's layout and range."""
-        n = len(batch)
+        return self.predict(batch)[0]
+
+    def _outputs(self, batch: np.ndarray) -> np.ndarray:
+        """The raw output for every row, chunked and padded as the batch plan requires."""
         if self.plan.mode == "rewritten" and self.plan.fallback is not None:
             self._verify_rewrite(batch)
         if self.plan.mode in ("symbolic", "rewritten"):
             return self._run(batch)
         step = self.max_batch
-        labels = np.empty(n, dtype=np.int64)
-        for start in range(0, n, step):
+        parts = []
+        for start in range(0, len(batch), step):
             chunk = batch[start:start + step]
             if len(chunk) < step:  # pad a fixed batch with zeros, keep only real rows
                 padded = np.zeros((step,) + batch.shape[1:], dtype=batch.dtype)
                 padded[: len(chunk)] = chunk
-                labels[start:start + len(chunk)] = self._run(padded)[: len(chunk)]
+                parts.append(self._run(padded)[: len(chunk)])
             else:
-                labels[start:start + step] = self._run(chunk)
-        return labels
+                parts.append(self._run(chunk))
+        return np.concatenate(parts)
 
     def _verify_rewrite(self, batch: np.ndarray) -> None:
         """Check the rewritten batch-1 model once more on real inputs; fall back on mismatch."""
@@ -504,7 +516,7 @@ class OnnxClassifier:
     def _run(self, batch: np.ndarray) -> np.ndarray:
         feed = _cast_input(batch, self.input_dtype)
         (out,) = self.session.run([self.output.name], {self.info.input.name: feed})
-        return labels_from_output(out, self.output_kind, len(batch))
+        return np.asarray(out).reshape(len(batch), -1)
 
 
 def _cast_input(batch: np.ndarray, dtype: str) -> np.ndarray:
@@ -520,6 +532,15 @@ def labels_from_output(out: np.ndarray, kind: str, n: int) -> np.ndarray:
     if kind == "labels":
         return out.reshape(n).astype(np.int64)
     return out.reshape(n, -1).argmax(axis=1).astype(np.int64)
+
+
+def to_probabilities(out: np.ndarray, n: int) -> np.ndarray:
+    """Rows of class probabilities: kept if the output already is one, else softmax of logits."""
+    out = np.asarray(out, dtype=np.float32).reshape(n, -1)
+    if out.min(initial=0) >= 0 and np.allclose(out.sum(axis=1), 1, atol=1e-3):
+        return out
+    shifted = np.exp(out - out.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def _per_sample_outputs(session, input_name, output_name, batch):

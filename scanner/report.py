@@ -179,12 +179,12 @@ def _render_csv(result: ScanResult, stream: IO[str]) -> None:
 def _render_table(result: ScanResult, summary: dict[str, Any], gate, stream: IO[str]) -> None:
     st = result.settings
     records = list(result.records())
-    has_nspc = st["score"] == "nspc"
-    head = ["input", "label", "SPC"] + (["NSPC"] if has_nspc else []) + ["labels at " + ",".join(map(str, st["scales"])), "flagged"]
+    extra = {"nspc": ("NSPC", "nspc"), "prob-consistency": ("P-CONS", "prob_consistency")}.get(st["score"])
+    head = ["input", "label", "SPC"] + ([extra[0]] if extra else []) + ["labels at " + ",".join(map(str, st["scales"])), "flagged"]
     rows = []
     for r in records:
         label = str(r["predicted_label"]) + (f" {r['predicted_class']}" if r["predicted_class"] else "")
-        rows.append([r["input"], label, f"{r['spc']:.2f}"] + ([f"{r['nspc']:.2f}"] if has_nspc else [])
+        rows.append([r["input"], label, f"{r['spc']:.2f}"] + ([f"{r[extra[1]]:.2f}"] if extra else [])
                     + [" ".join(str(v) for v in r["scaled_labels"].values()), "yes" if r["flagged"] else "no"])
     if rows:
         widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]

@@ -72,7 +72,8 @@ def test_scan_json_schema(runner, model, images):
     assert doc["summary"]["inputs_found"] == 21 and doc["summary"]["scored"] == 20 and doc["summary"]["failed"] == 1
     assert doc["failures"] == [{"input": str(folder / "broken.png"), "reason": "not an image Pillow can read"}]
     first = doc["results"][0]
-    assert set(first) == {"input", "predicted_label", "predicted_class", "spc", "nspc", "scaled_labels", "flagged"}
+    assert set(first) == {"input", "predicted_label", "predicted_class", "spc", "nspc", "prob_consistency",
+                          "scaled_labels", "flagged"}
     suspects = doc["summary"]["verdict"]["suspected_targets"]
     assert [s["label"] for s in suspects] == [0]
 

@@ -195,3 +195,34 @@ def test_auto_device_never_fails_without_a_gpu(tmp_path):
     scanner = Scanner(fx.path, device="auto")
     assert scanner.provider in ("CPUExecutionProvider", "CUDAExecutionProvider")
     assert scanner.provider == scanner.classifier.session.get_providers()[0]
+
+
+@pytest.mark.parametrize("name", ["trigger_nchw", "trigger_probabilities", "trigger_fixed_batch4"])
+def test_prob_consistency_equals_brute_force(tmp_path, images, name):
+    fx = getattr(om, name)(tmp_path)
+    scanner = Scanner(fx.path, device="cpu", spec=fx.spec, score="prob-consistency", threshold=0.9)
+    s = scanner.score_arrays(images)
+    session = ort.InferenceSession(str(fx.path), providers=["CPUExecutionProvider"])
+
+    def probs(img):
+        x = om.to_model_input(img[None], fx.spec)
+        if fx.batch:
+            x = np.concatenate([x] * fx.batch)
+        out = session.run([fx.output_name], {fx.input_name: x})[0][0].astype(np.float64)
+        if fx.output_kind == "probabilities":
+            return out
+        e = np.exp(out - out.max())
+        return e / e.sum()
+
+    expected = np.array([np.mean([probs(om.scale_images(img[None], n)[0])[y] for n in SCALES])
+                         for img, y in zip(images, s.labels)])
+    np.testing.assert_allclose(s.prob_consistency, expected, rtol=1e-5)
+    np.testing.assert_array_equal(s.flagged, expected >= 0.9)
+    assert s.flagged[om.is_triggered(images)].all()
+
+
+def test_prob_consistency_needs_scores(tmp_path):
+    fx = om.trigger_labels_only(tmp_path)
+    assert Scanner(fx.path, device="cpu").score_arrays(om.make_images(4)).prob_consistency is None
+    with pytest.raises(Exception, match="labels only"):
+        Scanner(fx.path, device="cpu", score="prob-consistency")
