@@ -178,7 +178,8 @@ class Scanner:
         self.threshold = float(threshold)
         per_image = self.spec.height * self.spec.width * self.spec.channels * (len(scales) + 1)
         self.batch_size = int(batch_size or max(1, min(_MAX_BATCH, _MAX_CALL_ELEMENTS // per_image)))
-        self.workers = int(workers or min(4, os.cpu_count() or 1))
+        # decoding shares the cores with ONNX Runtime: one thread fewer than cores (measured best)
+        self.workers = int(workers or max(1, min(4, (os.cpu_count() or 1) - 1)))
         self._buffer: np.ndarray | None = None
 
     def _load_calibration(self, calibration) -> Calibration | None:

@@ -82,3 +82,15 @@ def test_float_arrays_out_of_range_fail_per_image(tmp_path):
 def test_collect_errors(tmp_path, make, message):
     with pytest.raises(InputError, match=message):
         collect_inputs([make(tmp_path)])
+
+
+@pytest.mark.parametrize("mode,size", [("RGB", (8, 8)), ("L", (8, 8)), ("RGB", (13, 11))])
+def test_fast_jpeg_path_equals_pillow(tmp_path, monkeypatch, mode, size):
+    import scanner.images as images
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (size[0], size[1], 3), dtype=np.uint8)).convert(mode)
+    img.save(tmp_path / "a.jpg", quality=75)
+    fast = decode_image(str(tmp_path / "a.jpg"), 8, 8, 3)
+    monkeypatch.setattr(images, "_simplejpeg", None)
+    np.testing.assert_array_equal(fast, decode_image(str(tmp_path / "a.jpg"), 8, 8, 3))
