@@ -1,6 +1,6 @@
 """Throughput and memory of ``scanner scan`` against the ONNX Runtime ceiling and a PyTorch loop.
 
-    python -m bench.throughput [--models resnet8,resnet18,tiny] [--count 2000] [--repeats 3]
+    python -m bench.throughput [--models resnet8-xs,resnet18,tiny] [--count N] [--repeats 3]
                                [--device cpu|cuda] [--data ../shared/data/cifar10] [--memory]
 
 For each model, on the same images, weights, machine and session options, in one run:
