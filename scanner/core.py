@@ -255,9 +255,14 @@ class Scanner:
         # n = 1 gives the unscaled image again: reuse its label instead of running it twice
         extra = [n for n in self.scales if n != 1]
         buf = self._buffer_for(b * (1 + len(extra)))
-        np.copyto(buf[:b], self._to_model_layout(images))
-        amplify_into(buf[:b], extra, buf[b:])
-        self.spec.normalize_(buf)
+        base = buf[:b]
+        np.copyto(base, self._to_model_layout(images))
+        # one scale at a time, normalized while still in cache; the base copy last
+        for i in range(len(extra)):
+            seg = buf[(i + 1) * b:(i + 2) * b]
+            amplify_into(base, extra[i:i + 1], seg)
+            self.spec.normalize_(seg)
+        self.spec.normalize_(base)
         labels, probs = self.classifier.predict(buf, probabilities=True)
         unscaled = labels[:b]
         by_scale = dict(zip(extra, labels[b:].reshape(len(extra), b))) if extra else {}

@@ -8,6 +8,7 @@ reason; nothing is dropped silently.
 
 from __future__ import annotations
 
+import os
 import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -100,19 +101,31 @@ def collect_inputs(paths: Sequence[str | Path]) -> InputSet:
         if not path.exists():
             raise InputError(f"input path not found: {path}")
         if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*")
-                if p.suffix.lower() in IMAGE_SUFFIXES | ARRAY_SUFFIXES and p.is_file()
-            )
+            found = _walk(path)
             if not found:
                 raise InputError(
                     f"no images found in folder {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES | ARRAY_SUFFIXES))})"
                 )
             for item in found:
-                _add_path(inputs, item)
+                if os.path.splitext(item)[1].lower() in ARRAY_SUFFIXES:
+                    _add_path(inputs, Path(item))
+                else:
+                    inputs.add_file(item)
         else:
             _add_path(inputs, path)
     return inputs
+
+
+def _walk(folder: Path) -> list[str]:
+    """Image and array files below ``folder``, sorted the way paths sort (component-wise).
+
+    Files that cannot be read (a broken link, say) are kept: they fail later with a reason.
+    """
+    wanted = IMAGE_SUFFIXES | ARRAY_SUFFIXES
+    found = []
+    for root, _dirs, files in os.walk(folder):
+        found.extend(os.path.join(root, f) for f in files if os.path.splitext(f)[1].lower() in wanted)
+    return sorted(found, key=lambda p: p.split(os.sep))
 
 
 def _add_path(inputs: InputSet, path: Path) -> None:

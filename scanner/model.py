@@ -77,10 +77,12 @@ def check_runtime() -> None:
     import importlib.metadata as md
 
     names = set()
-    for dist in md.distributions():
-        name = (dist.metadata["Name"] or "").lower()
-        if name in ("onnxruntime", "onnxruntime-gpu"):
-            names.add(name)
+    for name in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            md.version(name)
+        except md.PackageNotFoundError:
+            continue
+        names.add(name)
     if len(names) == 2:
         raise ModelLoadError(
             "both onnxruntime and onnxruntime-gpu are installed, which breaks both (they share one "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from enum import Enum
 from typing import IO, Any
 
@@ -27,14 +28,23 @@ class Format(str, Enum):
 
 
 def binomial_sf(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p): the one-sided test's p-value."""
+    """P(X >= k) for X ~ Binomial(n, p): the one-sided test's p-value (0.0 below ~1e-308)."""
     if k <= 0:
         return 1.0
     if k > n:
         return 0.0
-    from scipy.special import betainc
-
-    return float(betainc(k, n - k + 1, p))
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    # log pmf at k, then the recurrence pmf(i+1) = pmf(i) * (n-i)/(i+1) * p/(1-p), summed in log space
+    log_first = (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+                 + k * math.log(p) + (n - k) * math.log1p(-p))
+    i = np.arange(k, n, dtype=np.float64)
+    steps = np.log((n - i) / (i + 1)) + math.log(p) - math.log1p(-p)
+    log_terms = log_first + np.concatenate([[0.0], np.cumsum(steps)])
+    top = log_terms.max()
+    return float(math.exp(top + math.log(np.exp(log_terms - top).sum())))
 
 
 def format_p(p: float) -> str:
