@@ -4,7 +4,7 @@ This module imports torch at import time; ``exporters.export`` imports it only w
 """
 
 
-from typing import Final, Optional, Sequence
+from typing import Final, Sequence
 
 import torch
 

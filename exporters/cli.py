@@ -9,26 +9,15 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from scanner.errors import ScannerError
+from scanner.spec import Layout, PixelRange
 
 TORCH_MISSING = "Error: scanner export needs PyTorch: pip install 'scaleup-scanner[export]'"
-
-
-class ExportLayout(str, Enum):
-    nchw = "nchw"
-    nhwc = "nhwc"
-    flat = "flat"
-
-
-class ExportPixelRange(str, Enum):
-    unit = "unit"
-    byte = "byte"
 
 
 def export_command(
@@ -74,9 +63,9 @@ def export_command(
         str, typer.Option("--input-shape", metavar="C,H,W", help="Input size the model takes, channels first.")
     ] = "3,32,32",
     layout: Annotated[
-        ExportLayout,
+        Layout,
         typer.Option("--layout", case_sensitive=False, help="Layout of the ONNX input; the model itself takes NCHW."),
-    ] = ExportLayout.nchw,
+    ] = Layout.nchw,
     mean: Annotated[
         Optional[str],
         typer.Option("--mean", metavar="M[,M,M]", help="Normalization mean, in --pixel-range units."),
@@ -86,9 +75,9 @@ def export_command(
         typer.Option("--std", metavar="S[,S,S]", help="Normalization std, in --pixel-range units."),
     ] = None,
     pixel_range: Annotated[
-        ExportPixelRange,
+        PixelRange,
         typer.Option("--pixel-range", case_sensitive=False, help="Pixels in [0, 1] (unit) or [0, 255] (byte)."),
-    ] = ExportPixelRange.unit,
+    ] = PixelRange.unit,
     bgr: Annotated[bool, typer.Option("--bgr", help="The model expects BGR channel order.")] = False,
     class_names: Annotated[
         Optional[str], typer.Option("--class-names", metavar="A,B,C", help="Class names, comma-separated.")

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Iterator, Optional
 import typer
 
 from .errors import ScannerError
+from .spec import Layout, PixelRange
 
 log = logging.getLogger("scanner")
 
@@ -34,17 +35,6 @@ class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
-
-
-class Layout(str, Enum):
-    nchw = "nchw"
-    nhwc = "nhwc"
-    flat = "flat"
-
-
-class PixelRange(str, Enum):
-    unit = "unit"
-    byte = "byte"
 
 
 # -- options shared by every command that loads a model -----------------------------------------

@@ -18,6 +18,7 @@ implies, defaults. ``ResolvedSpec.sources`` records where each field came from.
 from __future__ import annotations
 
 import json
+from enum import Enum
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,21 @@ SCHEMA_VERSION = 1
 METADATA_KEY = "scanner.spec"
 LAYOUTS = ("nchw", "nhwc", "flat")
 PIXEL_RANGES = ("unit", "byte")
+
+
+class Layout(str, Enum):
+    """Input layouts, as command-line choices."""
+
+    nchw = "nchw"
+    nhwc = "nhwc"
+    flat = "flat"
+
+
+class PixelRange(str, Enum):
+    """Input value ranges, as command-line choices: unit = [0, 1], byte = [0, 255]."""
+
+    unit = "unit"
+    byte = "byte"
 
 # Fields a spec file / metadata / flags may set. Anything else is rejected, so a typo is an
 # error rather than a silently ignored setting.
