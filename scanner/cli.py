@@ -327,7 +327,8 @@ def inspect(
     info, clf = scanner.info, scanner.classifier
     doc = {
         "model": str(info.path), "sha256": info.sha256, "producer": info.producer, "opset": info.opset,
-        "input": str(info.input), "outputs": [str(o) for o in info.outputs],
+        "input": str(info.input), "ignored_initializer_inputs": info.initializer_inputs,
+        "outputs": [str(o) for o in info.outputs],
         "output_used": clf.output.name, "output_kind": clf.output_kind, "output_reason": clf.output_note,
         "num_classes": scanner.num_classes, "batch": clf.plan.mode, "batch_note": clf.plan.note,
         "external_data": info.has_external_data, "execution_provider": clf.provider,
@@ -341,7 +342,8 @@ def inspect(
         f"model        {doc['model']}",
         f"sha256       {doc['sha256']}",
         f"producer     {doc['producer']}, opset {doc['opset']}" + (", external data" if info.has_external_data else ""),
-        f"input        {doc['input']}",
+        f"input        {doc['input']}" + (f" ({info.initializer_inputs} weight inputs with initializers ignored)"
+                                          if info.initializer_inputs else ""),
         f"outputs      {', '.join(doc['outputs'])}",
         f"output used  {doc['output_used']} ({doc['output_kind']}: {doc['output_reason']})",
         f"classes      {doc['num_classes'] if doc['num_classes'] is not None else 'unknown'}",

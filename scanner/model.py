@@ -66,6 +66,7 @@ class ModelInfo:
     data_inputs: list[TensorInfo]
     outputs: list[TensorInfo]
     has_external_data: bool
+    initializer_inputs: int = 0  # graph inputs that have an initializer (weights): not fed
 
     @property
     def input(self) -> TensorInfo:
@@ -191,6 +192,7 @@ def inspect_proto(proto, path: Path) -> ModelInfo:
         data_inputs=data_inputs,
         outputs=outputs,
         has_external_data=any(True for _ in _external_tensors(proto)),
+        initializer_inputs=sum(1 for v in proto.graph.input if v.name in initializers),
     )
 
 

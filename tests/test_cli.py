@@ -206,3 +206,9 @@ def test_inspect(runner, tmp_path):
     result = invoke(runner, "inspect", fx.path, "-f", "json")
     doc = json.loads(result.stdout)
     assert doc["batch"] == "rewritten" and doc["spec"]["layout"] == "nchw"
+
+
+def test_inspect_reports_ignored_weight_inputs(runner, tmp_path):
+    fx = om.trigger_initializer_inputs(tmp_path)
+    result = invoke(runner, "inspect", fx.path, "-f", "json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["ignored_initializer_inputs"] > 0
