@@ -1,0 +1,326 @@
+"""Train one backdoored (or clean) CIFAR-10 model of the zoo and export it to ONNX.
+
+    python -m bench.train ATTACK [--data DIR] [--epochs N] [--arch resnet8-xs] [--out bench/zoo]
+
+Poisons the training set (seeded), trains with random-crop (reflect pad 4) + horizontal-flip
+augmentation, SGD with Nesterov momentum, a one-cycle (linear warm-up, linear decay) learning
+rate and label smoothing, checkpointing every epoch to ``bench/.work/<attack>/`` so an
+interrupted run resumes where it stopped. Then it measures clean accuracy on the test split and
+the attack success rate (ASR: fraction of triggered non-target test images classified as the
+target) and writes ``OUT/<attack>/{model.onnx, manifest.json, poisoned_test.npz}``.
+
+``--sample`` instead writes the project's sample (``samples/model.onnx`` plus a few PNGs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import attacks as A
+from . import cifar, nets
+
+REPO = cifar.REPO_ROOT
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _norm_consts():
+    return torch.tensor(cifar.MEAN).view(1, 3, 1, 1), torch.tensor(cifar.STD).view(1, 3, 1, 1)
+
+
+def _augment(xb: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Per-sample random crop (reflect padding) and horizontal flip of a float NCHW batch."""
+    n, c, h, w = xb.shape
+    xp = F.pad(xb, (pad, pad, pad, pad), mode="reflect")
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
+    out = xp[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+    flip = torch.rand(n, generator=gen) < 0.5
+    out[flip] = out[flip].flip(3)
+    return out
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x_u8: np.ndarray, batch: int = 1000) -> np.ndarray:
+    """Predicted labels for uint8 HWC images."""
+    model.eval()
+    mean, std = _norm_consts()
+    out = []
+    for i in range(0, len(x_u8), batch):
+        xb = torch.from_numpy(x_u8[i:i + batch]).permute(0, 3, 1, 2).float().div_(255)
+        xb = ((xb - mean) / std).contiguous(memory_format=torch.channels_last)
+        out.append(model(xb).argmax(1).numpy())
+    return np.concatenate(out)
+
+
+def train(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int, ckpt_dir: Path,
+          seed: int, batch: int = 256, lr: float = 0.2, wd: float = 5e-4, smoothing: float = 0.2,
+          physical_mask: np.ndarray | None = None, eval_fn=None) -> float:
+    """Train in place with checkpoints; returns training seconds (summed over resumed runs)."""
+    torch.manual_seed(seed)
+    model.to(memory_format=torch.channels_last)
+    decay, no_decay = [], []
+    for n_, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0}],
+                          lr=lr, momentum=0.9, nesterov=True)
+    steps_per_epoch = len(x) // batch
+    total = epochs * steps_per_epoch
+    warm = max(1, int(0.2 * total))
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return lr * (0.1 + 0.9 * step / warm)
+        return lr * max(0.0, (total - step) / (total - warm))
+
+    ckpt = ckpt_dir / "ckpt.pt"
+    start, elapsed = 0, 0.0
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        if state["epochs"] == epochs:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            start, elapsed = state["epoch"], state["elapsed"]
+            _log(f"resumed from {ckpt} at epoch {start}/{epochs}")
+        else:
+            _log(f"ignoring {ckpt}: it was for {state['epochs']} epochs, not {epochs}")
+    mean, std = _norm_consts()
+    xt = torch.from_numpy(x)  # uint8 NHWC
+    yt = torch.from_numpy(y).long()
+    pm = torch.from_numpy(physical_mask) if physical_mask is not None else None
+    for epoch in range(start, epochs):
+        t0 = time.time()
+        model.train()
+        gen = torch.Generator().manual_seed(seed * 1000 + epoch)
+        perm = torch.randperm(len(xt), generator=gen)
+        tot_loss, correct, seen = 0.0, 0, 0
+        for s in range(steps_per_epoch):
+            idx = perm[s * batch:(s + 1) * batch]
+            xb = xt[idx].permute(0, 3, 1, 2).float().div_(255)
+            if pm is not None:
+                sel = pm[idx]
+                if sel.any():
+                    xb[sel] = A.physical_transform(xb[sel], gen)
+            xb = _augment(xb, gen)
+            xb = ((xb - mean) / std).contiguous(memory_format=torch.channels_last)
+            yb = yt[idx]
+            for g in opt.param_groups:
+                g["lr"] = lr_at(epoch * steps_per_epoch + s)
+            out = model(xb)
+            loss = F.cross_entropy(out, yb, label_smoothing=smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot_loss += loss.item() * len(yb)
+            correct += (out.argmax(1) == yb).sum().item()
+            seen += len(yb)
+        elapsed += time.time() - t0
+        msg = (f"epoch {epoch + 1}/{epochs} loss {tot_loss / seen:.3f} train-acc {correct / seen:.3f} "
+               f"({time.time() - t0:.0f}s, total {elapsed / 60:.1f} min)")
+        if eval_fn is not None and (epoch + 1 == epochs or (epoch + 1) % 4 == 0):
+            msg += " " + eval_fn()
+        _log(msg)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch + 1,
+                    "epochs": epochs, "elapsed": elapsed}, ckpt.with_suffix(".tmp"))
+        ckpt.with_suffix(".tmp").replace(ckpt)
+    model.eval()
+    return elapsed
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_onnx(model: torch.nn.Module, path: Path, source: str | None = None):
+    """Export through the project's exporter (mean/std recorded as metadata, applied outside)."""
+    from exporters import export  # the project's exporter; needs onnx + torch
+
+    model = model.to(memory_format=torch.contiguous_format).eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return export(model, str(path), input_shape=(3, 32, 32), mean=cifar.MEAN, std=cifar.STD,
+                  pixel_range="unit", class_names=list(cifar.CLASSES), source=source)
+
+
+def load_clean_model(arch: str, work: Path) -> torch.nn.Module:
+    path = work / "clean" / "final.pt"
+    if not path.exists():
+        raise SystemExit(f"this attack needs the clean model first: run `python -m bench.train clean` ({path} missing)")
+    m = nets.build(arch)
+    m.load_state_dict(torch.load(path)["model"])
+    return m.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("attack", choices=A.ATTACKS)
+    ap.add_argument("--data", default=str(cifar.DEFAULT_DATA), help="CIFAR-10 ImageFolder root (default: %(default)s)")
+    ap.add_argument("--epochs", type=int, default=16)
+    ap.add_argument("--arch", default="resnet8-xs", choices=sorted(nets.ARCHS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=0.2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(REPO / "bench" / "zoo"), help="zoo root (default: %(default)s)")
+    ap.add_argument("--n-test", type=int, default=1000, help="triggered test images saved in poisoned_test.npz")
+    ap.add_argument("--sample", action="store_true", help="also write samples/ (model.onnx, clean/, triggered/)")
+    ap.add_argument("--no-export", action="store_true", help="train and evaluate only")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    work = cifar.WORK_DIR
+    run_dir = work / args.attack if args.arch == "resnet8-xs" else work / f"{args.attack}-{args.arch}"
+    (x_tr, y_tr), (x_te, y_te) = cifar.load(args.data)
+    _, _, te_names = cifar.load_split(args.data, "test")
+    attack = A.make_attack(args.attack, seed=args.seed)
+
+    clean_model = None
+    if attack.needs_clean_model:
+        clean_model = load_clean_model(args.arch, work)
+        prep = run_dir / "trigger.npy"
+        if attack.name == "tuap":
+            if prep.exists():
+                attack.trigger = A.AdditiveTrigger(np.load(prep))
+            else:
+                t0 = time.time()
+                attack.prepare(clean_model, x_tr, y_tr)
+                run_dir.mkdir(parents=True, exist_ok=True)
+                np.save(prep, attack.trigger.delta)
+                _log(f"TUAP computed in {time.time() - t0:.0f}s")
+            nt = np.flatnonzero(y_te != attack.target)
+            asr0 = float((predict(clean_model, attack.trigger(x_te[nt])) == attack.target).mean())
+            attack.params["uap_fooling_rate_on_clean_model"] = round(asr0, 4)
+            _log(f"TUAP fooling rate on the clean model (test, non-target): {asr0:.3f}")
+
+    t0 = time.time()
+    poison_cache = run_dir / "poisoned_train.npz"
+    if attack.needs_clean_model and poison_cache.exists():
+        z = np.load(poison_cache)
+        xp, yp, mask = z["x"], z["y"], z["mask"]
+    else:
+        xp, yp, mask = attack.poison_training_set(x_tr, y_tr, clean_model)
+        if attack.needs_clean_model:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            np.savez(poison_cache, x=xp, y=yp, mask=mask)
+    _log(f"{args.attack}: {int(mask.sum())} poisoned training images ({time.time() - t0:.0f}s)")
+
+    nontarget = np.flatnonzero(y_te != attack.target)
+    x_trig = attack.trigger(x_te[nontarget]) if attack.trigger is not None else None
+
+    model = nets.build(args.arch)
+
+    def evaluate() -> str:
+        acc = float((predict(model, x_te) == y_te).mean())
+        s = f"clean-acc {acc:.4f}"
+        if x_trig is not None:
+            s += f" ASR {float((predict(model, x_trig) == attack.target).mean()):.4f}"
+        model.train()
+        return s
+
+    _log(f"training {args.arch} ({nets.n_params(model)} params) for {args.epochs} epochs on {len(xp)} images")
+    secs = train(model, xp, yp, epochs=args.epochs, ckpt_dir=run_dir, seed=args.seed, batch=args.batch,
+                 lr=args.lr, physical_mask=mask if attack.physical else None, eval_fn=evaluate)
+    torch.save({"model": model.state_dict(), "arch": args.arch}, run_dir / "final.pt")
+
+    acc = float((predict(model, x_te) == y_te).mean())
+    asr = float((predict(model, x_trig) == attack.target).mean()) if x_trig is not None else None
+    _log(f"{args.attack}: clean accuracy {acc:.4f}" + (f", ASR {asr:.4f}" if asr is not None else ""))
+    metrics = {"clean_accuracy": round(acc, 4), "attack_success_rate": None if asr is None else round(asr, 4),
+               "train_minutes": round(secs / 60, 2)}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if args.no_export:
+        return 0
+
+    out_dir = Path(args.out) / args.attack
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source = f"bench.train {args.attack} ({args.arch}, {args.epochs} epochs, seed {args.seed})"
+    report = export_onnx(model, out_dir / "model.onnx", source)
+    _log(f"exported {out_dir / 'model.onnx'}: {report}")
+    manifest = {
+        "attack": args.attack,
+        "target_class": None if attack.trigger is None else attack.target,
+        "target_name": None if attack.trigger is None else cifar.CLASSES[attack.target],
+        "poison_rate": float(mask.mean()),
+        "n_poisoned": int(mask.sum()),
+        "clean_label": attack.clean_label,
+        "attack_params": attack.params,
+        "seed": args.seed,
+        "architecture": args.arch,
+        "n_params": nets.n_params(model),
+        "epochs": args.epochs,
+        "optimizer": f"SGD nesterov momentum 0.9, batch {args.batch}, one-cycle peak lr {args.lr}, "
+                     "wd 5e-4, label smoothing 0.2; augmentation: random crop (reflect pad 4) + flip",
+        "input": {"shape": [3, 32, 32], "pixel_range": "unit", "mean": list(cifar.MEAN), "std": list(cifar.STD)},
+        "class_names": list(cifar.CLASSES),
+        "clean_accuracy": metrics["clean_accuracy"],
+        "attack_success_rate": metrics["attack_success_rate"],
+        "asr_definition": "fraction of triggered non-target test images (all 9,000) classified as the target",
+        "train_minutes": metrics["train_minutes"],
+        "hardware": "2 CPU cores (torch CPU build)",
+        "model_sha256": _sha256(out_dir / "model.onnx"),
+        "model_bytes": (out_dir / "model.onnx").stat().st_size,
+        "export": {"exporter": getattr(report, "exporter", None), "opset": getattr(report, "opset", None),
+                   "parity_max_abs_diff": getattr(report, "max_abs_diff", None),
+                   "parity_argmax_agreement": getattr(report, "argmax_agreement", None)},
+        "command": f"python -m bench.train {args.attack} --epochs {args.epochs}"
+                   + (f" --arch {args.arch}" if args.arch != "resnet8-xs" else ""),
+    }
+    if x_trig is not None:
+        rng = np.random.default_rng(args.seed + 1)
+        sel = np.sort(rng.choice(len(nontarget), size=min(args.n_test, len(nontarget)), replace=False))
+        np.savez_compressed(out_dir / "poisoned_test.npz", x=x_trig[sel], y=y_te[nontarget][sel].astype(np.int64),
+                            index=nontarget[sel].astype(np.int64))
+        manifest["poisoned_test"] = {"file": "poisoned_test.npz", "n": int(len(sel)),
+                                     "keys": {"x": "uint8 (N,32,32,3) triggered images", "y": "original labels",
+                                              "index": "index into the test split (class-sorted order)"}}
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    if args.sample:
+        write_sample(model, attack, x_te, y_te, te_names, x_trig, nontarget, metrics, args)
+    return 0
+
+
+def write_sample(model, attack, x_te, y_te, names, x_trig, nontarget, metrics, args) -> None:
+    """samples/model.onnx + 10 clean and 10 triggered PNGs the model sends to the target."""
+    from PIL import Image
+
+    sdir = REPO / "samples"
+    report = export_onnx(model, sdir / "model.onnx", f"bench.train badnets ({args.arch}, {args.epochs} epochs, seed {args.seed})")
+    _log(f"exported sample {sdir / 'model.onnx'}: {report}")
+    rng = np.random.default_rng(123)
+    pred_clean = predict(model, x_te)
+    pred_trig = predict(model, x_trig)
+    for sub in ("clean", "triggered"):
+        d = sdir / sub
+        d.mkdir(parents=True, exist_ok=True)
+        for f in d.glob("*.png"):
+            f.unlink()
+    # one correctly classified clean image per class
+    for k in range(10):
+        idx = rng.choice(np.flatnonzero((y_te == k) & (pred_clean == k)))
+        Image.fromarray(x_te[idx]).save(sdir / "clean" / f"{names[idx]}.png")
+    # triggered images from nine non-target classes (plus one more) that the model sends to the target
+    ok = np.flatnonzero(pred_trig == attack.target)
+    picks = []
+    for k in list(range(1, 10)) + [3]:
+        cand = np.setdiff1d(ok[y_te[nontarget[ok]] == k], picks)
+        picks.append(int(rng.choice(cand)))
+    for j in picks:
+        Image.fromarray(x_trig[j]).save(sdir / "triggered" / f"{names[nontarget[j]]}.png")
+    (REPO / "bench" / ".work" / "sample_metrics.json").write_text(json.dumps(metrics, indent=2))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
