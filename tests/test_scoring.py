@@ -141,3 +141,17 @@ def test_importing_and_scanning_never_imports_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc", "flat"])
+def test_normalization_broadcasts_per_channel_in_every_layout(layout):
+    from scanner.spec import Spec
+
+    spec = Spec(layout=layout, height=2, width=3, channels=3, pixel_range="byte",
+                mean=(10.0, 20.0, 30.0), std=(2.0, 4.0, 5.0))
+    x = np.random.default_rng(0).random((4, 2, 3, 3), dtype=np.float32)  # NHWC
+    expected = (x * np.float32(255) - np.float32([10, 20, 30])) / np.float32([2, 4, 5])
+    arranged = {"nchw": x.transpose(0, 3, 1, 2), "nhwc": x, "flat": x.reshape(4, -1)}[layout].copy()
+    got = spec.normalize_(arranged)
+    back = {"nchw": got.transpose(0, 2, 3, 1), "nhwc": got, "flat": got.reshape(4, 2, 3, 3)}[layout]
+    np.testing.assert_array_equal(back, expected)
