@@ -153,5 +153,6 @@ def test_normalization_broadcasts_per_channel_in_every_layout(layout):
     expected = (x * np.float32(255) - np.float32([10, 20, 30])) / np.float32([2, 4, 5])
     arranged = {"nchw": x.transpose(0, 3, 1, 2), "nhwc": x, "flat": x.reshape(4, -1)}[layout].copy()
     got = spec.normalize_(arranged)
-    back = {"nchw": got.transpose(0, 2, 3, 1), "nhwc": got, "flat": got.reshape(4, 2, 3, 3)}[layout]
+    back = {"nchw": lambda g: g.transpose(0, 2, 3, 1), "nhwc": lambda g: g,
+            "flat": lambda g: g.reshape(4, 2, 3, 3)}[layout](got)
     np.testing.assert_array_equal(back, expected)
