@@ -28,6 +28,7 @@ class ClassStats:
     n: int
     mean: float
     std: float
+    flagged: int | None = None  # calibration inputs of this class at or above the threshold
 
 
 @dataclass
@@ -65,7 +66,16 @@ class Calibration:
 
     def expected_fpr(self) -> float:
         """Smoothed false-positive rate of the threshold on the calibration set (never 0)."""
-        return (self.achieved_fpr * self.n_samples + 1) / (self.n_samples + 1)
+        return (self.achieved_fpr * self.n_samples + 1) / (self.n_samples + 2)
+
+    def expected_fpr_per_class(self) -> dict[int, float]:
+        """Smoothed benign flag rate of each predicted class with enough calibration inputs.
+
+        Benign flag rates differ by class, so the model-level verdict tests each class against
+        its own rate; classes not listed use :meth:`expected_fpr`.
+        """
+        return {label: (s.flagged + 1) / (s.n + 2) for label, s in self.per_class.items()
+                if s.flagged is not None and s.n >= self.min_class_samples}
 
     # -- file format ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -174,5 +184,8 @@ def fit_calibration(spc: np.ndarray, labels: np.ndarray, *, scales, target_fpr: 
         min_class_samples=int(min_class_samples), sigma_floor=float(sigma_floor),
         model_sha256=model_sha256, spec=spec,
     )
-    cal.threshold, cal.achieved_fpr = threshold_at_fpr(cal.nspc(spc, labels), target_fpr)
+    nspc = cal.nspc(spc, labels)
+    cal.threshold, cal.achieved_fpr = threshold_at_fpr(nspc, target_fpr)
+    cal.per_class = {k: ClassStats(s.n, s.mean, s.std, int((nspc[labels == k] >= cal.threshold).sum()))
+                     for k, s in per_class.items()}
     return cal

@@ -215,6 +215,8 @@ class Scanner:
             "calibration": None if cal is None else {
                 "n_samples": cal.n_samples, "target_fpr": cal.target_fpr,
                 "achieved_fpr": cal.achieved_fpr, "threshold": cal.threshold,
+                "expected_fpr": cal.expected_fpr(),
+                "expected_fpr_per_class": {str(k): v for k, v in cal.expected_fpr_per_class().items()},
             },
             "class_names": list(self.spec.class_names) if self.spec.class_names else None,
         }

@@ -18,6 +18,10 @@ from .core import ScanResult
 REPORT_SCHEMA_VERSION = 1
 DEFAULT_ASSUMED_FPR = 0.10  # used for the verdict when no calibration states the benign rate
 DEFAULT_ALPHA = 0.01
+# A suspected target must also be flagged far above its benign rate, not just significantly:
+# on thousands of inputs a class at 7% against an expected 4% is "significant" yet no backdoor.
+MIN_RATE_RATIO = 2.0
+MIN_RATE_EXCESS = 0.05
 
 
 class Format(str, Enum):
@@ -52,16 +56,23 @@ def format_p(p: float) -> str:
 
 
 def model_verdict(labels: np.ndarray, flagged: np.ndarray, *, expected_fpr: float, source: str,
-                  alpha: float = DEFAULT_ALPHA, class_names=None) -> dict[str, Any]:
-    """Predicted classes whose flagged rate is significantly above the expected benign rate.
+                  per_class: dict[int, float] | None = None, alpha: float = DEFAULT_ALPHA,
+                  class_names=None) -> dict[str, Any]:
+    """Predicted classes whose flagged rate is significantly and substantially above the expected
+    benign rate (``per_class[label]`` where given, else ``expected_fpr``).
 
-    One-sided binomial test per predicted class, Holm-corrected over the classes present.
+    One-sided binomial test per predicted class, Holm-corrected over the classes present; a
+    suspect must also be flagged at least ``MIN_RATE_RATIO`` times, and ``MIN_RATE_EXCESS``
+    above, its expected rate.
     """
+    per_class = per_class or {}
     rows = []
     for label in np.unique(labels):
         members = labels == label
         n, k = int(members.sum()), int(flagged[members].sum())
-        rows.append({"label": int(label), "inputs": n, "flagged": k, "p_value": binomial_sf(k, n, expected_fpr)})
+        expected = per_class.get(int(label), expected_fpr)
+        rows.append({"label": int(label), "inputs": n, "flagged": k, "expected_rate": expected,
+                     "p_value": binomial_sf(k, n, expected)})
     order = sorted(range(len(rows)), key=lambda i: rows[i]["p_value"])
     running = 0.0
     for rank, i in enumerate(order):  # Holm step-down adjustment
@@ -69,17 +80,21 @@ def model_verdict(labels: np.ndarray, flagged: np.ndarray, *, expected_fpr: floa
         rows[i]["p_adjusted"] = running
     suspects = []
     for row in sorted(rows, key=lambda r: r["p_adjusted"]):
-        if row["p_adjusted"] < alpha and row["flagged"] > expected_fpr * row["inputs"]:
+        rate = row["flagged"] / row["inputs"]
+        substantial = rate >= MIN_RATE_RATIO * row["expected_rate"] and rate - row["expected_rate"] >= MIN_RATE_EXCESS
+        if row["p_adjusted"] < alpha and substantial:
             name = _class_name(class_names, row["label"])
             label = f"{row['label']} ({name})" if name else str(row["label"])
-            row["text"] = (f"suspected target class {label}: {row['flagged']} of {row['inputs']} flagged, "
-                           f"{format_p(row['p_adjusted'])}")
+            row["text"] = (f"suspected target class {label}: {row['flagged']} of {row['inputs']} flagged "
+                           f"(expected {row['expected_rate']:.3g}), {format_p(row['p_adjusted'])}")
             suspects.append(row)
     return {
         "expected_fpr": expected_fpr,
         "expected_fpr_source": source,
         "alpha": alpha,
-        "test": "one-sided binomial per predicted class, Holm-corrected",
+        "expected_fpr_per_class": {str(k): v for k, v in per_class.items()},
+        "test": (f"one-sided binomial per predicted class, Holm-corrected; a suspect is also flagged at least "
+                 f"{MIN_RATE_RATIO:g}x and {MIN_RATE_EXCESS:g} above its expected rate"),
         "suspected_targets": suspects,
         "model_suspicious": bool(suspects),
     }
@@ -99,11 +114,12 @@ def summarize(result: ScanResult, *, expected_fpr: float | None = None, alpha: f
         per_class[str(int(label))] = {"class": _class_name(names, int(label)), "inputs": int(members.sum()),
                                       "flagged": int(s.flagged[members].sum())}
     cal = result.settings.get("calibration")
+    per_class = None
     if expected_fpr is not None:
         source = "given (--expected-fpr)"
     elif cal is not None:
-        n = cal["n_samples"]
-        expected_fpr, source = (cal["achieved_fpr"] * n + 1) / (n + 1), "calibration"
+        expected_fpr, source = cal["expected_fpr"], "calibration, per predicted class"
+        per_class = {int(k): v for k, v in cal["expected_fpr_per_class"].items()}
     else:
         expected_fpr, source = DEFAULT_ASSUMED_FPR, "assumed (no calibration; pass --calibration or --expected-fpr)"
     flagged = int(s.flagged.sum())
@@ -115,7 +131,7 @@ def summarize(result: ScanResult, *, expected_fpr: float | None = None, alpha: f
         "flagged_rate": flagged / result.n_scored if result.n_scored else 0.0,
         "flagged_per_class": per_class,
         "verdict": model_verdict(s.labels, s.flagged, expected_fpr=expected_fpr, source=source,
-                                 alpha=alpha, class_names=names),
+                                 per_class=per_class, alpha=alpha, class_names=names),
         "seconds": round(result.seconds, 3),
     }
 
