@@ -208,6 +208,7 @@ class Scanner:
             "spec_sources": dict(self.resolved.sources),
             "output": self.classifier.output.name,
             "batch_mode": self.classifier.plan.mode,
+            "batch_note": self.classifier.plan.note,
             "execution_provider": self.provider,
             "scales": list(self.scales),
             "threshold": self.threshold,

@@ -114,12 +114,12 @@ def summarize(result: ScanResult, *, expected_fpr: float | None = None, alpha: f
         per_class[str(int(label))] = {"class": _class_name(names, int(label)), "inputs": int(members.sum()),
                                       "flagged": int(s.flagged[members].sum())}
     cal = result.settings.get("calibration")
-    per_class = None
+    expected_per_class = None
     if expected_fpr is not None:
         source = "given (--expected-fpr)"
     elif cal is not None:
         expected_fpr, source = cal["expected_fpr"], "calibration, per predicted class"
-        per_class = {int(k): v for k, v in cal["expected_fpr_per_class"].items()}
+        expected_per_class = {int(k): v for k, v in cal["expected_fpr_per_class"].items()}
     else:
         expected_fpr, source = DEFAULT_ASSUMED_FPR, "assumed (no calibration; pass --calibration or --expected-fpr)"
     flagged = int(s.flagged.sum())
@@ -131,7 +131,7 @@ def summarize(result: ScanResult, *, expected_fpr: float | None = None, alpha: f
         "flagged_rate": flagged / result.n_scored if result.n_scored else 0.0,
         "flagged_per_class": per_class,
         "verdict": model_verdict(s.labels, s.flagged, expected_fpr=expected_fpr, source=source,
-                                 per_class=per_class, alpha=alpha, class_names=names),
+                                 per_class=expected_per_class, alpha=alpha, class_names=names),
         "seconds": round(result.seconds, 3),
     }
 
@@ -227,6 +227,7 @@ def summary_lines(settings: dict[str, Any], summary: dict[str, Any], gate) -> li
     lines = [
         f"model {settings['model']} (sha256 {settings['model_sha256'][:12]}) on {settings['execution_provider']}",
         f"scales {','.join(map(str, settings['scales']))}; flagged when {score} >= {settings['threshold']:.4g}",
+        *([f"batch: {settings['batch_note']}"] if settings.get("batch_note") else []),
         f"inputs found {summary['inputs_found']}, scored {summary['scored']}, failed {summary['failed']}, "
         f"flagged {summary['flagged']} ({summary['flagged_rate']:.1%})",
     ]

@@ -57,6 +57,8 @@ def test_scan_table_flags_triggered_inputs(runner, model, images):
     flagged = [line.split()[0] for line in result.stdout.splitlines() if line.endswith(" yes")]
     assert sorted(flagged) == sorted(str(folder / f"{i:02d}.png") for i in np.flatnonzero(om.is_triggered(x)))
     assert "inputs found 20, scored 20, failed 0, flagged 5" in result.stdout
+    per_class = next(line for line in result.stdout.splitlines() if line.startswith("flagged per predicted class: "))
+    assert "0: 5/5" in per_class
 
 
 def test_scan_json_schema(runner, model, images):
@@ -76,6 +78,9 @@ def test_scan_json_schema(runner, model, images):
                           "scaled_labels", "flagged"}
     suspects = doc["summary"]["verdict"]["suspected_targets"]
     assert [s["label"] for s in suspects] == [0]
+    per_class = doc["summary"]["flagged_per_class"]
+    assert per_class["0"] == {"class": None, "inputs": 5, "flagged": 5}
+    assert sum(v["inputs"] for v in per_class.values()) == 20
 
 
 def test_scan_csv_and_jsonl(runner, model, images, tmp_path):
