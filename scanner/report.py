@@ -148,17 +148,10 @@ def check_gate(summary: dict[str, Any], *, max_flagged: int | None, max_flagged_
     return {"max_flagged": max_flagged, "max_flagged_rate": max_flagged_rate, "passed": not reasons, "reasons": reasons}
 
 
-def scan_document(result: ScanResult, summary: dict[str, Any], gate: dict[str, Any] | None) -> dict[str, Any]:
-    """The JSON report (schema documented in the README)."""
-    return {
-        "schema_version": REPORT_SCHEMA_VERSION,
-        "kind": "scan",
-        **result.settings,
-        "summary": summary,
-        "gate": gate,
-        "results": list(result.records()),
-        "failures": result.failure_records(),
-    }
+def report_header(result: ScanResult, summary: dict[str, Any], gate: dict[str, Any] | None) -> dict[str, Any]:
+    """Everything in the JSON report except the per-input lists (schema in the README)."""
+    return {"schema_version": REPORT_SCHEMA_VERSION, "kind": "scan", **result.settings,
+            "summary": summary, "gate": gate}
 
 
 def render_scan(result: ScanResult, summary: dict[str, Any], gate: dict[str, Any] | None,
@@ -170,8 +163,7 @@ def render_scan(result: ScanResult, summary: dict[str, Any], gate: dict[str, Any
             stream.write(json.dumps({"type": "result", **record}) + "\n")
         for failure in result.failure_records():
             stream.write(json.dumps({"type": "failure", **failure}) + "\n")
-        header = {k: v for k, v in scan_document(result, summary, gate).items() if k not in ("results", "failures")}
-        stream.write(json.dumps({"type": "summary", **header}) + "\n")
+        stream.write(json.dumps({"type": "summary", **report_header(result, summary, gate)}) + "\n")
     elif fmt is Format.csv:
         _render_csv(result, stream)
     else:
@@ -179,10 +171,8 @@ def render_scan(result: ScanResult, summary: dict[str, Any], gate: dict[str, Any
 
 
 def _write_json_streaming(result: ScanResult, summary, gate, stream: IO[str]) -> None:
-    """The same document as :func:`scan_document`, written one record at a time (bounded memory)."""
-    header = {"schema_version": REPORT_SCHEMA_VERSION, "kind": "scan", **result.settings,
-              "summary": summary, "gate": gate}
-    head = json.dumps(header, indent=2)
+    """The JSON report, written one record at a time so memory does not grow with the inputs."""
+    head = json.dumps(report_header(result, summary, gate), indent=2)
     stream.write(head[:-2] + ',\n  "results": [')
     for i, record in enumerate(result.records()):
         stream.write(("," if i else "") + "\n    " + json.dumps(record))
