@@ -82,23 +82,30 @@ class ScanResult:
     def records(self) -> Iterator[dict[str, Any]]:
         """One dict per scored input, in input order, with stable field names."""
         s = self.scores
-        scales = self.settings["scales"]
+        keys = [str(n) for n in self.settings["scales"]]
         names = self.settings.get("class_names")
-        for row, index in enumerate(self.indices):
-            label = int(s.labels[row])
+        # plain Python values once, not a numpy scalar conversion per field per row
+        columns = zip(self.inputs.names(self.indices), s.labels.tolist(), s.spc.tolist(),
+                      _column(s.nspc, len(self.indices)), _column(s.prob_consistency, len(self.indices)),
+                      s.scaled_labels.tolist(), s.flagged.tolist())
+        for name, label, spc, nspc, consistency, scaled, flagged in columns:
             yield {
-                "input": self.inputs.name(int(index)),
+                "input": name,
                 "predicted_label": label,
                 "predicted_class": names[label] if names and 0 <= label < len(names) else None,
-                "spc": float(s.spc[row]),
-                "nspc": None if s.nspc is None else float(s.nspc[row]),
-                "prob_consistency": None if s.prob_consistency is None else float(s.prob_consistency[row]),
-                "scaled_labels": {str(n): int(v) for n, v in zip(scales, s.scaled_labels[row])},
-                "flagged": bool(s.flagged[row]),
+                "spc": spc,
+                "nspc": nspc,
+                "prob_consistency": consistency,
+                "scaled_labels": dict(zip(keys, scaled)),
+                "flagged": flagged,
             }
 
     def failure_records(self) -> list[dict[str, str]]:
         return [{"input": self.inputs.name(i), "reason": reason} for i, reason in self.failures]
+
+
+def _column(values: np.ndarray | None, n: int) -> list:
+    return [None] * n if values is None else values.tolist()
 
 
 class Scanner:

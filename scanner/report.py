@@ -55,6 +55,17 @@ def format_p(p: float) -> str:
     return "p < 1e-300" if p < 1e-300 else f"p = {p:.3g}"
 
 
+def per_class_counts(labels: np.ndarray, flagged: np.ndarray) -> list[tuple[int, int, int]]:
+    """(label, inputs, flagged) for each predicted label present, in label order."""
+    # a sort, not np.unique: that imports numpy.ma on first use, ~15 ms of every scan's start
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = np.asarray(labels)[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]]) if len(order) else np.array([], int)
+    counts = np.diff(np.r_[starts, len(order)])
+    hits = np.add.reduceat(np.asarray(flagged, dtype=np.int64)[order], starts) if len(order) else []
+    return [(int(sorted_labels[s]), int(n), int(k)) for s, n, k in zip(starts, counts, hits)]
+
+
 def model_verdict(labels: np.ndarray, flagged: np.ndarray, *, expected_fpr: float, source: str,
                   per_class: dict[int, float] | None = None, alpha: float = DEFAULT_ALPHA,
                   class_names=None) -> dict[str, Any]:
@@ -67,11 +78,9 @@ def model_verdict(labels: np.ndarray, flagged: np.ndarray, *, expected_fpr: floa
     """
     per_class = per_class or {}
     rows = []
-    for label in np.unique(labels):
-        members = labels == label
-        n, k = int(members.sum()), int(flagged[members].sum())
-        expected = per_class.get(int(label), expected_fpr)
-        rows.append({"label": int(label), "inputs": n, "flagged": k, "expected_rate": expected,
+    for label, n, k in per_class_counts(labels, flagged):
+        expected = per_class.get(label, expected_fpr)
+        rows.append({"label": label, "inputs": n, "flagged": k, "expected_rate": expected,
                      "p_value": binomial_sf(k, n, expected)})
     order = sorted(range(len(rows)), key=lambda i: rows[i]["p_value"])
     running = 0.0
@@ -108,11 +117,8 @@ def summarize(result: ScanResult, *, expected_fpr: float | None = None, alpha: f
     """Counts, flagged rate per predicted class, failures by reason, and the verdict."""
     s = result.scores
     names = result.settings.get("class_names")
-    per_class = {}
-    for label in np.unique(s.labels):
-        members = s.labels == label
-        per_class[str(int(label))] = {"class": _class_name(names, int(label)), "inputs": int(members.sum()),
-                                      "flagged": int(s.flagged[members].sum())}
+    per_class = {str(label): {"class": _class_name(names, label), "inputs": n, "flagged": k}
+                 for label, n, k in per_class_counts(s.labels, s.flagged)}
     cal = result.settings.get("calibration")
     expected_per_class = None
     if expected_fpr is not None:
