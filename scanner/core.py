@@ -23,7 +23,7 @@ from .model import (
     OnnxClassifier, check_runtime, check_spec_fits, choose_output, infer_from_graph,
     inspect_proto, num_classes, plan_batches, read_model,
 )
-from .scaleup import DEFAULT_SCALES, DEFAULT_THRESHOLD, amplify_into, spc_score
+from .scaleup import DEFAULT_SCALES, DEFAULT_THRESHOLD, fill_scaled_batch, spc_score
 from .spec import ResolvedSpec, merge_layers, read_spec_file, spec_from_metadata, validate_spec_dict
 
 log = logging.getLogger("scanner")
@@ -265,14 +265,7 @@ class Scanner:
         # n = 1 gives the unscaled image again: reuse its label instead of running it twice
         extra = [n for n in self.scales if n != 1]
         buf = self._buffer_for(b * (1 + len(extra)))
-        base = buf[:b]
-        np.copyto(base, self._to_model_layout(images))
-        # one scale at a time, normalized while still in cache; the base copy last
-        for i in range(len(extra)):
-            seg = buf[(i + 1) * b:(i + 2) * b]
-            amplify_into(base, extra[i:i + 1], seg)
-            self.spec.normalize_(seg)
-        self.spec.normalize_(base)
+        fill_scaled_batch(self._to_model_layout(images), extra, buf, finish=self.spec.normalize_)
         labels, probs = self.classifier.predict(buf, probabilities=True)
         unscaled = labels[:b]
         by_scale = dict(zip(extra, labels[b:].reshape(len(extra), b))) if extra else {}

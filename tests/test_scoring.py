@@ -11,7 +11,7 @@ import pytest
 from scanner.calibration import Calibration, fit_calibration, threshold_at_fpr
 from scanner.errors import CalibrationError
 from scanner.metrics import UndefinedMetricWarning, rates_at_threshold, roc_auc_score, tpr_at_fpr
-from scanner.scaleup import amplify_into, parse_scales, spc_score
+from scanner.scaleup import fill_scaled_batch, parse_scales, spc_score
 
 
 def test_spc_counts_agreeing_scales():
@@ -35,10 +35,33 @@ def test_parse_scales_rejects(text):
 
 def test_amplify_clips_in_pixel_space_and_stays_float32():
     base = np.array([[0.0, 0.1, 0.25, 0.5]], dtype=np.float32)
-    out = np.empty((2, 4), dtype=np.float32)
-    amplify_into(base, (3, 5), out)
+    out = np.empty((3, 4), dtype=np.float32)
+    fill_scaled_batch(base, (3, 5), out)
     assert out.dtype == np.float32
-    np.testing.assert_array_equal(out, np.clip(np.array([[0, 0.3, 0.75, 1.5], [0, 0.5, 1.25, 2.5]], dtype=np.float32), 0, 1))
+    expected = np.clip(np.array([[0, 0.1, 0.25, 0.5], [0, 0.3, 0.75, 1.5], [0, 0.5, 1.25, 2.5]], dtype=np.float32), 0, 1)
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("rows", [1, 5, 300])
+def test_scaled_batch_in_blocks_equals_clip_then_normalize(rows):
+    # 300 rows of 3x16x16 span several cache blocks; the finish step sees every piece once
+    rng = np.random.default_rng(rows)
+    base = rng.random((rows, 16, 16, 3), dtype=np.float32).transpose(0, 3, 1, 2)  # a strided view
+    scales = (3, 5.5, 11)
+    mean, std = np.float32(0.25), np.float32(0.5)
+    calls = []
+
+    def finish(piece):
+        calls.append(piece.shape[0])
+        np.subtract(piece, mean, out=piece)
+        np.divide(piece, std, out=piece)
+
+    out = np.empty((4 * rows, 3, 16, 16), dtype=np.float32)
+    fill_scaled_batch(base, scales, out, finish=finish)
+    copies = [base] + [np.clip(base * np.float32(n), np.float32(0), np.float32(1)) for n in scales]
+    expected = (np.concatenate(copies) - mean) / std
+    assert np.array_equal(out.view(np.uint32), expected.astype(np.float32).view(np.uint32))
+    assert sum(calls) == 4 * rows
 
 
 def test_nspc_uses_per_class_statistics_by_hand():
