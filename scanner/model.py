@@ -73,18 +73,37 @@ class ModelInfo:
         return self.data_inputs[0]
 
 
-def check_runtime() -> None:
-    """Fail early, with the fix, when onnxruntime and onnxruntime-gpu are both installed."""
-    import importlib.metadata as md
+_RUNTIME_DISTRIBUTIONS = ("onnxruntime", "onnxruntime_gpu")
 
-    names = set()
-    for name in ("onnxruntime", "onnxruntime-gpu"):
-        try:
-            md.version(name)
-        except md.PackageNotFoundError:
-            continue
-        names.add(name)
-    if len(names) == 2:
+
+def runtime_distributions(site_dir: str | Path | None = None) -> set[str]:
+    """Which of onnxruntime / onnxruntime-gpu have their metadata in ``site_dir``.
+
+    ``site_dir`` defaults to the folder that holds the ``onnxruntime`` package (found without
+    importing it). The two distributions break each other exactly when they share that
+    folder, and listing it is cheaper than importing ``importlib.metadata`` on every start.
+    """
+    if site_dir is None:
+        import importlib.util
+
+        spec = importlib.util.find_spec("onnxruntime")
+        if spec is None or not spec.submodule_search_locations:
+            return set()
+        site_dir = Path(list(spec.submodule_search_locations)[0]).parent
+    found = set()
+    with contextlib.suppress(OSError), os.scandir(site_dir) as entries:
+        for entry in entries:
+            name, dot, kind = entry.name.rpartition(".")
+            if dot and kind in ("dist-info", "egg-info"):
+                dist = name.split("-", 1)[0].lower().replace(".", "_")
+                if dist in _RUNTIME_DISTRIBUTIONS:
+                    found.add(dist)
+    return found
+
+
+def check_runtime(site_dir: str | Path | None = None) -> None:
+    """Fail early, with the fix, when onnxruntime and onnxruntime-gpu are both installed."""
+    if len(runtime_distributions(site_dir)) == 2:
         raise ModelLoadError(
             "both onnxruntime and onnxruntime-gpu are installed, which breaks both (they share one "
             "folder); fix: pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"

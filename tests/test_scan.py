@@ -176,14 +176,23 @@ def test_broken_files(tmp_path):
         Scanner(om.write_not_onnx(tmp_path), device="cpu")
 
 
-def test_both_onnxruntime_packages_installed_is_detected(monkeypatch):
-    import importlib.metadata as md
+def test_both_onnxruntime_packages_installed_is_detected(tmp_path):
+    from scanner.model import check_runtime, runtime_distributions
 
-    from scanner.model import check_runtime
-
-    monkeypatch.setattr(md, "version", lambda name: "1.0")  # every package "installed"
+    (tmp_path / "onnxruntime").mkdir()
+    (tmp_path / "onnxruntime_gpu-1.31.1.dist-info").mkdir()
+    assert runtime_distributions(tmp_path) == {"onnxruntime_gpu"}
+    check_runtime(tmp_path)  # one runtime: fine
+    (tmp_path / "onnxruntime-1.20.0.dist-info").mkdir()
     with pytest.raises(ModelLoadError, match="pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"):
-        check_runtime()
+        check_runtime(tmp_path)
+
+
+def test_runtime_check_reads_the_installed_folder():
+    from scanner.model import runtime_distributions
+
+    # this environment has exactly one of the two (CI installs onnxruntime-gpu only)
+    assert len(runtime_distributions()) == 1
 
 
 def test_auto_device_never_fails_without_a_gpu(tmp_path):
