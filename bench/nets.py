@@ -126,3 +126,42 @@ def build(arch: str) -> nn.Module:
 
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def from_onnx(path, arch: str) -> nn.Module:
+    """Rebuild an eval-mode ``arch`` model from a zoo ONNX file this project exported.
+
+    The dynamo exporter names initializers ``model.<state_dict key>`` and folds a conv's
+    following BatchNorm into the conv (``<conv>.weight`` fused, ``<conv>.weight_bias`` added).
+    A folded BN becomes an identity BN that carries the fused bias, so the rebuilt model
+    computes the same function in eval mode (enough for the attacks that need the clean
+    model's gradients); it is not a training checkpoint.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {i.name.removeprefix("model."): torch.from_numpy(numpy_helper.to_array(i).copy())
+             for i in onnx.load(str(path)).graph.initializer}
+    model = build(arch).eval()
+    state = model.state_dict()
+    new = {}
+    for key, fused_bias in ((k, v) for k, v in inits.items() if k.endswith(".weight_bias")):
+        conv = key.removesuffix(".weight_bias")
+        parent, idx = conv.rsplit(".", 1)
+        bn = f"{parent}.{int(idx) + 1}"
+        eps = dict(model.named_modules())[bn].eps
+        new[f"{bn}.weight"] = torch.ones_like(fused_bias)
+        new[f"{bn}.bias"] = fused_bias
+        new[f"{bn}.running_mean"] = torch.zeros_like(fused_bias)
+        new[f"{bn}.running_var"] = torch.full_like(fused_bias, 1.0 - eps)
+    for k, v in state.items():
+        if k in new:
+            continue
+        if k in inits:
+            new[k] = inits[k].reshape(v.shape)
+        elif k.endswith("num_batches_tracked"):
+            new[k] = v
+        else:
+            raise ValueError(f"{path}: no initializer for {k!r}; not an export of {arch!r}")
+    model.load_state_dict(new)
+    return model

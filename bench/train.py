@@ -155,13 +155,18 @@ def export_onnx(model: torch.nn.Module, path: Path, source: str | None = None):
                   pixel_range="unit", class_names=list(cifar.CLASSES), source=source)
 
 
-def load_clean_model(arch: str, work: Path) -> torch.nn.Module:
+def load_clean_model(arch: str, work: Path, zoo: Path) -> torch.nn.Module:
+    """The clean model: its training checkpoint, or else rebuilt from the committed zoo ONNX."""
     path = work / "clean" / "final.pt"
-    if not path.exists():
-        raise SystemExit(f"this attack needs the clean model first: run `python -m bench.train clean` ({path} missing)")
-    m = nets.build(arch)
-    m.load_state_dict(torch.load(path)["model"])
-    return m.eval()
+    if path.exists():
+        m = nets.build(arch)
+        m.load_state_dict(torch.load(path)["model"])
+        return m.eval()
+    onnx_path = zoo / "clean" / "model.onnx"
+    if arch == "resnet8-xs" and onnx_path.exists():
+        _log(f"clean model rebuilt from {onnx_path} ({path} missing)")
+        return nets.from_onnx(onnx_path, arch)
+    raise SystemExit(f"this attack needs the clean model first: run `python -m bench.train clean` ({path} missing)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
     clean_model = None
     if attack.needs_clean_model:
-        clean_model = load_clean_model(args.arch, work)
+        clean_model = load_clean_model(args.arch, work, Path(args.out))
         prep = run_dir / "trigger.npy"
         if attack.name == "tuap":
             if prep.exists():
