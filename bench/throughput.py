@@ -1,7 +1,7 @@
 """Throughput and memory of ``scanner scan`` against the ONNX Runtime ceiling and a PyTorch loop.
 
     python -m bench.throughput [--models resnet8-xs,resnet18,tiny] [--count N] [--repeats 3]
-                               [--device cpu|cuda] [--data ../shared/data/cifar10] [--memory]
+                               [--device cpu|cuda] [--data ../shared/data/cifar10] [--images DIR] [--memory]
 
 For each model, on the same images, weights, machine and session options, in one run:
   ceiling    ONNX Runtime ``run`` alone on ready-made float32 arrays: the same number of forward
@@ -22,6 +22,7 @@ Writes ``bench/results/throughput.md`` and ``throughput.json``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -38,6 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "bench" / ".work" / "throughput"
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 SCALES = (3, 5, 7, 9, 11)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # enough images that process start and model load (about 0.6 s) do not dominate
 DEFAULT_COUNTS = {"tiny": 10000, "resnet8-xs": 3000, "resnet18": 500}
 
@@ -79,38 +81,48 @@ def export_model(name: str, model) -> Path:
     return path
 
 
-def image_folder(data: Path, count: int) -> Path:
-    """A folder of ``count`` CIFAR-10 test JPEGs, cycling classes.
+def source_images(data: Path, images: Path | None) -> list[Path]:
+    """The files to cycle through: a folder of the user's (recursively), or the CIFAR-10 test
+    split interleaved by class."""
+    if images is not None:
+        files = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise SystemExit(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {images}")
+        return files
+    per_class = [sorted(c.glob("*.jpg")) for c in sorted(p for p in (data / "test").iterdir() if p.is_dir())]
+    return [files[i] for i in range(max(map(len, per_class))) for files in per_class if i < len(files)]
+
+
+def image_folder(sources: list[Path], count: int, tag: str) -> Path:
+    """A folder of ``count`` files cycled from ``sources``.
 
     The files are hard links (copies where linking fails), not symlinks: a folder of symlinks
     costs the scanner's listing one ``stat`` per entry that a real folder of images does not.
     """
-    folder = WORK / f"files_{count}"
+    folder = WORK / f"files_{tag}_{count}"
     if folder.exists() and len(list(folder.iterdir())) == count:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    classes = sorted(p for p in (data / "test").iterdir() if p.is_dir())
-    per_class = [sorted(c.glob("*.jpg")) for c in classes]
-    i = 0
-    while i < count:
-        for files in per_class:
-            if i >= count:
-                break
-            src = files[(i // len(per_class)) % len(files)].resolve()
-            dst = folder / f"{i:06d}.jpg"
-            if not dst.exists():
-                try:
-                    os.link(src, dst)
-                except OSError:
-                    shutil.copyfile(src, dst)
-            i += 1
+    for i in range(count):
+        src = sources[i % len(sources)].resolve()
+        dst = folder / f"{i:06d}{src.suffix.lower()}"
+        if not dst.exists():
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copyfile(src, dst)
     return folder
 
 
 def decode_all(folder: Path) -> np.ndarray:
     from PIL import Image
 
-    return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.iterdir())]).astype(np.float32) / 255
+    def load(path):
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            return np.asarray(img if img.size == (32, 32) else img.resize((32, 32), Image.BILINEAR))
+
+    return np.stack([load(p) for p in sorted(folder.iterdir())]).astype(np.float32) / 255
 
 
 def time_ceiling(onnx_path: Path, images: np.ndarray, batch: int, device: str) -> tuple[float, str]:
@@ -205,7 +217,10 @@ def main(argv=None) -> int:
                     help="images per measurement [default: tiny 10000, resnet8-xs 3000, resnet18 500]")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cifar10")
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cifar10",
+                    help="CIFAR-10 ImageFolder root; its test split is the default image source")
+    ap.add_argument("--images", type=Path, default=None,
+                    help="a folder of images to scan instead (cycled to --count, resized to 32x32 for the ceiling)")
     ap.add_argument("--memory", action="store_true", help="also measure peak RSS at 5,000 and 50,000 inputs")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = ap.parse_args(argv)
@@ -217,15 +232,17 @@ def main(argv=None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     from scanner import Scanner
 
+    sources = source_images(args.data, args.images)
+    tag = "cifar10" if args.images is None else hashlib.sha1(str(args.images.resolve()).encode()).hexdigest()[:8]
     rows, started = [], time.time()
     for name in args.models.split(","):
         count = args.count or DEFAULT_COUNTS.get(name, 2000)
         model = build_model(name)
         onnx_path = export_model(name, model)
-        folder = image_folder(args.data, count)
+        folder = image_folder(sources, count, tag)
         images = decode_all(folder)
         batch = Scanner(onnx_path, device=args.device).batch_size
-        one = image_folder(args.data, 1)
+        one = image_folder(sources, 1, tag)
         ceil_s, ref_s, scan_s, loop_s, start_s = [], [], [], [], []
         provider = None
         for r in range(args.repeats):
@@ -252,7 +269,7 @@ def main(argv=None) -> int:
     if args.memory:
         name = "tiny"
         onnx_path = export_model(name, build_model(name))
-        folder = image_folder(args.data, 5000)
+        folder = image_folder(sources, 5000, tag)
         small = time_scanner(onnx_path, [folder], args.device, WORK / "mem5k.json")
         large = time_scanner(onnx_path, [folder] * 10, args.device, WORK / "mem50k.json")
         memory = {"model": name, "rss_kib_5000": small[1], "rss_kib_50000": large[1],
