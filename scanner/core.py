@@ -255,7 +255,7 @@ class Scanner:
         return images
 
     def predict_unit(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Labels of (b, H, W, C) unit-range float32 images, unscaled and at each scale.
+        """Labels of (b, H, W, C) images (float32 in [0, 1], or uint8 pixels), unscaled and at each scale.
 
         Returns ``labels`` (b,), ``scaled_labels`` (b, n_scales) and the probability
         consistency (b,) (None for label-only models). The unscaled copy and the amplified

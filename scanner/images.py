@@ -19,6 +19,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .errors import InputError
+from .scaleup import UNIT
 
 IMAGE_SUFFIXES = frozenset(
     ".png .jpg .jpeg .bmp .ppm .pgm .pbm .pnm .webp .tif .tiff .gif".split()
@@ -259,7 +260,7 @@ def _resize_float(gray: np.ndarray, height: int, width: int, channels: int) -> n
 def fit_array_images(arr: np.ndarray, height: int, width: int, channels: int) -> np.ndarray:
     """(b, H', W'[, C']) raw array slice -> (b, H, W, C) float32 unit range (values checked by caller)."""
     if arr.dtype == np.uint8:
-        x = arr.astype(np.float32) * np.float32(1 / 255)
+        x = arr.astype(np.float32) * UNIT
     elif arr.dtype.kind == "u" or arr.dtype.kind == "i":
         x = arr.astype(np.float32) * np.float32(1 / 65535 if arr.dtype.itemsize > 1 else 1 / 255)
     else:
@@ -291,9 +292,21 @@ class Batch:
     """Decoded images of one chunk: ``images[k]`` is input ``indices[k]``; failures listed."""
 
     indices: np.ndarray  # (b,) int64, input indices of the decoded rows
-    images: np.ndarray  # (b, H, W, C) float32 in [0, 1]
+    # (b, H, W, C): uint8 pixels when every image of the chunk was 8-bit (the unit-range value
+    # is pixel * UNIT, applied by the consumer in the same pass as its own copy), else float32
+    # in [0, 1]
+    images: np.ndarray
     failures: list[tuple[int, str]]
     size: int  # how many inputs this chunk covered (decoded + failed)
+
+
+def _as_float(images: np.ndarray, filled: int) -> np.ndarray:
+    """A float32 batch holding ``images[:filled]`` in unit range (a no-op for a float batch)."""
+    if images.dtype == np.float32:
+        return images
+    out = np.empty(images.shape, dtype=np.float32)
+    np.multiply(images[:filled], UNIT, out=out[:filled], casting="unsafe")
+    return out
 
 
 class BatchLoader:
@@ -343,7 +356,8 @@ class BatchLoader:
     def _load(self, pieces) -> Batch:
         h, w, c = self.shape
         size = sum(p[2] for p in pieces)
-        images = np.empty((size, h, w, c), dtype=np.float32)
+        # 8-bit images stay bytes; the batch turns float32 at its first other image
+        images = np.empty((size, h, w, c), dtype=np.uint8)
         indices = np.empty(size, dtype=np.int64)
         failures: list[tuple[int, str]] = []
         row = 0
@@ -354,9 +368,12 @@ class BatchLoader:
                 except Exception as exc:  # noqa: BLE001 - any decode failure is reported per input
                     failures.append((start, _reason(exc)))
                     continue
-                if img.dtype == np.uint8:
-                    np.multiply(img, np.float32(1 / 255), out=images[row], casting="unsafe")
+                if img.dtype == np.uint8 and images.dtype == np.uint8:
+                    images[row] = img
+                elif img.dtype == np.uint8:
+                    np.multiply(img, UNIT, out=images[row], casting="unsafe")
                 else:
+                    images = _as_float(images, row)
                     images[row] = img
                 indices[row] = start
                 row += 1
@@ -371,6 +388,7 @@ class BatchLoader:
                 for k in np.flatnonzero(bad):
                     failures.append((start + int(k), "float values outside [0, 1] (or NaN); scale the array to [0, 1] or store uint8"))
                 good = np.flatnonzero(~bad)
+                images = _as_float(images, row)
                 images[row:row + len(good)] = block[good]
                 indices[row:row + len(good)] = start + good
                 row += len(good)

@@ -13,6 +13,9 @@ import numpy as np
 
 DEFAULT_SCALES: tuple[float, ...] = (3, 5, 7, 9, 11)
 DEFAULT_THRESHOLD = 0.5
+# 8-bit pixels become unit-range values as float32(p) * UNIT wherever the conversion happens
+# (the loader, array inputs, the model buffer), so every path gives the same bits.
+UNIT = np.float32(1 / 255)
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
@@ -54,8 +57,9 @@ def fill_scaled_batch(base: np.ndarray, scales, out: np.ndarray, *,
 
     Parameters
     ----------
-    base : ndarray of shape (b, ...), float32 in [0, 1]
-        The unscaled images, already in the model's layout (a transposed view is fine).
+    base : ndarray of shape (b, ...), float32 in [0, 1] or uint8 pixels
+        The unscaled images, already in the model's layout (a transposed view is fine). Bytes
+        are converted as ``float32(p) * float32(1 / 255)`` while copied, the loader's own rule.
     scales : sequence of positive numbers
         Copy ``i`` (rows ``(i + 1) * b`` to ``(i + 2) * b`` of ``out``) is scaled by ``scales[i]``.
     out : ndarray of shape ((1 + len(scales)) * b, ...), float32
@@ -75,7 +79,10 @@ def fill_scaled_batch(base: np.ndarray, scales, out: np.ndarray, *,
     for lo in range(0, b, block):
         hi = min(b, lo + block)
         src = out[lo:hi]
-        np.copyto(src, base[lo:hi])
+        if base.dtype == np.uint8:
+            np.multiply(base[lo:hi], UNIT, out=src, casting="unsafe")
+        else:
+            np.copyto(src, base[lo:hi])
         for i, n in enumerate(factors, start=1):
             seg = out[i * b + lo:i * b + hi]
             np.multiply(src, n, out=seg)

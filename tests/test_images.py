@@ -94,3 +94,33 @@ def test_fast_jpeg_path_equals_pillow(tmp_path, monkeypatch, mode, size):
     fast = decode_image(str(tmp_path / "a.jpg"), 8, 8, 3)
     monkeypatch.setattr(images, "_simplejpeg", None)
     np.testing.assert_array_equal(fast, decode_image(str(tmp_path / "a.jpg"), 8, 8, 3))
+
+
+def test_byte_batches_stay_bytes_and_mixed_batches_turn_float_with_the_same_values(tmp_path):
+    from scanner.scaleup import UNIT
+
+    Image.fromarray(RGB).save(tmp_path / "a.png")
+    Image.fromarray(RGB[::-1].copy()).save(tmp_path / "b.png")
+    Image.fromarray(RGB[..., 0].astype(np.uint16) * 257).save(tmp_path / "c.png")
+    (only_bytes,) = BatchLoader(collect_inputs([tmp_path / "a.png", tmp_path / "b.png"]),
+                                height=8, width=8, channels=3, batch_size=8)
+    assert only_bytes.images.dtype == np.uint8
+    np.testing.assert_array_equal(only_bytes.images, np.stack([RGB, RGB[::-1]]))
+    (mixed,) = BatchLoader(collect_inputs([tmp_path / "a.png", tmp_path / "c.png", tmp_path / "b.png"]),
+                           height=8, width=8, channels=3, batch_size=8)
+    assert mixed.images.dtype == np.float32
+    expected = RGB.astype(np.float32) * UNIT
+    assert np.array_equal(mixed.images[0].view(np.uint32), expected.view(np.uint32))
+    assert np.array_equal(mixed.images[2].view(np.uint32), (RGB[::-1].astype(np.float32) * UNIT).view(np.uint32))
+    np.testing.assert_allclose(mixed.images[1, ..., 0], RGB[..., 0] / 255, atol=1e-6)
+
+
+def test_model_buffer_gets_the_same_bits_from_bytes_and_from_floats():
+    from scanner.scaleup import UNIT, fill_scaled_batch
+
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
+    from_bytes = np.empty((6 * 40, 3, 8, 8), np.float32)
+    from_floats = np.empty_like(from_bytes)
+    fill_scaled_batch(pixels.transpose(0, 3, 1, 2), (3, 5, 7, 9, 11), from_bytes)
+    fill_scaled_batch((pixels.astype(np.float32) * UNIT).transpose(0, 3, 1, 2), (3, 5, 7, 9, 11), from_floats)
+    assert np.array_equal(from_bytes.view(np.uint32), from_floats.view(np.uint32))
