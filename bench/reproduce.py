@@ -101,6 +101,8 @@ def main(argv=None) -> int:
             "auroc_prob_consistency": result["metrics"]["prob_consistency"]["auroc"],
             "tpr_at_5fpr_spc": next(r for r in spc["tpr_at_fpr"] if r["target_fpr"] == 0.05)["tpr"],
             "tpr_at_5fpr_nspc": next(r for r in nspc["tpr_at_fpr"] if r["target_fpr"] == 0.05)["tpr"],
+            "tpr_at_5fpr_prob_consistency": next(r for r in result["metrics"]["prob_consistency"]["tpr_at_fpr"]
+                                                 if r["target_fpr"] == 0.05)["tpr"],
             "f1_spc_at_0.5": spc["at_threshold"]["f1"],
             "tpr_spc_at_0.5": spc["at_threshold"]["tpr"],
             "fpr_spc_at_0.5": spc["at_threshold"]["fpr"],
@@ -130,19 +132,20 @@ def render(doc) -> str:
         f"({doc['benign_per_class']} per class before filtering); poisoned = the entry's triggered non-target test "
         "images sent to the target; NSPC calibrated on 100 training images per class (target FPR 5%).",
         "",
-        "| attack | clean acc | ASR | AUROC SPC | AUROC NSPC | AUROC prob-consistency | TPR@5%FPR SPC | TPR@5%FPR NSPC | F1 @ SPC>=0.5 | TPR / FPR @ 0.5 | benign / poisoned kept |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| attack | clean acc | ASR | AUROC SPC | AUROC NSPC | AUROC prob-consistency | TPR@5%FPR SPC | TPR@5%FPR NSPC | TPR@5%FPR prob-consistency | F1 @ SPC>=0.5 | TPR / FPR @ 0.5 | benign / poisoned kept |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in doc["rows"]:
         lines.append(f"| {r['attack']} | {r['clean_accuracy']:.4f} | {r['attack_success_rate']:.4f} | {r['auroc_spc']:.4f} | "
                      f"{r['auroc_nspc']:.4f} | {r['auroc_prob_consistency']:.4f} | {r['tpr_at_5fpr_spc']:.4f} | {r['tpr_at_5fpr_nspc']:.4f} | "
+                     f"{r['tpr_at_5fpr_prob_consistency']:.4f} | "
                      f"{r['f1_spc_at_0.5']:.4f} | {r['tpr_spc_at_0.5']:.3f} / {r['fpr_spc_at_0.5']:.3f} | "
                      f"{r['benign_kept']} / {r['poisoned_kept']} |")
     if doc["rows"]:
         mean_spc = np.mean([r["auroc_spc"] for r in doc["rows"]])
         mean_nspc = np.mean([r["auroc_nspc"] for r in doc["rows"]])
         mean_prob = np.mean([r["auroc_prob_consistency"] for r in doc["rows"]])
-        lines.append(f"| **mean** | | | **{mean_spc:.4f}** | **{mean_nspc:.4f}** | **{mean_prob:.4f}** | | | | | |")
+        lines.append(f"| **mean** | | | **{mean_spc:.4f}** | **{mean_nspc:.4f}** | **{mean_prob:.4f}** | | | | | | |")
     lines += ["", f"Paper (CIFAR-10 averages as quoted in the literature): AUROC {doc['paper']['spc']} data-free, "
               f"{doc['paper']['nspc']} data-limited."]
     c = doc.get("clean")
@@ -155,7 +158,10 @@ def render(doc) -> str:
                   "| attack | official protocol (3000 rows, S = 1..11) | all rows, S = 3,5,7,9,11 |", "|---|---|---|"]
         lines += [f"| {r['attack']} | {r['official_3000_1-11']:.4f} | {r['all_3-11']:.4f} |" for r in doc["reference_arrays"]]
     lines += ["", "prob-consistency (beyond the paper, `--score prob-consistency`): mean over the scales of the "
-              "probability the amplified copy gives the unscaled label."]
+              "probability the amplified copy gives the unscaled label.",
+              "", "TPR@5%FPR: threshold fitted on one random half of the benign set, TPR and FPR measured on "
+              "the other half and the poisoned set. SPC takes only |S| + 1 values; where more than 5% of benign "
+              "inputs already sit at SPC = 1, no SPC threshold reaches 5% FPR with any detection, hence 0."]
     lines += ["", "SPC histograms and ROC curves: `spc_<attack>.png` beside this file."]
     return "\n".join(lines) + "\n"
 
