@@ -275,7 +275,11 @@ def main(argv=None) -> int:
         memory = {"model": name, "rss_kib_5000": small[1], "rss_kib_50000": large[1],
                   "ratio": large[1] / small[1], "seconds_5000": small[0], "seconds_50000": large[0]}
 
-    env = {"cpu": cpu_name(), "cores": os.cpu_count(), "onnxruntime": onnxruntime.__version__,
+    from scanner.model import create_session
+
+    # what a session gets on this machine when CUDA is allowed: says whether GPU figures were possible
+    auto_provider = create_session(str(export_model("tiny", build_model("tiny"))), "auto")[1]
+    env = {"cpu": cpu_name(), "cores": os.cpu_count(), "auto_provider": auto_provider, "onnxruntime": onnxruntime.__version__,
            "torch": torch.__version__, "python": platform.python_version(), "device": args.device,
            "repeats": args.repeats, "scales": list(SCALES),
            "command": "python -m bench.throughput " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -318,6 +322,12 @@ def render(env, rows, memory) -> str:
             rest = m["scanner"] - m["one_image_scan"] - m["scan_loop"]
             lines.append(f"| {r['model']} | {m['ceiling']:.2f} | {m['scanner']:.2f} | {m['one_image_scan']:.2f} | "
                          f"{m['scan_loop']:.2f} | {rest:.2f} | {m['ceiling'] / m['scan_loop']:.2f} |")
+    if env["device"] != "cuda":
+        lines += ["", "## CUDA", "",
+                  "Not measured in this run: " + (
+                      "a CUDA session works on this machine; rerun with `--device cuda`."
+                      if env.get("auto_provider") == "CUDAExecutionProvider" else
+                      f"no CUDA GPU is usable on this machine (`--device auto` gets {env.get('auto_provider')}).")]
     if memory:
         lines += ["", "## Memory", "",
                   f"Peak RSS of `scanner scan` ({memory['model']} model): {memory['rss_kib_5000'] / 1024:.0f} MiB on "
