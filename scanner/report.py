@@ -127,7 +127,7 @@ def summarize(result: ScanResult, *, expected_fpr: float | None = None, alpha: f
         expected_fpr, source = cal["expected_fpr"], "calibration, per predicted class"
         expected_per_class = {int(k): v for k, v in cal["expected_fpr_per_class"].items()}
     else:
-        expected_fpr, source = DEFAULT_ASSUMED_FPR, "assumed (no calibration; pass --calibration or --expected-fpr)"
+        expected_fpr, source = DEFAULT_ASSUMED_FPR, "assumed: no calibration; pass --calibration or --expected-fpr"
     flagged = int(s.flagged.sum())
     return {
         "inputs_found": result.n_found,
