@@ -23,9 +23,11 @@ import numpy as np
 
 from scanner.scaleup import UNIT, fill_scaled_batch
 
+from . import cifar
+
 SCALES = (3, 5, 7, 9, 11)
-MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)
-STD = np.array([0.2470, 0.2435, 0.2616], np.float32)
+MEAN = np.array(cifar.MEAN, np.float32)
+STD = np.array(cifar.STD, np.float32)
 
 
 def normalize_(x: np.ndarray) -> np.ndarray:

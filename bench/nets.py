@@ -144,12 +144,13 @@ def from_onnx(path, arch: str) -> nn.Module:
              for i in onnx.load(str(path)).graph.initializer}
     model = build(arch).eval()
     state = model.state_dict()
+    modules = dict(model.named_modules())
     new = {}
     for key, fused_bias in ((k, v) for k, v in inits.items() if k.endswith(".weight_bias")):
         conv = key.removesuffix(".weight_bias")
         parent, idx = conv.rsplit(".", 1)
         bn = f"{parent}.{int(idx) + 1}"
-        eps = dict(model.named_modules())[bn].eps
+        eps = modules[bn].eps
         new[f"{bn}.weight"] = torch.ones_like(fused_bias)
         new[f"{bn}.bias"] = fused_bias
         new[f"{bn}.running_mean"] = torch.zeros_like(fused_bias)

@@ -53,6 +53,11 @@ def reference_rows() -> list[dict]:
     return rows
 
 
+def _tpr_at(metrics: dict, fpr: float) -> float:
+    """TPR at ``fpr`` from one score's detection report."""
+    return next(r for r in metrics["tpr_at_fpr"] if r["target_fpr"] == fpr)["tpr"]
+
+
 def calibrate(model: Path, files: list[Path]):
     scanner = Scanner(model, device="cpu")
     result = scanner.scan(files)
@@ -99,10 +104,9 @@ def main(argv=None) -> int:
             "auroc_spc": spc["auroc"],
             "auroc_nspc": nspc["auroc"],
             "auroc_prob_consistency": result["metrics"]["prob_consistency"]["auroc"],
-            "tpr_at_5fpr_spc": next(r for r in spc["tpr_at_fpr"] if r["target_fpr"] == 0.05)["tpr"],
-            "tpr_at_5fpr_nspc": next(r for r in nspc["tpr_at_fpr"] if r["target_fpr"] == 0.05)["tpr"],
-            "tpr_at_5fpr_prob_consistency": next(r for r in result["metrics"]["prob_consistency"]["tpr_at_fpr"]
-                                                 if r["target_fpr"] == 0.05)["tpr"],
+            "tpr_at_5fpr_spc": _tpr_at(spc, 0.05),
+            "tpr_at_5fpr_nspc": _tpr_at(nspc, 0.05),
+            "tpr_at_5fpr_prob_consistency": _tpr_at(result["metrics"]["prob_consistency"], 0.05),
             "f1_spc_at_0.5": spc["at_threshold"]["f1"],
             "tpr_spc_at_0.5": spc["at_threshold"]["tpr"],
             "fpr_spc_at_0.5": spc["at_threshold"]["fpr"],

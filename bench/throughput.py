@@ -278,7 +278,7 @@ def main(argv=None) -> int:
     from scanner.model import create_session
 
     # what a session gets on this machine when CUDA is allowed: says whether GPU figures were possible
-    auto_provider = create_session(str(export_model("tiny", build_model("tiny"))), "auto")[1]
+    auto_provider = create_session(str(onnx_path), "auto")[1]
     env = {"cpu": cpu_name(), "cores": os.cpu_count(), "auto_provider": auto_provider, "onnxruntime": onnxruntime.__version__,
            "torch": torch.__version__, "python": platform.python_version(), "device": args.device,
            "repeats": args.repeats, "scales": list(SCALES),

@@ -11,6 +11,7 @@ from scanner import Scanner
 
 ZOO = Path(__file__).resolve().parent.parent / "bench" / "zoo"
 ENTRIES = sorted(p for p in ZOO.iterdir() if (p / "manifest.json").exists()) if ZOO.is_dir() else []
+POISONED = [p for p in ENTRIES if (p / "poisoned_test.npz").exists()]
 
 
 def test_zoo_has_every_attack_and_fits_the_size_budget():
@@ -37,8 +38,7 @@ def test_manifest_matches_files(entry):
     assert not np.any(y == manifest["target_class"]), "poisoned test images come from non-target classes"
 
 
-@pytest.mark.parametrize("entry", [p for p in ENTRIES if (p / "poisoned_test.npz").exists()],
-                         ids=[p.name for p in ENTRIES if (p / "poisoned_test.npz").exists()])
+@pytest.mark.parametrize("entry", POISONED, ids=[p.name for p in POISONED])
 def test_zoo_model_scans_from_its_own_metadata(entry):
     manifest = json.loads((entry / "manifest.json").read_text())
     scanner = Scanner(entry / "model.onnx", device="cpu")
