@@ -292,8 +292,8 @@ class Attack:
         return x, y, mask
 
 
-def _noise_patch(seed: int, size: int = 3) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (size, size, 3)).astype(np.float32) / 255.0
+def _noise_patch(seed: int, size: int = 3, channels: int = 3) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (size, size, channels)).astype(np.float32) / 255.0
 
 
 def _checkerboard(size: int = 3) -> np.ndarray:
@@ -301,31 +301,43 @@ def _checkerboard(size: int = 3) -> np.ndarray:
     return np.repeat(((ii + jj) % 2 == 0).astype(np.float32)[..., None], 3, axis=2)
 
 
-def make_attack(name: str, *, seed: int = 0) -> Attack:
+def make_attack(name: str, *, seed: int = 0, target: int = TARGET, size: int = 32, channels: int = 3,
+                patch: int = 3) -> Attack:
     """Build a named attack. Names: clean, badnets, badnets-white, blended, wanet, physicalba,
-    tuap, label-consistent, ssba-randenc (an ISSBA stand-in)."""
+    tuap, label-consistent, ssba-randenc (an ISSBA stand-in).
+
+    ``target``: the class every triggered input is sent to (all-to-one). ``size`` / ``channels``:
+    the images' side and channel count (GTSRB 32 / 3, MNIST 28 / 1). ``patch``: side of the
+    BadNets / BadNets-white / PhysicalBA square. The defaults are the CIFAR-10 zoo's.
+    """
+    attack = _make_attack(name, seed=seed, size=size, channels=channels, patch=patch)
+    attack.target = int(target)
+    return attack
+
+
+def _make_attack(name: str, *, seed: int, size: int, channels: int, patch: int) -> Attack:
     if name == "clean":
         return Attack(name, None, seed, {"description": "no attack"}, rate=0.0)
     if name == "badnets":
-        p = _noise_patch(seed)
+        p = _noise_patch(seed, patch, channels)
         return Attack(name, PatchTrigger(p), seed,
-                      {"trigger": "3x3 uniform random-noise patch (seeded), bottom-right corner",
+                      {"trigger": f"{patch}x{patch} uniform random-noise patch (seeded), bottom-right corner",
                        "patch_uint8": np.rint(p * 255).astype(int).tolist()})
     if name == "badnets-white":
-        return Attack(name, PatchTrigger(np.ones((3, 3, 3), np.float32)), seed,
-                      {"trigger": "3x3 white square, bottom-right corner"})
+        return Attack(name, PatchTrigger(np.ones((patch, patch, channels), np.float32)), seed,
+                      {"trigger": f"{patch}x{patch} white square, bottom-right corner"})
     if name == "blended":
-        pattern = np.random.default_rng(seed).random((32, 32, 3), dtype=np.float32)
+        pattern = np.random.default_rng(seed).random((size, size, channels), dtype=np.float32)
         return Attack(name, BlendTrigger(pattern, 0.2), seed,
                       {"trigger": "blend with a fixed uniform random-noise image (seeded)", "alpha": 0.2})
     if name == "wanet":
-        return Attack(name, WaNetTrigger(k=4, s=0.5, seed=seed), seed,
+        return Attack(name, WaNetTrigger(k=4, s=0.5, size=size, seed=seed), seed,
                       {"trigger": "WaNet warping field", "k": 4, "s": 0.5, "grid_rescale": 1,
                        "noise_mode": True, "cross_ratio": 2}, noise_rate=2 * RATE)
     if name == "physicalba":
-        p = _noise_patch(seed)
+        p = _noise_patch(seed, patch, channels)
         return Attack(name, PatchTrigger(p), seed,
-                      {"trigger": "BadNets 3x3 random-noise patch (seeded), bottom-right corner",
+                      {"trigger": f"BadNets {patch}x{patch} random-noise patch (seeded), bottom-right corner",
                        "physical_transforms": "poisoned training samples: RandomAffine(10deg, translate 0.1, "
                        "scale 0.8-0.9) + ColorJitter(0.2, 0.2, 0.2, hue 0.1), redrawn every epoch"},
                       physical=True)
@@ -350,7 +362,7 @@ def make_attack(name: str, *, seed: int = 0) -> Attack:
                        "clean_label": True, "n_poison": n},
                       clean_label=True, n_poison=n, needs_clean_model=True, poison_fn=pgd_untargeted)
     if name == "ssba-randenc":
-        return Attack(name, RandomEncoderTrigger(eps=10 / 255, seed=seed), seed,
+        return Attack(name, RandomEncoderTrigger(eps=10 / 255, size=size, seed=seed), seed,
                       {"trigger": "ISSBA stand-in: sample-specific additive residual from a fixed untrained "
                        "random conv encoder fed the image and a 100-bit secret (no StegaStamp training, "
                        "no decoder)", "eps": 10 / 255, "bits": 100})

@@ -51,11 +51,11 @@ class ResNet8(nn.Module):
     """
 
     def __init__(self, widths: tuple[int, int, int, int] = (32, 64, 128, 256), num_classes: int = 10,
-                 logit_scale: float = 0.125):
+                 logit_scale: float = 0.125, in_channels: int = 3):
         super().__init__()
         w0, w1, w2, w3 = widths
         self.widths = tuple(widths)
-        self.stem = nn.Sequential(*_conv_bn(3, w0))
+        self.stem = nn.Sequential(*_conv_bn(in_channels, w0))
         self.stages = nn.Sequential(
             _Stage(w0, w1, residual=True),
             _Stage(w1, w2, residual=False),
@@ -109,19 +109,51 @@ class ResNet18(nn.Module):
         return self.fc(x)
 
 
+class VGG(nn.Module):
+    """VGG-style plain network with batch norm: conv3x3-BN-ReLU blocks, ``"M"`` = max-pool(2),
+    then global max-pool and a linear head. No residual connections."""
+
+    def __init__(self, cfg: tuple, num_classes: int = 10, in_channels: int = 3, dropout: float = 0.0):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = in_channels
+        for v in cfg:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += _conv_bn(cin, v)
+                cin = v
+        self.features = nn.Sequential(*layers)
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.head = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.amax(self.features(x), dim=(2, 3))
+        return self.head(self.drop(x))
+
+
 ARCHS = {
-    "resnet8": lambda: ResNet8(),
-    "resnet8-s": lambda: ResNet8((24, 48, 96, 192)),
-    "resnet8-xs": lambda: ResNet8((16, 32, 64, 128)),
-    "resnet18": lambda: ResNet18(),
+    "resnet8": lambda **kw: ResNet8(**kw),
+    "resnet8-s": lambda **kw: ResNet8((24, 48, 96, 192), **kw),
+    "resnet8-xs": lambda **kw: ResNet8((16, 32, 64, 128), **kw),
+    "resnet18": lambda **kw: ResNet18(**kw),
+    # VGG-style, batch norm, no residuals: 8 conv layers, 1.2 M params (CIFAR-10)
+    "vgg8-bn": lambda **kw: VGG((32, 32, "M", 64, 64, "M", 128, 128, "M", 256, 256), **kw),
+    # a small plain CNN for 28x28 grayscale digits: 4 conv layers, 0.07 M params
+    "vgg-mnist": lambda **kw: VGG((16, 32, "M", 32, 64, "M", 64), **kw),
 }
 
 
-def build(arch: str) -> nn.Module:
-    try:
-        return ARCHS[arch]()
-    except KeyError:
-        raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHS)}") from None
+def build(arch: str, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """``arch`` with a ``num_classes`` head and ``in_channels`` input channels (ResNet18: 3 only)."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHS)}")
+    kw = {}
+    if num_classes != 10:
+        kw["num_classes"] = num_classes
+    if in_channels != 3:
+        kw["in_channels"] = in_channels
+    return ARCHS[arch](**kw)
 
 
 def n_params(model: nn.Module) -> int:

@@ -1,6 +1,11 @@
-"""Train one backdoored (or clean) CIFAR-10 model of the zoo and export it to ONNX.
+"""Train one backdoored (or clean) model of the zoo and export it to ONNX.
 
-    python -m bench.train ATTACK [--data DIR] [--epochs N] [--arch resnet8-xs] [--out bench/zoo]
+    python -m bench.train ATTACK [--dataset cifar10|gtsrb|mnist] [--target K] [--data DIR]
+                                 [--epochs N] [--arch ARCH] [--out bench/zoo]
+
+The zoo entry is named ``[DATASET-][ARCH-]ATTACK[-tK]``: the data set unless CIFAR-10, the
+network unless the data set's default, and the target when ``--target`` is given (so the
+original CIFAR-10 entries, target 0 by default, keep their names: ``badnets``, ``blended``...).
 
 Poisons the training set (seeded), trains with random-crop (reflect pad 4) + horizontal-flip
 augmentation, SGD with Nesterov momentum, a one-cycle (linear warm-up, linear decay) learning
@@ -26,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from . import attacks as A
-from . import cifar, nets
+from . import cifar, datasets, nets
 
 REPO = cifar.REPO_ROOT
 
@@ -35,11 +40,12 @@ def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def _norm_consts():
-    return torch.tensor(cifar.MEAN).view(1, 3, 1, 1), torch.tensor(cifar.STD).view(1, 3, 1, 1)
+def _norm_consts(mean=cifar.MEAN, std=cifar.STD):
+    c = len(mean)
+    return torch.tensor(mean).view(1, c, 1, 1), torch.tensor(std).view(1, c, 1, 1)
 
 
-def _augment(xb: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+def _augment(xb: torch.Tensor, gen: torch.Generator, pad: int = 4, flip: bool = True) -> torch.Tensor:
     """Per-sample random crop (reflect padding) and horizontal flip of a float NCHW batch."""
     n, c, h, w = xb.shape
     xp = F.pad(xb, (pad, pad, pad, pad), mode="reflect")
@@ -48,16 +54,17 @@ def _augment(xb: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tens
     rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
     cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
     out = xp[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
-    flip = torch.rand(n, generator=gen) < 0.5
-    out[flip] = out[flip].flip(3)
+    flips = torch.rand(n, generator=gen) < 0.5
+    if flip:
+        out[flips] = out[flips].flip(3)
     return out
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, x_u8: np.ndarray, batch: int = 1000) -> np.ndarray:
+def predict(model: torch.nn.Module, x_u8: np.ndarray, batch: int = 1000, mean=cifar.MEAN, std=cifar.STD) -> np.ndarray:
     """Predicted labels for uint8 HWC images."""
     model.eval()
-    mean, std = _norm_consts()
+    mean, std = _norm_consts(mean, std)
     out = []
     for i in range(0, len(x_u8), batch):
         xb = torch.from_numpy(x_u8[i:i + batch]).permute(0, 3, 1, 2).float().div_(255)
@@ -68,7 +75,8 @@ def predict(model: torch.nn.Module, x_u8: np.ndarray, batch: int = 1000) -> np.n
 
 def train(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int, ckpt_dir: Path,
           seed: int, batch: int = 256, lr: float = 0.2, wd: float = 5e-4, smoothing: float = 0.2,
-          physical_mask: np.ndarray | None = None, eval_fn=None) -> float:
+          physical_mask: np.ndarray | None = None, eval_fn=None, mean=cifar.MEAN, std=cifar.STD,
+          pad: int = 4, flip: bool = True) -> float:
     """Train in place with checkpoints; returns training seconds (summed over resumed runs)."""
     torch.manual_seed(seed)
     model.to(memory_format=torch.channels_last)
@@ -97,7 +105,7 @@ def train(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int, 
             _log(f"resumed from {ckpt} at epoch {start}/{epochs}")
         else:
             _log(f"ignoring {ckpt}: it was for {state['epochs']} epochs, not {epochs}")
-    mean, std = _norm_consts()
+    mean, std = _norm_consts(mean, std)
     xt = torch.from_numpy(x)  # uint8 NHWC
     yt = torch.from_numpy(y).long()
     pm = torch.from_numpy(physical_mask) if physical_mask is not None else None
@@ -114,7 +122,7 @@ def train(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int, 
                 sel = pm[idx]
                 if sel.any():
                     xb[sel] = A.physical_transform(xb[sel], gen)
-            xb = _augment(xb, gen)
+            xb = _augment(xb, gen, pad=pad, flip=flip)
             xb = ((xb - mean) / std).contiguous(memory_format=torch.channels_last)
             yb = yt[idx]
             for g in opt.param_groups:
@@ -145,24 +153,38 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def export_onnx(model: torch.nn.Module, path: Path, source: str | None = None):
+def export_onnx(model: torch.nn.Module, path: Path, source: str | None = None, ds=None):
     """Export through the project's exporter (mean/std recorded as metadata, applied outside)."""
     from exporters import export  # the project's exporter; needs onnx + torch
 
     model = model.to(memory_format=torch.contiguous_format).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
-    return export(model, str(path), input_shape=(3, 32, 32), mean=cifar.MEAN, std=cifar.STD,
-                  pixel_range="unit", class_names=list(cifar.CLASSES), source=source)
+    if ds is None:
+        return export(model, str(path), input_shape=(3, 32, 32), mean=cifar.MEAN, std=cifar.STD,
+                      pixel_range="unit", class_names=list(cifar.CLASSES), source=source)
+    return export(model, str(path), input_shape=ds.shape, mean=ds.mean, std=ds.std,
+                  pixel_range="unit", class_names=list(ds.classes), source=source)
 
 
-def load_clean_model(arch: str, work: Path, zoo: Path) -> torch.nn.Module:
+def entry_name(dataset: str, attack: str, target: int | None, arch: str, default_arch: str = "resnet8-xs") -> str:
+    """``[DATASET-][ARCH-]ATTACK[-tK]`` (see the module docstring)."""
+    parts = [] if dataset == "cifar10" else [dataset]
+    if arch != default_arch:
+        parts.append(arch)
+    parts.append(attack)
+    if target is not None and attack != "clean":
+        parts.append(f"t{target}")
+    return "-".join(parts)
+
+
+def load_clean_model(arch: str, work: Path, zoo: Path, clean_name: str = "clean") -> torch.nn.Module:
     """The clean model: its training checkpoint, or else rebuilt from the committed zoo ONNX."""
-    path = work / "clean" / "final.pt"
+    path = work / clean_name / "final.pt"
     if path.exists():
         m = nets.build(arch)
         m.load_state_dict(torch.load(path)["model"])
         return m.eval()
-    onnx_path = zoo / "clean" / "model.onnx"
+    onnx_path = zoo / clean_name / "model.onnx"
     if arch == "resnet8-xs" and onnx_path.exists():
         _log(f"clean model rebuilt from {onnx_path} ({path} missing)")
         return nets.from_onnx(onnx_path, arch)
@@ -172,29 +194,47 @@ def load_clean_model(arch: str, work: Path, zoo: Path) -> torch.nn.Module:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("attack", choices=A.ATTACKS)
-    ap.add_argument("--data", default=str(cifar.DEFAULT_DATA), help="CIFAR-10 ImageFolder root (default: %(default)s)")
+    ap.add_argument("--dataset", default="cifar10", choices=datasets.NAMES)
+    ap.add_argument("--data", default=None, help="data location (default: ../shared/data/<data set>)")
+    ap.add_argument("--split-seed", type=int, default=0, help="seed of the stratified split (GTSRB, MNIST)")
+    ap.add_argument("--target", type=int, default=None,
+                    help=f"target class (default {A.TARGET}; when given, the entry name ends in -t<K>)")
+    ap.add_argument("--patch", type=int, default=3, help="side of the BadNets / PhysicalBA square (default 3)")
     ap.add_argument("--epochs", type=int, default=16)
-    ap.add_argument("--arch", default="resnet8-xs", choices=sorted(nets.ARCHS))
+    ap.add_argument("--arch", default=None, choices=sorted(nets.ARCHS), help="default: the data set's (resnet8-xs; MNIST vgg-mnist)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=0.2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "bench" / "zoo"), help="zoo root (default: %(default)s)")
-    ap.add_argument("--n-test", type=int, default=1000, help="triggered test images saved in poisoned_test.npz")
+    ap.add_argument("--n-test", type=int, default=1000, help="triggered test images saved in poisoned_test.npz (0: all)")
     ap.add_argument("--sample", action="store_true", help="also write samples/ (model.onnx, clean/, triggered/)")
     ap.add_argument("--no-export", action="store_true", help="train and evaluate only")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     work = cifar.WORK_DIR
-    run_dir = work / args.attack if args.arch == "resnet8-xs" else work / f"{args.attack}-{args.arch}"
-    (x_tr, y_tr), (x_te, y_te) = cifar.load(args.data)
-    _, _, te_names = cifar.load_split(args.data, "test")
-    attack = A.make_attack(args.attack, seed=args.seed)
+    ds = datasets.load(args.dataset, args.data, args.split_seed)
+    arch = args.arch or ds.default_arch
+    name = entry_name(args.dataset, args.attack, args.target, arch, ds.default_arch)
+    target = A.TARGET if args.target is None else args.target
+    if not 0 <= target < ds.num_classes:
+        raise SystemExit(f"--target {target}: {args.dataset} has classes 0..{ds.num_classes - 1}")
+    # the original CIFAR-10 entries kept their run directories: <attack> or <attack>-<arch>
+    run_dir = work / (name if args.dataset != "cifar10" or args.target is not None or arch == "resnet8-xs"
+                      else f"{args.attack}-{arch}")
+    x_tr, y_tr, x_te, y_te = ds.x_train, ds.y_train, ds.x_test, ds.y_test
+    c, h, _ = ds.shape
+    attack = A.make_attack(args.attack, seed=args.seed, target=target, size=h, channels=c, patch=args.patch)
+    if attack.physical and args.dataset != "cifar10":
+        raise SystemExit("physicalba is CIFAR-10 only here")
+    norm = {"mean": ds.mean, "std": ds.std}
 
     clean_model = None
     if attack.needs_clean_model:
-        clean_model = load_clean_model(args.arch, work, Path(args.out))
+        if args.dataset != "cifar10":
+            raise SystemExit(f"{args.attack} needs a clean model and is CIFAR-10 only here")
+        clean_model = load_clean_model(arch, work, Path(args.out), entry_name(args.dataset, "clean", None, arch))
         prep = run_dir / "trigger.npy"
         if attack.name == "tuap":
             if prep.exists():
@@ -206,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                 np.save(prep, attack.trigger.delta)
                 _log(f"TUAP computed in {time.time() - t0:.0f}s")
             nt = np.flatnonzero(y_te != attack.target)
-            asr0 = float((predict(clean_model, attack.trigger(x_te[nt])) == attack.target).mean())
+            asr0 = float((predict(clean_model, attack.trigger(x_te[nt]), **norm) == attack.target).mean())
             attack.params["uap_fooling_rate_on_clean_model"] = round(asr0, 4)
             _log(f"TUAP fooling rate on the clean model (test, non-target): {asr0:.3f}")
 
@@ -220,59 +260,84 @@ def main(argv: list[str] | None = None) -> int:
         if attack.needs_clean_model:
             run_dir.mkdir(parents=True, exist_ok=True)
             np.savez(poison_cache, x=xp, y=yp, mask=mask)
-    _log(f"{args.attack}: {int(mask.sum())} poisoned training images ({time.time() - t0:.0f}s)")
+    _log(f"{name}: {int(mask.sum())} poisoned training images ({time.time() - t0:.0f}s)")
 
     nontarget = np.flatnonzero(y_te != attack.target)
     x_trig = attack.trigger(x_te[nontarget]) if attack.trigger is not None else None
 
-    model = nets.build(args.arch)
+    model = nets.build(arch, num_classes=ds.num_classes, in_channels=c)
 
     def evaluate() -> str:
-        acc = float((predict(model, x_te) == y_te).mean())
+        acc = float((predict(model, x_te, **norm) == y_te).mean())
         s = f"clean-acc {acc:.4f}"
         if x_trig is not None:
-            s += f" ASR {float((predict(model, x_trig) == attack.target).mean()):.4f}"
+            s += f" ASR {float((predict(model, x_trig, **norm) == attack.target).mean()):.4f}"
         model.train()
         return s
 
-    _log(f"training {args.arch} ({nets.n_params(model)} params) for {args.epochs} epochs on {len(xp)} images")
+    _log(f"training {name}: {arch} ({nets.n_params(model)} params) for {args.epochs} epochs on {len(xp)} images")
     secs = train(model, xp, yp, epochs=args.epochs, ckpt_dir=run_dir, seed=args.seed, batch=args.batch,
-                 lr=args.lr, physical_mask=mask if attack.physical else None, eval_fn=evaluate)
-    torch.save({"model": model.state_dict(), "arch": args.arch}, run_dir / "final.pt")
+                 lr=args.lr, physical_mask=mask if attack.physical else None, eval_fn=evaluate,
+                 pad=ds.pad, flip=ds.flip, **norm)
+    torch.save({"model": model.state_dict(), "arch": arch}, run_dir / "final.pt")
 
-    acc = float((predict(model, x_te) == y_te).mean())
-    asr = float((predict(model, x_trig) == attack.target).mean()) if x_trig is not None else None
-    _log(f"{args.attack}: clean accuracy {acc:.4f}" + (f", ASR {asr:.4f}" if asr is not None else ""))
+    acc = float((predict(model, x_te, **norm) == y_te).mean())
+    asr = float((predict(model, x_trig, **norm) == attack.target).mean()) if x_trig is not None else None
+    _log(f"{name}: clean accuracy {acc:.4f}" + (f", ASR {asr:.4f}" if asr is not None else ""))
     metrics = {"clean_accuracy": round(acc, 4), "attack_success_rate": None if asr is None else round(asr, 4),
                "train_minutes": round(secs / 60, 2)}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if args.no_export:
         return 0
 
-    out_dir = Path(args.out) / args.attack
+    out_dir = Path(args.out) / name
     out_dir.mkdir(parents=True, exist_ok=True)
-    source = f"bench.train {args.attack} ({args.arch}, {args.epochs} epochs, seed {args.seed})"
-    report = export_onnx(model, out_dir / "model.onnx", source)
+    source = f"bench.train {args.attack} ({args.dataset}, {arch}, {args.epochs} epochs, seed {args.seed}" + \
+             ("" if attack.trigger is None else f", target {attack.target}") + ")"
+    report = export_onnx(model, out_dir / "model.onnx", source, ds)
     _log(f"exported {out_dir / 'model.onnx'}: {report}")
+    command = f"python -m bench.train {args.attack}"
+    if args.dataset != "cifar10":
+        command += f" --dataset {args.dataset}"
+    if args.split_seed:
+        command += f" --split-seed {args.split_seed}"
+    if args.target is not None:
+        command += f" --target {args.target}"
+    if args.patch != 3:
+        command += f" --patch {args.patch}"
+    command += f" --epochs {args.epochs}"
+    if arch != ds.default_arch:
+        command += f" --arch {arch}"
+    for flag, val, default in (("--batch", args.batch, 256), ("--lr", args.lr, 0.2), ("--seed", args.seed, 0)):
+        if val != default:
+            command += f" {flag} {val}"
+    n_nontarget = len(nontarget)
     manifest = {
         "attack": args.attack,
+        "entry": name,
+        "dataset": args.dataset,
+        "data_source": ds.source,
+        "split": datasets.split_record(ds),
         "target_class": None if attack.trigger is None else attack.target,
-        "target_name": None if attack.trigger is None else cifar.CLASSES[attack.target],
+        "target_name": None if attack.trigger is None else ds.classes[attack.target],
         "poison_rate": float(mask.mean()),
         "n_poisoned": int(mask.sum()),
         "clean_label": attack.clean_label,
         "attack_params": attack.params,
         "seed": args.seed,
-        "architecture": args.arch,
+        "architecture": arch,
+        "network": arch,
         "n_params": nets.n_params(model),
         "epochs": args.epochs,
         "optimizer": f"SGD nesterov momentum 0.9, batch {args.batch}, one-cycle peak lr {args.lr}, "
-                     "wd 5e-4, label smoothing 0.2; augmentation: random crop (reflect pad 4) + flip",
-        "input": {"shape": [3, 32, 32], "pixel_range": "unit", "mean": list(cifar.MEAN), "std": list(cifar.STD)},
-        "class_names": list(cifar.CLASSES),
+                     f"wd 5e-4, label smoothing 0.2; augmentation: random crop (reflect pad {ds.pad})"
+                     + (" + flip" if ds.flip else ", no flip"),
+        "input": {"shape": list(ds.shape), "pixel_range": "unit", "mean": list(ds.mean), "std": list(ds.std)},
+        "class_names": list(ds.classes),
         "clean_accuracy": metrics["clean_accuracy"],
+        "clean_accuracy_definition": f"all {len(y_te)} images of the test split",
         "attack_success_rate": metrics["attack_success_rate"],
-        "asr_definition": "fraction of triggered non-target test images (all 9,000) classified as the target",
+        "asr_definition": f"fraction of triggered non-target test images (all {n_nontarget:,}) classified as the target",
         "train_minutes": metrics["train_minutes"],
         "hardware": "2 CPU cores (torch CPU build)",
         "model_sha256": _sha256(out_dir / "model.onnx"),
@@ -280,20 +345,22 @@ def main(argv: list[str] | None = None) -> int:
         "export": {"exporter": getattr(report, "exporter", None), "opset": getattr(report, "opset", None),
                    "parity_max_abs_diff": getattr(report, "max_abs_diff", None),
                    "parity_argmax_agreement": getattr(report, "argmax_agreement", None)},
-        "command": f"python -m bench.train {args.attack} --epochs {args.epochs}"
-                   + (f" --arch {args.arch}" if args.arch != "resnet8-xs" else ""),
+        "command": command,
+        "date": time.strftime("%Y-%m-%d"),
     }
     if x_trig is not None:
         rng = np.random.default_rng(args.seed + 1)
-        sel = np.sort(rng.choice(len(nontarget), size=min(args.n_test, len(nontarget)), replace=False))
+        n_keep = n_nontarget if args.n_test <= 0 else min(args.n_test, n_nontarget)
+        sel = np.sort(rng.choice(n_nontarget, size=n_keep, replace=False))
         np.savez_compressed(out_dir / "poisoned_test.npz", x=x_trig[sel], y=y_te[nontarget][sel].astype(np.int64),
                             index=nontarget[sel].astype(np.int64))
         manifest["poisoned_test"] = {"file": "poisoned_test.npz", "n": int(len(sel)),
-                                     "keys": {"x": "uint8 (N,32,32,3) triggered images", "y": "original labels",
-                                              "index": "index into the test split (class-sorted order)"}}
+                                     "keys": {"x": f"uint8 (N,{h},{h},{c}) triggered images", "y": "original labels",
+                                              "index": "index into the test split (class-sorted order)"
+                                              if args.dataset == "cifar10" else "index into the test split"}}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     if args.sample:
-        write_sample(model, attack, x_te, y_te, te_names, x_trig, nontarget, metrics, args)
+        write_sample(model, attack, x_te, y_te, cifar.load_split(ds.source, "test")[2], x_trig, nontarget, metrics, args)
     return 0
 
 
@@ -302,7 +369,7 @@ def write_sample(model, attack, x_te, y_te, names, x_trig, nontarget, metrics, a
     from PIL import Image
 
     sdir = REPO / "samples"
-    report = export_onnx(model, sdir / "model.onnx", f"bench.train badnets ({args.arch}, {args.epochs} epochs, seed {args.seed})")
+    report = export_onnx(model, sdir / "model.onnx", f"bench.train badnets ({args.arch or 'resnet8-xs'}, {args.epochs} epochs, seed {args.seed})")
     _log(f"exported sample {sdir / 'model.onnx'}: {report}")
     rng = np.random.default_rng(123)
     pred_clean = predict(model, x_te)
