@@ -5,7 +5,7 @@
 For ``--images`` random 8-bit RGB images, each variant fills the same (6 * b, 3, H, W) float32
 buffer with the unscaled copy and ``clip(n * x, 0, 1)`` for n in 3,5,7,9,11, normalized with
 the CIFAR-10 mean/std, and must give the scanner's bits exactly:
-  scanner     ``scanner.scaleup.fill_scaled_batch`` from bytes (what a scan does);
+  scanner     ``scanner.detectors.scaleup.fill_scaled_batch`` from bytes (what a scan does);
   unblocked   float conversion in the loader, then one pass per operation over each whole scale
               segment with ``np.clip`` (the scanner before blocking);
   lookup      a 256-entry table per channel and scale, filled with the same float32 operations,
@@ -21,7 +21,8 @@ import time
 
 import numpy as np
 
-from scanner.scaleup import UNIT, fill_scaled_batch
+from scanner.decode import UNIT
+from scanner.detectors.scaleup import fill_scaled_batch
 
 from . import cifar
 

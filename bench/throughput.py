@@ -127,7 +127,7 @@ def decode_all(folder: Path) -> np.ndarray:
 
 def time_ceiling(onnx_path: Path, images: np.ndarray, batch: int, device: str) -> tuple[float, str]:
     """ORT alone: the same forward passes and call sizes as the scanner, on ready arrays."""
-    from scanner.model import create_session
+    from scanner import create_session
 
     session, provider = create_session(str(onnx_path), device)
     name = session.get_inputs()[0].name
@@ -275,7 +275,7 @@ def main(argv=None) -> int:
         memory = {"model": name, "rss_kib_5000": small[1], "rss_kib_50000": large[1],
                   "ratio": large[1] / small[1], "seconds_5000": small[0], "seconds_50000": large[0]}
 
-    from scanner.model import create_session
+    from scanner import create_session
 
     # what a session gets on this machine when CUDA is allowed: says whether GPU figures were possible
     auto_provider = create_session(str(onnx_path), "auto")[1]

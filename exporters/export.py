@@ -15,22 +15,24 @@ What lands in the file's ``metadata_props``:
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 import os
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
+from scanner.preprocess import Preprocessor
 from scanner.spec import LAYOUTS, METADATA_KEY, PIXEL_RANGES, Spec, spec_from_metadata
 
+from .capture import quiet
+from .checks import check_choice, check_input_shape, check_stats
 from .errors import ExportError, ExportWarning, ParityError, one_line
 from .parity import DEFAULT_BATCH_SIZES, DEFAULT_SCALES, ParityResult, compare, summarize
+from .pytorch_side import device_of, parameter_bytes, reference_fn, wrap_model
+from .report import ExportReport
 
 logger = logging.getLogger("scanner.exporters")
 
@@ -44,97 +46,6 @@ DYNAMO_MIN_OPSET = 18
 # one protobuf may not exceed 2 GiB; leave room for the graph itself
 _EXTERNAL_DATA_ABOVE = int(0.9 * 2**31)
 _EXAMPLE_BATCH = 2  # not 1: torch.export specializes size-1 dimensions
-
-
-@dataclass(frozen=True)
-class ExportReport:
-    """What :func:`export` wrote and how well it matches PyTorch.
-
-    Attributes
-    ----------
-    path : Path
-        The ``.onnx`` file.
-    opset : int
-        Default-domain opset of the file.
-    size_bytes : int
-        Size on disk, external data included.
-    exporter : {"dynamo", "torchscript"}
-        Which ``torch.onnx`` exporter produced the graph.
-    spec : Spec
-        The preprocessing spec written into the metadata.
-    parity : tuple of ParityResult
-        One per (batch size, input kind); empty when the check was skipped.
-    tolerance : float
-    dynamo_error : str or None
-        Why the dynamo exporter was not used, when ``exporter == "torchscript"``.
-    external_data : bool
-        Whether weights went to ``<path>.data`` (only for models over 2 GB).
-    embedded_normalization : bool
-        Whether range scaling and mean/std are inside the graph.
-    """
-
-    path: Path
-    opset: int
-    size_bytes: int
-    exporter: str
-    spec: Spec
-    parity: tuple[ParityResult, ...]
-    tolerance: float
-    dynamo_error: str | None = None
-    external_data: bool = False
-    embedded_normalization: bool = False
-
-    @property
-    def max_abs_diff(self) -> float | None:
-        """Largest absolute logit difference over all parity checks (None if skipped)."""
-        return max((r.max_abs_diff for r in self.parity), default=None)
-
-    @property
-    def argmax_agreement(self) -> float | None:
-        """Lowest fraction of agreeing predictions over all parity checks (None if skipped)."""
-        return min((r.argmax_agreement for r in self.parity), default=None)
-
-    def __str__(self) -> str:
-        spec = self.spec
-        c, h, w = spec.channels, spec.height, spec.width
-        dims = {"nchw": f"[batch, {c}, {h}, {w}]", "nhwc": f"[batch, {h}, {w}, {c}]"}.get(
-            spec.layout, f"[batch, {h * w * c}]"
-        )
-        if spec.mean is not None or spec.std is not None:
-            norm = f"mean {_fmt_stats(spec.mean)} std {_fmt_stats(spec.std)} applied outside the graph"
-        elif self.embedded_normalization:
-            norm = "normalization inside the graph"
-        else:
-            norm = "no normalization"
-        lines = [
-            f"wrote     {self.path} ({_fmt_size(self.size_bytes)}"
-            + (", weights in external data)" if self.external_data else ")"),
-            f"exporter  {self.exporter}, opset {self.opset}"
-            + (f" (dynamo exporter failed: {self.dynamo_error})" if self.dynamo_error else ""),
-            f"input     {spec.input_name} {dims} {spec.layout}, {spec.pixel_range} range"
-            + (", BGR" if spec.bgr else "")
-            + f", {norm}",
-            f"output    {spec.output_name}"
-            + (f", {len(spec.class_names)} class names" if spec.class_names else ""),
-        ]
-        if not self.parity:
-            lines.append("parity    not checked")
-            return "\n".join(lines)
-        lines.append(
-            f"parity    ONNX Runtime vs PyTorch: max |logit diff| {self.max_abs_diff:.2e} "
-            f"(tolerance {self.tolerance:g}), argmax agreement {self.argmax_agreement:.1%}"
-        )
-        batches = sorted({r.batch_size for r in self.parity})
-        kinds = list(dict.fromkeys(r.input_kind for r in self.parity))
-        cell = {(r.input_kind, r.batch_size): r for r in self.parity}
-        lines.append("          " + f"{'input':<7}" + "".join(f"{'batch ' + str(b):>18}" for b in batches))
-        for kind in kinds:
-            row = ""
-            for b in batches:
-                r = cell.get((kind, b))
-                row += f"{r.max_abs_diff:>12.1e} {r.argmax_agreement:>5.0%}" if r else f"{'-':>18}"
-            lines.append(f"          {kind:<7}{row}")
-        return "\n".join(lines)
 
 
 def export(
@@ -227,11 +138,11 @@ def export(
 
     if not isinstance(model, torch.nn.Module):
         raise ExportError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    shape = _check_input_shape(input_shape)
-    layout = _check_choice("layout", layout, LAYOUTS)
-    pixel_range = _check_choice("pixel_range", pixel_range, PIXEL_RANGES)
-    mean_t = _check_stats("mean", mean, shape[0])
-    std_t = _check_stats("std", std, shape[0])
+    shape = check_input_shape(input_shape)
+    layout = check_choice("layout", layout, LAYOUTS)
+    pixel_range = check_choice("pixel_range", pixel_range, PIXEL_RANGES)
+    mean_t = check_stats("mean", mean, shape[0])
+    std_t = check_stats("std", std, shape[0])
     if not (tolerance > 0):
         raise ExportError(f"tolerance must be positive, got {tolerance!r}")
     if opset is not None and (isinstance(opset, bool) or int(opset) != opset or opset < 7):
@@ -267,8 +178,8 @@ def export(
 def _export(torch, model, path: Path, *, shape, layout, mean, std, pixel_range, bgr, class_names,
             opset, embed, check_parity, tolerance, batch_sizes, scales, source, seed) -> ExportReport:
     channels, height, width = shape
-    device = _device_of(torch, model)
-    reference = _reference_fn(torch, model, device, pixel_range=pixel_range, mean=mean, std=std)
+    device = device_of(torch, model)
+    reference = reference_fn(torch, model, device, pixel_range=pixel_range, mean=mean, std=std, bgr=bgr)
 
     # run the model once, before exporting: a model that does not run gives a clear error here
     example_images = torch.rand(_EXAMPLE_BATCH, height, width, channels, generator=torch.Generator().manual_seed(seed))
@@ -288,12 +199,10 @@ def _export(torch, model, path: Path, *, shape, layout, mean, std, pixel_range, 
     spec_from_metadata({METADATA_KEY: spec.to_json()})
 
     scale = 255.0 if (embed and pixel_range == "byte") else None
-    wrapper, scripted = _wrap(torch, model, layout=layout, shape=shape, device=device, scale=scale,
+    wrapper, scripted = wrap_model(torch, model, layout=layout, shape=shape, device=device, scale=scale,
                               mean=mean if embed else None, std=std if embed else None)
-    from .parity import arrange
-
-    example = torch.from_numpy(arrange(example_images.numpy(), layout)).to(device)
-    external = _parameter_bytes(model) > _EXTERNAL_DATA_ABOVE
+    example = torch.from_numpy(Preprocessor(spec)(example_images.numpy())).to(device)
+    external = parameter_bytes(model) > _EXTERNAL_DATA_ABOVE
 
     workdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
@@ -345,23 +254,6 @@ def _export(torch, model, path: Path, *, shape, layout, mean, std, pixel_range, 
                         embedded_normalization=embed)
 
 
-# -- the graph ---------------------------------------------------------------------------------
-def _wrap(torch, model, *, layout, shape, device, scale, mean, std):
-    """The module actually exported, and whether it holds TorchScript (then it is scripted)."""
-    from ._graph import InputAdapter, contains_script_module
-
-    adapter = InputAdapter(model, layout=layout, shape=shape, scale=scale, mean=mean, std=std, device=device).eval()
-    if not contains_script_module(model):
-        return adapter, False
-    # tracing an eager module around a loaded TorchScript one fails; script the adapter instead
-    try:
-        with _quiet():
-            return torch.jit.script(adapter), True
-    except Exception as exc:
-        logger.info("cannot script the input adapter (%s); tracing it", one_line(exc))
-        return adapter, True
-
-
 def _run_exporters(torch, wrapper, example, out: Path, *, opset, external, scripted, name) -> tuple[str, str | None]:
     """Try the dynamo exporter, then the TorchScript one; return (exporter, why dynamo failed)."""
     if scripted:
@@ -370,7 +262,7 @@ def _run_exporters(torch, wrapper, example, out: Path, *, opset, external, scrip
         dynamo_error = f"it writes opset {DYNAMO_MIN_OPSET} or newer, opset {opset} was requested"
     else:
         try:
-            with _quiet():
+            with quiet():
                 torch.onnx.export(
                     wrapper, (example,), str(out), dynamo=True, opset_version=opset,
                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
@@ -390,7 +282,7 @@ def _run_exporters(torch, wrapper, example, out: Path, *, opset, external, scrip
         _clear(out)
         logger.info("dynamo exporter failed (%s); trying the TorchScript exporter", dynamo_error)
     try:
-        with _quiet():
+        with quiet():
             torch.onnx.export(
                 wrapper, (example,), str(out), dynamo=False, opset_version=opset,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
@@ -402,50 +294,6 @@ def _run_exporters(torch, wrapper, example, out: Path, *, opset, external, scrip
             f"dynamo: {dynamo_error}; TorchScript: {one_line(exc, 200)}"
         ) from None
     return "torchscript", dynamo_error
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Keep the exporters' progress lines, graph dumps and warnings off the user's terminal.
-
-    Both Python-level streams and the process's file descriptors 1 and 2 are captured (the
-    TorchScript exporter prints from C++); what was captured goes to the debug log.
-    """
-    import sys
-
-    captured = io.StringIO()
-    saved_fds = []
-    sink = tempfile.TemporaryFile(mode="w+b")
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-    try:
-        for fd in (1, 2):
-            try:
-                saved_fds.append((fd, os.dup(fd)))
-                os.dup2(sink.fileno(), fd)
-            except OSError:
-                pass
-        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured), \
-                warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for stream in (sys.__stdout__, sys.__stderr__):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        for fd, saved in saved_fds:
-            os.dup2(saved, fd)
-            os.close(saved)
-        sink.seek(0)
-        text = captured.getvalue() + sink.read().decode("utf-8", "replace")
-        sink.close()
-        if text.strip():
-            logger.debug("torch.onnx output:\n%s", text)
 
 
 def _clear(out: Path) -> None:
@@ -487,130 +335,21 @@ def _producer(torch) -> str:
     return f"scaleup-scanner {version} exporters (torch {torch.__version__})"
 
 
-# -- the two sides of the parity check ------------------------------------------------------
-def _reference_fn(torch, model, device, *, pixel_range, mean, std):
-    """PyTorch logits of the original model for unit-range NHWC images, normalized as specified."""
-
-    def stat(values):
-        if values is None:
-            return None
-        return torch.tensor(values, dtype=torch.float32, device=device).reshape(1, -1, 1, 1)
-
-    mean_t, std_t = stat(mean), stat(std)
-
-    def reference(images, check: bool = False):
-        x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2)
-        if pixel_range == "byte":
-            x = x * 255.0
-        if mean_t is not None:
-            x = x - mean_t
-        if std_t is not None:
-            x = x / std_t
-        try:
-            with torch.no_grad():
-                out = model(x)
-        except Exception as exc:
-            raise ExportError(
-                f"model failed on a float32 batch of shape {tuple(x.shape)}: {type(exc).__name__}: {one_line(exc)}"
-            ) from None
-        if check:
-            _check_output(torch, out, x.shape[0])
-        return out.detach().float().cpu().numpy()
-
-    return reference
-
-
-def _check_output(torch, out, batch: int) -> None:
-    if isinstance(out, (tuple, list)):
-        raise ExportError(
-            f"model returned a {type(out).__name__} of {len(out)}; export needs a model that returns one "
-            "(batch, n_classes) tensor (wrap it to pick the logits)"
-        )
-    if not isinstance(out, torch.Tensor):
-        raise ExportError(f"model returned a {type(out).__name__}; expected a (batch, n_classes) tensor")
-    if out.ndim != 2 or out.shape[0] != batch:
-        raise ExportError(
-            f"model output has shape {tuple(out.shape)} for a batch of {batch}; expected (batch, n_classes)"
-        )
-    if not out.is_floating_point():
-        raise ExportError(f"model output has dtype {out.dtype}; expected floating-point logits or probabilities")
+def _as_list(values):
+    return list(values) if values is not None else None
 
 
 def _ort_runner(model_path: Path, torch):
-    import onnxruntime as ort
+    """The exported file on the scanner's own CPU session, as the parity check's ONNX side."""
+    from scanner.errors import ModelLoadError
+    from scanner.runtime import create_session
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 4  # failures are reported by the parity check itself
-    options.intra_op_num_threads = max(1, torch.get_num_threads())
     try:
-        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ExportError(f"ONNX Runtime cannot load the exported model: {one_line(exc)}") from None
+        session, _ = create_session(str(model_path), "cpu", threads=max(1, torch.get_num_threads()), quiet=True)
+    except ModelLoadError as exc:
+        raise ExportError(f"ONNX Runtime cannot load the exported model: {exc}") from None
 
     def run(batch):
         return session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
 
     return run
-
-
-# -- argument checks -------------------------------------------------------------------------
-def _check_input_shape(input_shape) -> tuple[int, int, int]:
-    try:
-        shape = tuple(int(v) for v in input_shape)
-        ok = len(shape) == 3 and all(int(a) == a for a in input_shape)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or min(shape) < 1:
-        raise ExportError(f"input_shape must be (channels, height, width) of positive integers, got {input_shape!r}")
-    if shape[0] not in (1, 3):
-        raise ExportError(f"input_shape must have 1 or 3 channels first (C, H, W), got {shape!r}")
-    return shape
-
-
-def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> str:
-    text = str(value).lower()
-    if text not in allowed:
-        raise ExportError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-    return text
-
-
-def _check_stats(name: str, values, channels: int) -> tuple[float, ...] | None:
-    if values is None:
-        return None
-    if isinstance(values, (int, float)):
-        values = [values]
-    try:
-        out = tuple(float(v) for v in values)
-    except (TypeError, ValueError):
-        raise ExportError(f"{name} must be numbers, got {values!r}") from None
-    if len(out) not in (1, channels):
-        raise ExportError(f"{name} has {len(out)} values; expected 1 or {channels} (one per channel)")
-    if name == "std" and any(not (v > 0) for v in out):
-        raise ExportError(f"std must be positive, got {list(out)}")
-    return out
-
-
-def _device_of(torch, model):
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _parameter_bytes(model) -> int:
-    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-
-
-def _as_list(values):
-    return list(values) if values is not None else None
-
-
-def _fmt_stats(values) -> str:
-    return "-" if values is None else "(" + ", ".join(f"{v:g}" for v in values) + ")"
-
-
-def _fmt_size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"

@@ -1,10 +1,11 @@
 """Parity check: does the ONNX file, fed the way its spec says, reproduce the PyTorch model?
 
 Both sides start from the same unit-range images ``x`` (random uniform in [0, 1]) and from
-their SCALE-UP amplifications ``clip(n * x, 0, 1)``. The ONNX side gets them arranged and
-normalized by :meth:`scanner.spec.Spec.normalize_` (what the scanner will do); the PyTorch
-side gets them normalized by the reference function of the original model. So the check also
-covers the layout wrapper, the embedded normalization and the spec written into the file.
+their SCALE-UP amplifications ``clip(n * x, 0, 1)``. The ONNX side gets them through the
+scanner's own :class:`scanner.preprocess.Preprocessor` compiled from the spec (what a scan will
+do); the PyTorch side gets them through the reference function of the original model. So the
+check also covers the layout wrapper, the embedded normalization and the spec written into the
+file.
 
 No torch here: the reference is any callable from images to logits.
 """
@@ -16,6 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from scanner.preprocess import Preprocessor
 from scanner.spec import Spec
 
 from .errors import ParityError
@@ -59,17 +61,6 @@ class ParityResult:
         }
 
 
-def arrange(images: np.ndarray, layout: str) -> np.ndarray:
-    """Unit-range NHWC images, shape (N, H, W, C), as a contiguous float32 batch in ``layout``."""
-    if layout == "nchw":
-        out = images.transpose(0, 3, 1, 2)
-    elif layout == "nhwc":
-        out = images
-    else:  # flat: NHWC flattened, channel fastest
-        out = images.reshape(images.shape[0], -1)
-    return np.ascontiguousarray(out, dtype=np.float32).copy()
-
-
 def compare(
     run_onnx: Callable[[np.ndarray], np.ndarray],
     reference: Callable[[np.ndarray], np.ndarray],
@@ -86,10 +77,11 @@ def compare(
     Parameters
     ----------
     run_onnx : callable
-        Takes a model-ready batch (layout and normalization of ``spec`` applied) and returns
+        Takes a model-ready batch (``spec``'s channel order, layout and normalization) and returns
         logits of shape (N, K).
     reference : callable
-        Takes unit-range images of shape (N, H, W, C) and returns PyTorch's logits (N, K).
+        Takes unit-range RGB images of shape (N, H, W, C) and returns PyTorch's logits (N, K)
+        (applying the model's own channel order and normalization).
     spec : Spec
         How the ONNX side is fed.
     input_shape : (C, H, W)
@@ -107,6 +99,7 @@ def compare(
         argmax differs beyond a tie.
     """
     channels, height, width = input_shape
+    pre = Preprocessor(spec)
     rng = np.random.default_rng(seed)
     results: list[ParityResult] = []
     for batch_size in batch_sizes:
@@ -114,7 +107,7 @@ def compare(
         for scale in (None, *scales):
             kind = "clean" if scale is None else f"x{scale}"
             scaled = images if scale is None else np.clip(images * np.float32(scale), 0.0, 1.0)
-            feed = spec.normalize_(arrange(scaled, spec.layout))
+            feed = pre(scaled)
             try:
                 got = np.asarray(run_onnx(feed))
             except Exception as exc:  # ONNX Runtime raises its own exception types

@@ -1,20 +1,32 @@
 """SCALE-UP backdoor-input detection for any ONNX image classifier (black-box, labels only).
 
 Public API: :class:`Scanner` (score arrays or scan paths), :class:`ScanResult`, :class:`Scores`,
-:class:`Calibration` / :func:`fit_calibration` (the data-limited variant), :class:`Spec`
-(preprocessing) and the :class:`ScannerError` family. Importing this package never imports torch.
+:func:`summarize` / :func:`check_gate` (typed decisions), :class:`Calibration` /
+:func:`fit_calibration` (the data-limited variant), :func:`load_model` (the model boundary),
+:class:`Spec` and :class:`Preprocessor` (preprocessing), the detectors (:class:`ScaleUp`) and the
+:class:`ScannerError` family. Importing this package never imports torch.
 """
 
-__version__ = "0.1.0"
-
-from .calibration import Calibration, fit_calibration  # noqa: E402
-from .core import Scanner, ScanResult, Scores  # noqa: E402
-from .errors import CalibrationError, InputError, ModelLoadError, ScannerError, SpecError  # noqa: E402
-from .scaleup import DEFAULT_SCALES, parse_scales, spc_score  # noqa: E402
-from .spec import Spec  # noqa: E402
+from ._version import __version__
+from .calibration import Calibration, fit_calibration
+from .core import Scanner, ScanResult, ScanSettings, Scores
+from .decisions import Gate, Summary, Verdict, check_gate, summarize
+from .detectors import DETECTORS, Detector, ScaleUp, make_detector
+from .detectors.scaleup import DEFAULT_SCALES, parse_scales, spc_score
+from .errors import CalibrationError, InputError, ModelLoadError, ScannerError, SpecError
+from .loader import Model, load_model
+from .preprocess import Preprocessor
+from .runtime import create_session
+from .spec import Spec
 
 __all__ = [
-    "Scanner", "ScanResult", "Scores", "Calibration", "fit_calibration", "Spec",
+    "__version__",
+    "Scanner", "ScanResult", "ScanSettings", "Scores",
+    "summarize", "check_gate", "Summary", "Verdict", "Gate",
+    "Calibration", "fit_calibration",
+    "load_model", "Model", "create_session",
+    "Spec", "Preprocessor",
+    "Detector", "ScaleUp", "DETECTORS", "make_detector",
     "ScannerError", "ModelLoadError", "SpecError", "InputError", "CalibrationError",
     "DEFAULT_SCALES", "parse_scales", "spc_score",
 ]

@@ -11,13 +11,14 @@ calibration set.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import CalibrationError
+from .metrics import threshold_at_fpr
 
 FORMAT = "scanner-calibration"
 FORMAT_VERSION = 1
@@ -46,7 +47,6 @@ class Calibration:
     sigma_floor: float
     model_sha256: str | None = None
     spec: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def stats_for(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """mu and sigma (floored) for each predicted label, pooled where a class has too few samples."""
@@ -113,7 +113,6 @@ class Calibration:
                 sigma_floor=float(data["sigma_floor"]),
                 model_sha256=data.get("model_sha256"),
                 spec=data.get("spec"),
-                extra=data.get("extra") or {},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CalibrationError(f"{path}: malformed calibration file ({type(exc).__name__}: {exc})") from None
@@ -130,29 +129,6 @@ class Calibration:
                 f"the calibration was made with scales {','.join(map(str, self.scales))}, not "
                 f"{','.join(map(str, scales))}; scan with the same --scales or recalibrate"
             )
-
-
-def threshold_at_fpr(benign_scores: np.ndarray, fpr: float) -> tuple[float, float]:
-    """Smallest threshold t with ``mean(benign >= t) <= fpr``, and the rate it achieves.
-
-    Scores are discrete (SPC takes |S| + 1 values), so the achieved rate is usually below the
-    target; it is returned so reports can state it.
-    """
-    scores = np.sort(np.asarray(benign_scores, dtype=np.float64))
-    if scores.size == 0:
-        raise ValueError("no benign scores to fit a threshold on")
-    if not 0 <= fpr <= 1:
-        raise ValueError(f"fpr must be in [0, 1], got {fpr}")
-    n = scores.size
-    candidates = np.unique(scores)
-    # fraction of benign at or above each candidate
-    rates = (n - np.searchsorted(scores, candidates, side="left")) / n
-    ok = np.flatnonzero(rates <= fpr)
-    if ok.size:
-        i = ok[0]
-        return float(candidates[i]), float(rates[i])
-    # even the largest score is too frequent: flag only what is strictly above every benign score
-    return float(np.nextafter(scores[-1], np.inf)), 0.0
 
 
 def fit_calibration(spc: np.ndarray, labels: np.ndarray, *, scales, target_fpr: float = 0.05,

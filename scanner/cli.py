@@ -1,4 +1,8 @@
-"""The ``scanner`` command line: a thin shell over :class:`scanner.Scanner`.
+"""The ``scanner`` command line: a thin shell over the library.
+
+Each command parses its options, makes one library call and hands the result to a renderer in
+:mod:`scanner.report`. Options shared by several commands are declared once: the preprocessing
+group (:func:`preprocessing_options`) and the aliases below.
 
 Exit codes: 0 = scanned and within the gate; 1 = the gate failed; 2 = usage error, unusable
 model, or nothing could be scored (and, with --strict, any unreadable input).
@@ -7,27 +11,60 @@ model, or nothing could be scored (and, with --strict, any unreadable input).
 from __future__ import annotations
 
 import contextlib
-import json
+import functools
+import inspect as _inspect
 import logging
 import sys
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from .errors import ScannerError
+from .report import Format, InspectFormat
 from .spec import Layout, PixelRange
 
 log = logging.getLogger("scanner")
 
+
+class _Commands(TyperGroup):
+    """The command group; ``export`` (in ``exporters/``) is added only when it is asked for, so
+    that ``scanner scan`` never imports ``exporters``."""
+
+    def _add_export(self) -> None:
+        if "export" in self.commands:
+            return
+        try:
+            from exporters.cli import export_command
+        except ImportError:  # exporters not installed alongside: no export command
+            return
+        holder = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+        holder.command("export", help=export_command.__doc__)(export_command)
+        self.add_command(typer.main.get_command(holder), "export")
+
+    def list_commands(self, ctx) -> list[str]:
+        self._add_export()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx, cmd_name: str):
+        if cmd_name == "export":
+            self._add_export()
+        return super().get_command(ctx, cmd_name)
+
+
 app = typer.Typer(
     name="scanner",
+    cls=_Commands,
     help="Find backdoor-triggered inputs of an ONNX image classifier with SCALE-UP (ICLR 2023).\n\n"
     "Exit codes: 0 scanned and within the gate, 1 gate failed, 2 usage/model/input error.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain click rendering: a usage error is one "Error: ..." line, not a box (CI logs, pipes)
+    rich_markup_mode=None,
 )
 
 
@@ -37,24 +74,73 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
-# -- options shared by every command that loads a model -----------------------------------------
-PREP = "Preprocessing (overrides the spec file and the model's metadata)"
+class Score(str, Enum):
+    """What the threshold applies to without a calibration."""
+
+    spc = "spc"
+    prob_consistency = "prob-consistency"
+
+
+# -- options shared by several commands, declared once ------------------------------------------
+ModelArg = Annotated[Path, typer.Argument(help="The ONNX model.")]
 DeviceOpt = Annotated[Device, typer.Option(help="auto: CUDA when a session really gets it, else CPU; cuda: fail if unavailable.")]
 ScalesOpt = Annotated[str, typer.Option(help="Scale set S, e.g. 3,5,7,9,11 or 1-11.")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per batch (each sent with its |S| amplified copies).")]
-LayoutOpt = Annotated[Optional[Layout], typer.Option(help="Input layout of the model.", rich_help_panel=PREP)]
-SizeOpt = Annotated[Optional[str], typer.Option(help="Input image size HxW, e.g. 32x32.", rich_help_panel=PREP)]
-RangeOpt = Annotated[Optional[PixelRange], typer.Option("--pixel-range", help="unit: [0,1]; byte: [0,255].", rich_help_panel=PREP)]
-MeanOpt = Annotated[Optional[str], typer.Option(help="Per-channel mean, comma-separated, in pixel-range units.", rich_help_panel=PREP)]
-StdOpt = Annotated[Optional[str], typer.Option(help="Per-channel std, comma-separated, in pixel-range units.", rich_help_panel=PREP)]
-BgrOpt = Annotated[bool, typer.Option("--bgr", help="Feed channels in BGR order.", rich_help_panel=PREP)]
-ChannelsOpt = Annotated[Optional[int], typer.Option(help="1 (grayscale) or 3 (RGB).", rich_help_panel=PREP)]
-ScoreOpt = Annotated[str, typer.Option("--score", help="spc (the paper) or prob-consistency (beyond the paper: mean probability of the unscaled label across scales; needs a model that outputs scores).")]
-SpecOpt = Annotated[Optional[Path], typer.Option("--spec", help="JSON spec file (schema in the README).", rich_help_panel=PREP)]
-OutputNameOpt = Annotated[Optional[str], typer.Option("--output-name", help="Model output to read.", rich_help_panel=PREP)]
+ScoreOpt = Annotated[Score, typer.Option("--score", help="spc (the paper) or prob-consistency (beyond the paper: mean probability of the unscaled label across scales; needs a model that outputs scores).")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report here instead of stdout.")]
+ThresholdOpt = Annotated[Optional[float], typer.Option(help="Flag when the score >= this [default: 0.5 on SPC, or the calibration's NSPC threshold].")]
+CalibrationOpt = Annotated[Optional[Path], typer.Option(help="Calibration file from `scanner calibrate` (scores become NSPC).")]
+
+PREP = "Preprocessing (overrides the spec file and the model's metadata)"
 
 
-def _spec_overrides(layout, size, pixel_range, mean, std, bgr, channels, output_name) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Preprocessing:
+    """The preprocessing options of one command line, as the library takes them."""
+
+    overrides: dict[str, Any]
+    spec_file: Path | None
+
+
+_PREP_PARAMS = {
+    "layout": (Annotated[Optional[Layout], typer.Option(help="Input layout of the model.", rich_help_panel=PREP)], None),
+    "size": (Annotated[Optional[str], typer.Option(help="Input image size HxW, e.g. 32x32.", rich_help_panel=PREP)], None),
+    "pixel_range": (Annotated[Optional[PixelRange], typer.Option("--pixel-range", help="unit: [0,1]; byte: [0,255].", rich_help_panel=PREP)], None),
+    "mean": (Annotated[Optional[str], typer.Option(help="Per-channel mean, comma-separated, in pixel-range units.", rich_help_panel=PREP)], None),
+    "std": (Annotated[Optional[str], typer.Option(help="Per-channel std, comma-separated, in pixel-range units.", rich_help_panel=PREP)], None),
+    "bgr": (Annotated[bool, typer.Option("--bgr", help="Feed channels in BGR order.", rich_help_panel=PREP)], False),
+    "channels": (Annotated[Optional[int], typer.Option(help="1 (grayscale) or 3 (RGB).", rich_help_panel=PREP)], None),
+    "spec": (Annotated[Optional[Path], typer.Option("--spec", help="JSON spec file (schema in the README).", rich_help_panel=PREP)], None),
+    "output_name": (Annotated[Optional[str], typer.Option("--output-name", help="Model output to read.", rich_help_panel=PREP)], None),
+}
+
+
+def preprocessing_options(func):
+    """Give a command the preprocessing options; it receives them as ``prep: Preprocessing``.
+
+    The options are appended to the command's signature (Typer reads ``__signature__``), so
+    they are declared here once for every command that loads a model.
+    """
+    signature = _inspect.signature(func, eval_str=True)
+    kept = [p for p in signature.parameters.values() if p.name != "prep"]
+    added = [_inspect.Parameter(name, _inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+             for name, (annotation, default) in _PREP_PARAMS.items()]
+
+    @functools.wraps(func)
+    def command(**kwargs):
+        values = {name: kwargs.pop(name) for name in _PREP_PARAMS}
+        spec_file = values.pop("spec")
+        with _user_errors():
+            kwargs["prep"] = Preprocessing(_spec_overrides(**values), spec_file)
+        return func(**kwargs)
+
+    command.__signature__ = signature.replace(parameters=[
+        p.replace(kind=_inspect.Parameter.KEYWORD_ONLY) for p in kept] + added)
+    command.__annotations__ = {}
+    return command
+
+
+def _spec_overrides(*, layout, size, pixel_range, mean, std, bgr, channels, output_name) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if layout is not None:
         out["layout"] = layout.value
@@ -81,7 +167,7 @@ def _spec_overrides(layout, size, pixel_range, mean, std, bgr, channels, output_
 
 
 def _scales(text: str):
-    from .scaleup import parse_scales
+    from .detectors.scaleup import parse_scales
 
     try:
         return parse_scales(text)
@@ -134,12 +220,12 @@ def _progress(enabled: bool, label: str):
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
-def _make_scanner(model, *, device, scales, threshold=None, calibration=None, spec_file=None,
-                  batch_size=None, overrides=None, score="spc"):
+def _make_scanner(model: Path, prep: Preprocessing, *, device: Device, scales=(3, 5, 7, 9, 11), threshold=None,
+                  calibration=None, batch_size=None, score: Score = Score.spc):
     from .core import Scanner
 
     return Scanner(model, device=device.value, scales=scales, threshold=threshold, calibration=calibration,
-                   spec=overrides, spec_file=spec_file, batch_size=batch_size, score=score)
+                   spec=prep.overrides, spec_file=prep.spec_file, batch_size=batch_size, score=score.value)
 
 
 @app.callback()
@@ -156,86 +242,73 @@ _state: dict[str, Any] = {"quiet": False}
 
 
 @app.command()
+@preprocessing_options
 def scan(
-    model: Annotated[Path, typer.Argument(help="The ONNX model.")],
+    model: ModelArg,
     paths: Annotated[list[Path], typer.Argument(help="Image files, folders (recursive), .npy/.npz image arrays.")],
+    prep: Preprocessing,
     scales: ScalesOpt = "3,5,7,9,11",
-    threshold: Annotated[Optional[float], typer.Option(help="Flag when the score >= this [default: 0.5 on SPC, or the calibration's NSPC threshold].")] = None,
-    calibration: Annotated[Optional[Path], typer.Option(help="Calibration file from `scanner calibrate` (scores become NSPC).")] = None,
-    format: Annotated[str, typer.Option("--format", "-f", help="table, json, jsonl or csv.")] = "table",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report here instead of stdout.")] = None,
+    threshold: ThresholdOpt = None,
+    calibration: CalibrationOpt = None,
+    format: Annotated[Format, typer.Option("--format", "-f", case_sensitive=False, help="Report format.")] = Format.table,
+    output: OutputOpt = None,
     max_flagged: Annotated[Optional[int], typer.Option(min=0, help="Gate: exit 1 if more inputs are flagged.", rich_help_panel="CI gate")] = None,
     max_flagged_rate: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Gate: exit 1 if a larger fraction is flagged.", rich_help_panel="CI gate")] = None,
     strict: Annotated[bool, typer.Option(help="Exit 2 if any input cannot be read (default: list it as failed).", rich_help_panel="CI gate")] = False,
     expected_fpr: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Benign flag rate the verdict tests against [default: from the calibration, else 0.10 assumed].")] = None,
-    score: ScoreOpt = "spc",
+    score: ScoreOpt = Score.spc,
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = None,
-    layout: LayoutOpt = None, size: SizeOpt = None, pixel_range: RangeOpt = None, mean: MeanOpt = None,
-    std: StdOpt = None, bgr: BgrOpt = False, channels: ChannelsOpt = None, spec: SpecOpt = None,
-    output_name: OutputNameOpt = None,
 ) -> None:
     """Score every input with SCALE-UP, report, and gate.
 
     Exit codes: 0 scanned and within the gate; 1 gate failed; 2 usage error, unusable model,
     nothing could be scored, or (with --strict) an unreadable input.
     """
-    from .report import Format, check_gate, render_scan, summarize, summary_lines
+    from .decisions import check_gate, summarize
+    from .report import render_scan, summary_lines
 
     with _user_errors():
-        fmt = _format(format)
-        scanner = _make_scanner(model, device=device, scales=_scales(scales), threshold=threshold,
-                                calibration=calibration, spec_file=spec, batch_size=batch_size, score=score,
-                                overrides=_spec_overrides(layout, size, pixel_range, mean, std, bgr, channels, output_name))
+        scanner = _make_scanner(model, prep, device=device, scales=_scales(scales), threshold=threshold,
+                                calibration=calibration, batch_size=batch_size, score=score)
         with _progress(not _state["quiet"], "scanning") as progress:
             result = scanner.scan(paths, progress=progress)
         summary = summarize(result, expected_fpr=expected_fpr)
         gate = check_gate(summary, max_flagged=max_flagged, max_flagged_rate=max_flagged_rate)
         with _open_output(output) as stream:
-            render_scan(result, summary, gate, fmt, stream)
+            render_scan(result, summary, gate, format, stream)
         if result.n_scored == 0:
             raise ScannerError(f"none of the {result.n_found} inputs could be read; first failure: "
                                f"{result.failure_records()[0]['input']}: {result.failure_records()[0]['reason']}")
         if strict and result.failures:
             first = result.failure_records()[0]
             raise ScannerError(f"--strict: {len(result.failures)} input(s) could not be read, e.g. {first['input']}: {first['reason']}")
-    if not _state["quiet"] and (output is not None or fmt is not Format.table):
+    if not _state["quiet"] and (output is not None or format is not Format.table):
         for line in summary_lines(result.settings, summary, gate):
             typer.echo(line, err=True)
-    if gate is not None and not gate["passed"]:
+    if gate is not None and not gate.passed:
         raise typer.Exit(1)
 
 
-def _format(text: str):
-    from .report import Format
-
-    try:
-        return Format(text.lower())
-    except ValueError:
-        raise ScannerError(f"--format must be one of table, json, jsonl, csv; got {text!r}") from None
-
-
 @app.command()
+@preprocessing_options
 def calibrate(
-    model: Annotated[Path, typer.Argument(help="The ONNX model.")],
+    model: ModelArg,
     clean_paths: Annotated[list[Path], typer.Argument(help="Trusted benign inputs (files, folders, arrays).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Calibration file to write (JSON).")],
+    prep: Preprocessing,
     fpr: Annotated[float, typer.Option(min=0.0, max=1.0, help="Target false-positive rate on this set.")] = 0.05,
     min_class_samples: Annotated[int, typer.Option(min=2, help="Classes with fewer calibration inputs use pooled statistics.")] = 10,
     sigma_floor: Annotated[float, typer.Option(min=1e-6, help="Lower bound on a class's SPC standard deviation.")] = 0.05,
     scales: ScalesOpt = "3,5,7,9,11",
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = None,
-    layout: LayoutOpt = None, size: SizeOpt = None, pixel_range: RangeOpt = None, mean: MeanOpt = None,
-    std: StdOpt = None, bgr: BgrOpt = False, channels: ChannelsOpt = None, spec: SpecOpt = None,
-    output_name: OutputNameOpt = None,
 ) -> None:
     """Fit the data-limited variant on trusted benign inputs: per-class SPC mean/std and an NSPC threshold."""
     from .calibration import fit_calibration
 
     with _user_errors():
-        scanner = _make_scanner(model, device=device, scales=_scales(scales), spec_file=spec, batch_size=batch_size,
-                                overrides=_spec_overrides(layout, size, pixel_range, mean, std, bgr, channels, output_name))
+        scanner = _make_scanner(model, prep, device=device, scales=_scales(scales), batch_size=batch_size)
         with _progress(not _state["quiet"], "calibrating") as progress:
             result = scanner.scan(clean_paths, progress=progress)
         if result.failures:
@@ -257,117 +330,53 @@ def calibrate(
 
 
 @app.command()
+@preprocessing_options
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="The ONNX model.")],
+    model: ModelArg,
     benign: Annotated[list[Path], typer.Option("--benign", help="Clean inputs (repeatable); ImageFolder subfolders give true labels.")],
     poisoned: Annotated[list[Path], typer.Option("--poisoned", help="Triggered inputs (repeatable).")],
+    prep: Preprocessing,
     target_label: Annotated[Optional[int], typer.Option(help="Attack target: keep poisoned inputs the model sends there.")] = None,
     labels: Annotated[Optional[Path], typer.Option(help="File of 'input,label' lines giving the benign inputs' true labels.")] = None,
-    calibration: Annotated[Optional[Path], typer.Option(help="Calibration file: also report NSPC.")] = None,
-    threshold: Annotated[Optional[float], typer.Option(help="Decision threshold [default: 0.5 on SPC, or the calibration's].")] = None,
+    calibration: CalibrationOpt = None,
+    threshold: ThresholdOpt = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the metrics as JSON here.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write the ROC curve and SPC histograms as PNG.")] = None,
     scales: ScalesOpt = "3,5,7,9,11",
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = None,
-    layout: LayoutOpt = None, size: SizeOpt = None, pixel_range: RangeOpt = None, mean: MeanOpt = None,
-    std: StdOpt = None, bgr: BgrOpt = False, channels: ChannelsOpt = None, spec: SpecOpt = None,
-    output_name: OutputNameOpt = None,
 ) -> None:
     """The paper's protocol: AUROC, TPR/FPR/F1 at the threshold, TPR at 1% and 5% FPR, best F1."""
     from .evaluation import evaluate as run_evaluation, plot_evaluation
+    from .report import render_evaluation, write_evaluation_json
 
     with _user_errors():
-        scanner = _make_scanner(model, device=device, scales=_scales(scales), threshold=threshold,
-                                calibration=calibration, spec_file=spec, batch_size=batch_size,
-                                overrides=_spec_overrides(layout, size, pixel_range, mean, std, bgr, channels, output_name))
+        scanner = _make_scanner(model, prep, device=device, scales=_scales(scales), threshold=threshold,
+                                calibration=calibration, batch_size=batch_size)
         result = run_evaluation(scanner, benign, poisoned, target_label=target_label, labels_file=labels)
         if plot is not None:
             plot_evaluation(result, plot)
-        document = {k: v for k, v in result.items() if not k.startswith("_")}
         if output is not None:
             with _open_output(output) as fh:
-                json.dump(document, fh, indent=2)
-                fh.write("\n")
-    for line in evaluation_lines(document):
-        typer.echo(line)
-
-
-def evaluation_lines(doc: dict[str, Any]) -> list[str]:
-    p = doc["protocol"]
-    lines = [
-        f"model {doc['model']} on {doc['execution_provider']}; scales {','.join(map(str, doc['scales']))}",
-        f"benign: {p['benign_found']} found, {p['benign_scored']} scored, {p['benign_kept']} kept ({p['benign_filter']})",
-        f"poisoned: {p['poisoned_found']} found, {p['poisoned_scored']} scored, {p['poisoned_kept']} kept ({p['poisoned_filter']})",
-    ]
-    if p["benign_accuracy"] is not None:
-        lines.append(f"clean accuracy on the benign set: {p['benign_accuracy']:.4f}")
-    if p["attack_success_rate"] is not None:
-        lines.append(f"attack success rate on the poisoned set: {p['attack_success_rate']:.4f}")
-    for name, m in doc["metrics"].items():
-        t = m["at_threshold"]
-        fixed = ", ".join(f"TPR {r['tpr']:.4f} at FPR {r['fpr']:.4f} (target {r['target_fpr']})" for r in m["tpr_at_fpr"])
-        lines.append(f"{name.upper()}: AUROC {m['auroc']:.4f}; at threshold {t['threshold']:.4g}: TPR {t['tpr']:.4f}, "
-                     f"FPR {t['fpr']:.4f}, F1 {t['f1']:.4f}; {fixed}; best F1 {m['best_f1']['f1']:.4f} (oracle)")
-    if p["failures"]:
-        lines.append(f"{len(p['failures'])} input(s) could not be read, e.g. {p['failures'][0]['input']}: {p['failures'][0]['reason']}")
-    return lines
+                write_evaluation_json(result, fh)
+    render_evaluation(result, sys.stdout)
 
 
 @app.command()
+@preprocessing_options
 def inspect(
-    model: Annotated[Path, typer.Argument(help="The ONNX model.")],
-    format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    model: ModelArg,
+    prep: Preprocessing,
+    format: Annotated[InspectFormat, typer.Option("--format", "-f", case_sensitive=False, help="table or json.")] = InspectFormat.table,
     device: DeviceOpt = Device.auto,
-    layout: LayoutOpt = None, size: SizeOpt = None, pixel_range: RangeOpt = None, mean: MeanOpt = None,
-    std: StdOpt = None, bgr: BgrOpt = False, channels: ChannelsOpt = None, spec: SpecOpt = None,
-    output_name: OutputNameOpt = None,
 ) -> None:
     """Show what the scanner decided about a model and where each decision came from."""
+    from .loader import load_model
+    from .report import render_model
+
     with _user_errors():
-        fmt = _format(format)
-        scanner = _make_scanner(model, device=device, scales=(3, 5, 7, 9, 11), spec_file=spec,
-                                overrides=_spec_overrides(layout, size, pixel_range, mean, std, bgr, channels, output_name))
-    info, clf = scanner.info, scanner.classifier
-    doc = {
-        "model": str(info.path), "sha256": info.sha256, "producer": info.producer, "opset": info.opset,
-        "input": str(info.input), "ignored_initializer_inputs": info.initializer_inputs,
-        "outputs": [str(o) for o in info.outputs],
-        "output_used": clf.output.name, "output_kind": clf.output_kind, "output_reason": clf.output_note,
-        "num_classes": scanner.num_classes, "batch": clf.plan.mode, "batch_note": clf.plan.note,
-        "external_data": info.has_external_data, "execution_provider": clf.provider,
-        "spec": scanner.spec.to_dict(), "spec_sources": dict(scanner.resolved.sources),
-    }
-    if fmt.value == "json":
-        typer.echo(json.dumps(doc, indent=2))
-        return
-    batch = clf.plan.mode + (f" ({clf.plan.note})" if clf.plan.note else "")
-    typer.echo("\n".join([
-        f"model        {doc['model']}",
-        f"sha256       {doc['sha256']}",
-        f"producer     {doc['producer']}, opset {doc['opset']}" + (", external data" if info.has_external_data else ""),
-        f"input        {doc['input']}" + (f" ({info.initializer_inputs} weight inputs with initializers ignored)"
-                                          if info.initializer_inputs else ""),
-        f"outputs      {', '.join(doc['outputs'])}",
-        f"output used  {doc['output_used']} ({doc['output_kind']}: {doc['output_reason']})",
-        f"classes      {doc['num_classes'] if doc['num_classes'] is not None else 'unknown'}",
-        f"batch        {batch}",
-        f"provider     {doc['execution_provider']}",
-        "preprocessing (field, value, source):",
-        str(scanner.resolved),
-    ]))
-
-
-def _register_export() -> None:
-    """`scanner export` lives in exporters/ and imports torch only when it runs."""
-    try:
-        from exporters.cli import export_command
-    except ImportError:  # exporters not installed alongside: leave the command out
-        return
-    app.command("export", help=export_command.__doc__)(export_command)
-
-
-_register_export()
+        loaded = load_model(model, device=device.value, options=prep.overrides, spec_file=prep.spec_file)
+    render_model(loaded, format, sys.stdout)
 
 
 def main() -> None:

@@ -1,63 +1,123 @@
-"""The public entry point: a :class:`Scanner` built from an ONNX file scores images with SCALE-UP.
+"""The public entry point: a :class:`Scanner` runs one detector over one ONNX model.
 
-Data flows one way: paths -> decoded unit-range images -> amplified copies in model layout ->
-labels -> SPC (and NSPC with a calibration) -> flags. The CLI is a thin shell over this class.
+Data flows one way: input sources -> decoded unit-range images (:mod:`scanner.batches`) ->
+queries built by the detector into a reused buffer -> model outputs (:mod:`scanner.loader`)
+-> named per-input scores -> flags. Decisions and reports are downstream of :class:`ScanResult`
+(:mod:`scanner.decisions`, :mod:`scanner.report`). Arrays and files go through the same loop.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
+from .batches import BatchLoader
 from .calibration import Calibration
+from .detectors import Detector, ScaleUp
+from .detectors.scaleup import DEFAULT_SCALES
 from .errors import InputError, ScannerError
-from .images import BatchLoader, InputSet, fit_array_images, collect_inputs
-from .model import (
-    OnnxClassifier, check_runtime, check_spec_fits, choose_output, infer_from_graph,
-    inspect_proto, num_classes, plan_batches, read_model,
-)
-from .scaleup import DEFAULT_SCALES, DEFAULT_THRESHOLD, fill_scaled_batch, spc_score
-from .spec import ResolvedSpec, merge_layers, read_spec_file, spec_from_metadata, validate_spec_dict
-
-log = logging.getLogger("scanner")
+from .inputs import InputSet, MemoryArray, collect_inputs
+from .loader import Model, load_model
+from .spec import ResolvedSpec, Spec
 
 # Elements (float32) of one session call's input, at most: bounds memory for large images.
 _MAX_CALL_ELEMENTS = 1 << 24
 _MAX_BATCH = 256
+SCORE_CHOICES = ("spc", "prob-consistency")
 
 
 @dataclass
 class Scores:
-    """SCALE-UP outcome for a set of images, as arrays aligned on the input order.
+    """A detector's outcome for a set of inputs, as arrays aligned on the input order.
 
     Attributes
     ----------
     labels : (n,) int64, the unscaled prediction.
-    scaled_labels : (n, n_scales) int64, the prediction at each scale of ``scales``.
-    spc : (n,) float64 in [0, 1].
-    nspc : (n,) float64 or None (only with a calibration).
-    prob_consistency : (n,) float64 in [0, 1] or None (models that output only labels).
-        Mean over the scales of the probability the amplified copy gives the unscaled label
-        (beyond the paper, see the README); higher is more suspicious.
-    score : (n,) float64, the score compared with the threshold (nspc if calibrated, else spc,
-        or prob_consistency when chosen).
+    query_labels : (n, n_reported) int64, the prediction of each reported query (SCALE-UP: the
+        label at each scale; also available as ``scaled_labels``).
+    named : dict of str to (n,) float64 or None
+        Every score the detector reports (SCALE-UP: ``spc``, ``nspc`` with a calibration,
+        ``prob_consistency`` for models that output scores); readable as attributes.
+    score_name : str, the one compared with the threshold.
+    score : (n,) float64, that score.
     flagged : (n,) bool, ``score >= threshold``.
     """
 
     labels: np.ndarray
-    scaled_labels: np.ndarray
-    spc: np.ndarray
-    nspc: np.ndarray | None
-    prob_consistency: np.ndarray | None
+    query_labels: np.ndarray
+    named: dict[str, np.ndarray | None]
+    score_name: str
     score: np.ndarray
     flagged: np.ndarray
+    query_labels_key: str = "query_labels"
+
+    def __getattr__(self, name: str):
+        named = self.__dict__.get("named", {})
+        if name in named:
+            return named[name]
+        if name == self.__dict__.get("query_labels_key"):
+            return self.__dict__["query_labels"]
+        raise AttributeError(f"{type(self).__name__} has no score {name!r}")
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """What produced the numbers: model, preprocessing, provider, detector, threshold, calibration."""
+
+    model: str
+    model_sha256: str
+    spec: Spec
+    spec_sources: dict[str, str]
+    output: str
+    batch_mode: str
+    batch_note: str
+    execution_provider: str
+    detector: dict[str, Any]
+    detector_text: str
+    query_names: tuple[str, ...]
+    threshold: float
+    score: str
+    calibration: Calibration | None = None
+    scanner_version: str = __version__
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        return self.spec.class_names
+
+    def class_name(self, label: int) -> str | None:
+        names = self.spec.class_names
+        return names[label] if names and 0 <= label < len(names) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (report schema version 1; the key order is part of it)."""
+        cal = self.calibration
+        return {
+            "scanner_version": self.scanner_version,
+            "model": self.model,
+            "model_sha256": self.model_sha256,
+            "spec": self.spec.to_dict(),
+            "spec_sources": dict(self.spec_sources),
+            "output": self.output,
+            "batch_mode": self.batch_mode,
+            "batch_note": self.batch_note,
+            "execution_provider": self.execution_provider,
+            **self.detector,
+            "threshold": self.threshold,
+            "score": self.score,
+            "calibration": None if cal is None else {
+                "n_samples": cal.n_samples, "target_fpr": cal.target_fpr,
+                "achieved_fpr": cal.achieved_fpr, "threshold": cal.threshold,
+                "expected_fpr": cal.expected_fpr(),
+                "expected_fpr_per_class": {str(k): v for k, v in cal.expected_fpr_per_class().items()},
+            },
+            "class_names": list(self.spec.class_names) if self.spec.class_names else None,
+        }
 
 
 @dataclass
@@ -68,8 +128,9 @@ class ScanResult:
     indices: np.ndarray
     scores: Scores
     failures: list[tuple[int, str]]
-    settings: dict[str, Any]
+    settings: ScanSettings
     seconds: float
+    score_names: tuple[str, ...] = field(default=())
 
     @property
     def n_found(self) -> int:
@@ -81,22 +142,20 @@ class ScanResult:
 
     def records(self) -> Iterator[dict[str, Any]]:
         """One dict per scored input, in input order, with stable field names."""
-        s = self.scores
-        keys = [str(n) for n in self.settings["scales"]]
-        names = self.settings.get("class_names")
+        s, n = self.scores, len(self.indices)
+        keys = list(self.settings.query_names)
+        names = self.settings.class_names
         # plain Python values once, not a numpy scalar conversion per field per row
-        columns = zip(self.inputs.names(self.indices), s.labels.tolist(), s.spc.tolist(),
-                      _column(s.nspc, len(self.indices)), _column(s.prob_consistency, len(self.indices)),
-                      s.scaled_labels.tolist(), s.flagged.tolist())
-        for name, label, spc, nspc, consistency, scaled, flagged in columns:
+        score_columns = [_column(s.named.get(name), n) for name in self.score_names]
+        columns = zip(self.inputs.names(self.indices), s.labels.tolist(), zip(*score_columns) if score_columns
+                      else [()] * n, s.query_labels.tolist(), s.flagged.tolist())
+        for name, label, values, queries, flagged in columns:
             yield {
                 "input": name,
                 "predicted_label": label,
                 "predicted_class": names[label] if names and 0 <= label < len(names) else None,
-                "spc": spc,
-                "nspc": nspc,
-                "prob_consistency": consistency,
-                "scaled_labels": dict(zip(keys, scaled)),
+                **dict(zip(self.score_names, values)),
+                s.query_labels_key: dict(zip(keys, queries)),
                 "flagged": flagged,
             }
 
@@ -109,7 +168,7 @@ def _column(values: np.ndarray | None, n: int) -> list:
 
 
 class Scanner:
-    """SCALE-UP over one ONNX image classifier.
+    """One detector (SCALE-UP by default) over one ONNX image classifier.
 
     Parameters
     ----------
@@ -118,10 +177,10 @@ class Scanner:
     device : {"auto", "cpu", "cuda"}, default="auto"
         "auto" uses CUDA when a session really gets it, else CPU; "cuda" fails if it cannot.
     scales : sequence of float, default=(3, 5, 7, 9, 11)
-        The scale set S.
+        SCALE-UP's scale set S (ignored when ``detector`` is given).
     threshold : float, optional
         Flag when the score is at least this. Default: the calibration's threshold (on NSPC)
-        with a calibration, else 0.5 (on SPC).
+        with a calibration, else the detector's default (0.5 on SPC).
     calibration : str, Path or Calibration, optional
         Made by ``scanner calibrate`` for this model and scale set.
     spec : dict, optional
@@ -129,13 +188,17 @@ class Scanner:
     spec_file : str or Path, optional
         A JSON spec file (below ``spec``, above the model's metadata).
     batch_size : int, optional
-        Images per batch (each becomes ``len(scales) + 1`` model inputs). Default: up to 256,
+        Images per batch (each becomes ``queries_per_input`` model inputs). Default: up to 256,
         fewer for large images.
     workers : int, optional
         Image decoding threads.
+    threads : int, optional
+        ONNX Runtime intra-op threads.
     score : {"spc", "prob-consistency"}, default="spc"
         What is compared with the threshold without a calibration. "prob-consistency" (beyond
         the paper) needs a model that outputs class scores.
+    detector : Detector, optional
+        Another detector instance (default: ``ScaleUp(scales)``).
 
     Examples
     --------
@@ -148,42 +211,28 @@ class Scanner:
                  threshold: float | None = None, calibration: str | Path | Calibration | None = None,
                  spec: dict[str, Any] | None = None, spec_file: str | Path | None = None,
                  batch_size: int | None = None, workers: int | None = None, threads: int | None = None,
-                 score: str = "spc") -> None:
+                 score: str = "spc", detector: Detector | None = None) -> None:
         if device not in ("auto", "cpu", "cuda"):
             raise ScannerError(f"device must be auto, cpu or cuda, got {device!r}")
         scales = tuple(scales)
-        if not scales or any(s <= 0 for s in scales):
+        if detector is None and (not scales or any(s <= 0 for s in scales)):
             raise ScannerError(f"scales must be a non-empty set of positive numbers, got {scales}")
-        if score not in ("spc", "prob-consistency"):
+        if score not in SCORE_CHOICES:
             raise ScannerError(f"score must be spc or prob-consistency, got {score!r}")
         if score != "spc" and calibration is not None:
             raise ScannerError("a calibration applies to SPC (NSPC); it cannot be combined with --score prob-consistency")
-        check_runtime()
-        path = Path(model)
-        proto = read_model(path)
-        self.info = inspect_proto(proto, path)
-        self.resolved: ResolvedSpec = merge_layers([
-            ("option", validate_spec_dict(spec or {}, origin="options")),
-            ("spec file", read_spec_file(spec_file) if spec_file else {}),
-            ("model metadata", spec_from_metadata(self.info.metadata)),
-            ("inferred from graph", infer_from_graph(self.info)),
-        ])
-        self.spec = self.resolved.spec
-        check_spec_fits(self.spec, self.info)
-        output, kind, note = choose_output(self.info, self.spec.output_name)
-        session, provider, plan = plan_batches(proto, self.info, self.spec, output, device, threads)
-        del proto
-        self.classifier = OnnxClassifier(self.info, self.spec, session, provider, output, kind, note, plan)
-        self.num_classes = num_classes(output, kind) or (len(self.spec.class_names) if self.spec.class_names else None)
-        if score != "spc" and kind != "scores":
-            raise ScannerError(f"--score {score} needs class scores, but the model's output {output.name!r} holds labels only")
+        self.model: Model = load_model(model, device=device, options=spec, spec_file=spec_file, threads=threads)
+        self.detector = detector if detector is not None else ScaleUp(scales)
+        if score != "spc" and self.model.output_kind != "scores":
+            raise ScannerError(f"--score {score} needs class scores, but the model's output "
+                               f"{self.model.output.tensor.name!r} holds labels only")
         self.score_kind = score
-        self.scales = scales
         self.calibration = self._load_calibration(calibration)
         if threshold is None:
-            threshold = self.calibration.threshold if self.calibration else DEFAULT_THRESHOLD
+            threshold = self.calibration.threshold if self.calibration else self.detector.default_threshold
         self.threshold = float(threshold)
-        per_image = self.spec.height * self.spec.width * self.spec.channels * (len(scales) + 1)
+        spec_ = self.spec
+        per_image = spec_.height * spec_.width * spec_.channels * self.detector.queries_per_input
         self.batch_size = int(batch_size or max(1, min(_MAX_BATCH, _MAX_CALL_ELEMENTS // per_image)))
         # decoding shares the cores with ONNX Runtime: one thread fewer than cores (measured best)
         self.workers = int(workers or max(1, min(4, (os.cpu_count() or 1) - 1)))
@@ -193,130 +242,93 @@ class Scanner:
         if calibration is None:
             return None
         cal = calibration if isinstance(calibration, Calibration) else Calibration.load(calibration)
-        cal.check_compatible(model_sha256=self.info.sha256, scales=self.scales)
+        cal.check_compatible(model_sha256=self.info.sha256, scales=getattr(self.detector, "scales", ()))
         return cal
+
+    # -- what the model boundary decided ------------------------------------------------------
+    @property
+    def info(self):
+        return self.model.info
+
+    @property
+    def spec(self) -> Spec:
+        return self.model.spec
+
+    @property
+    def resolved(self) -> ResolvedSpec:
+        return self.model.resolved
 
     @property
     def provider(self) -> str:
-        return self.classifier.provider
+        return self.model.provider
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.model.num_classes
+
+    @property
+    def scales(self) -> tuple:
+        return getattr(self.detector, "scales", ())
 
     @property
     def score_name(self) -> str:
         return "nspc" if self.calibration else self.score_kind
 
-    def settings(self) -> dict[str, Any]:
-        """What produced the numbers: model, spec, provider, scales, threshold, calibration."""
-        cal = self.calibration
-        return {
-            "scanner_version": __version__,
-            "model": str(self.info.path),
-            "model_sha256": self.info.sha256,
-            "spec": self.spec.to_dict(),
-            "spec_sources": dict(self.resolved.sources),
-            "output": self.classifier.output.name,
-            "batch_mode": self.classifier.plan.mode,
-            "batch_note": self.classifier.plan.note,
-            "execution_provider": self.provider,
-            "scales": list(self.scales),
-            "threshold": self.threshold,
-            "score": self.score_name,
-            "calibration": None if cal is None else {
-                "n_samples": cal.n_samples, "target_fpr": cal.target_fpr,
-                "achieved_fpr": cal.achieved_fpr, "threshold": cal.threshold,
-                "expected_fpr": cal.expected_fpr(),
-                "expected_fpr_per_class": {str(k): v for k, v in cal.expected_fpr_per_class().items()},
-            },
-            "class_names": list(self.spec.class_names) if self.spec.class_names else None,
-        }
+    def settings(self) -> ScanSettings:
+        """What produced the numbers: model, spec, provider, detector, threshold, calibration."""
+        m = self.model
+        return ScanSettings(
+            model=str(m.info.path), model_sha256=m.info.sha256, spec=m.spec, spec_sources=dict(m.resolved.sources),
+            output=m.output.tensor.name, batch_mode=m.plan.mode, batch_note=m.plan.note,
+            execution_provider=m.provider, detector=self.detector.settings(),
+            detector_text=self.detector.describe(), query_names=tuple(self.detector.query_names()),
+            threshold=self.threshold, score=self.score_name, calibration=self.calibration,
+        )
 
     # -- the hot path --------------------------------------------------------------------------
     def _buffer_for(self, rows: int) -> np.ndarray:
-        shape = self._model_shape()
         if self._buffer is None or self._buffer.shape[0] < rows:
-            self._buffer = np.empty((rows,) + shape, dtype=np.float32)
+            self._buffer = np.empty((rows,) + self.model.preprocessor.model_shape, dtype=np.float32)
         return self._buffer[:rows]
 
-    def _model_shape(self) -> tuple[int, ...]:
-        s = self.spec
-        if s.layout == "nchw":
-            return (s.channels, s.height, s.width)
-        if s.layout == "nhwc":
-            return (s.height, s.width, s.channels)
-        return (s.height * s.width * s.channels,)
+    def score_batch(self, images: np.ndarray):
+        """The detector's outcome for (b, H, W, C) images, float32 in [0, 1] or uint8 pixels.
 
-    def _to_model_layout(self, images: np.ndarray) -> np.ndarray:
-        """(b, H, W, C) unit-range images -> a view in the model's layout and channel order."""
-        if self.spec.bgr:
-            images = images[..., ::-1]
-        if self.spec.layout == "nchw":
-            return images.transpose(0, 3, 1, 2)
-        if self.spec.layout == "flat":
-            return images.reshape(len(images), -1)
-        return images
-
-    def predict_unit(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Labels of (b, H, W, C) images (float32 in [0, 1], or uint8 pixels), unscaled and at each scale.
-
-        Returns ``labels`` (b,), ``scaled_labels`` (b, n_scales) and the probability
-        consistency (b,) (None for label-only models). The unscaled copy and the amplified
-        copies go to the model in one call (chunked only for fixed-batch models).
+        Every query of the batch goes to the model in one call (chunked only for fixed-batch
+        models). Returns a :class:`~scanner.detectors.DetectorScores`.
         """
-        b = len(images)
-        # n = 1 gives the unscaled image again: reuse its label instead of running it twice
-        extra = [n for n in self.scales if n != 1]
-        buf = self._buffer_for(b * (1 + len(extra)))
-        fill_scaled_batch(self._to_model_layout(images), extra, buf, finish=self.spec.normalize_)
-        labels, probs = self.classifier.predict(buf, probabilities=True)
-        unscaled = labels[:b]
-        by_scale = dict(zip(extra, labels[b:].reshape(len(extra), b))) if extra else {}
-        scaled = np.stack([unscaled if n == 1 else by_scale[n] for n in self.scales], axis=1)
-        consistency = None
-        if probs is not None:
-            # probability of the unscaled label in each copy; copy k of scale i is row (i + 1) * b + k
-            p_y = probs.reshape(1 + len(extra), b, -1)[:, np.arange(b), unscaled]
-            per_scale = {n: p_y[1 + i] for i, n in enumerate(extra)}
-            consistency = np.mean([p_y[0] if n == 1 else per_scale[n] for n in self.scales], axis=0)
-        return unscaled, scaled, consistency
-
-    def _scores(self, labels: np.ndarray, scaled: np.ndarray, consistency: np.ndarray | None) -> Scores:
-        spc = spc_score(labels, scaled)
-        nspc = self.calibration.nspc(spc, labels) if self.calibration else None
-        score = {"spc": spc, "nspc": nspc, "prob-consistency": consistency}[self.score_name]
-        return Scores(labels, scaled, spc, nspc, consistency, score, score >= self.threshold)
+        b, det = len(images), self.detector
+        buf = self._buffer_for(b * det.queries_per_input)
+        det.build_queries(images, buf, self.model.preprocessor)
+        labels, probs = self.model.predict(buf, probabilities=True)
+        return det.score(labels, probs, b)
 
     # -- public scoring ------------------------------------------------------------------------
     def score_arrays(self, images: np.ndarray) -> Scores:
         """Score images given as an array (N, H, W[, C]), uint8 or float in [0, 1].
 
         Images of another size are resized; RGB/gray are converted to what the model takes.
+        The array is an input source like a folder: it goes through :meth:`scan`'s loop.
         """
         images = np.asarray(images)
         if images.ndim not in (3, 4) or images.dtype.kind not in "uif":
             raise InputError(f"expected images shaped (N, H, W[, C]) of uint8 or float, got {images.shape} {images.dtype}")
-        x = fit_array_images(images, self.spec.height, self.spec.width, self.spec.channels)
-        if not np.isfinite(x).all() or x.min(initial=0) < 0 or x.max(initial=0) > 1:
+        if images.dtype.kind == "f" and (not np.isfinite(images).all() or images.min(initial=0) < 0
+                                         or images.max(initial=0) > 1):
             raise InputError("float images must have values in [0, 1]")
-        labels = np.empty(len(x), dtype=np.int64)
-        scaled = np.empty((len(x), len(self.scales)), dtype=np.int64)
-        consistency = np.empty(len(x), dtype=np.float64)
-        for start in range(0, len(x), self.batch_size):
-            rows = slice(start, start + self.batch_size)
-            labels[rows], scaled[rows], c = self.predict_unit(np.ascontiguousarray(x[rows]))
-            consistency[rows] = np.nan if c is None else c
-        return self._scores(labels, scaled, self._consistency_or_none(consistency))
-
-    def _consistency_or_none(self, consistency: np.ndarray) -> np.ndarray | None:
-        return None if self.classifier.output_kind != "scores" else consistency
+        inputs = InputSet()
+        inputs.add_array(MemoryArray(images))
+        return self.scan(inputs).scores
 
     def scan(self, paths: Sequence[str | Path] | InputSet, *,
              progress: Callable[[int, int], None] | None = None) -> ScanResult:
         """Scan image files, folders and image arrays; every input is scored or listed as failed."""
         started = time.perf_counter()
         inputs = paths if isinstance(paths, InputSet) else collect_inputs(paths)
-        total = len(inputs)
+        total, det = len(inputs), self.detector
         labels = np.empty(total, dtype=np.int64)
-        scaled = np.empty((total, len(self.scales)), dtype=np.int64)
-        consistency = np.full(total, np.nan)
+        queries = np.empty((total, len(det.query_names())), dtype=np.int64)
+        raw: dict[str, np.ndarray] = {}
         scored = np.zeros(total, dtype=bool)
         failures: list[tuple[int, str]] = []
         loader = BatchLoader(inputs, height=self.spec.height, width=self.spec.width,
@@ -324,10 +336,11 @@ class Scanner:
         done = 0
         for batch in loader:
             if len(batch.indices):
-                lab, sc, c = self.predict_unit(batch.images)
-                labels[batch.indices], scaled[batch.indices] = lab, sc
-                if c is not None:
-                    consistency[batch.indices] = c
+                out = self.score_batch(batch.images)
+                labels[batch.indices], queries[batch.indices] = out.labels, out.query_labels
+                for name, values in out.scores.items():
+                    if values is not None:
+                        raw.setdefault(name, np.full(total, np.nan))[batch.indices] = values
                 scored[batch.indices] = True
             failures.extend(batch.failures)
             done += batch.size
@@ -335,6 +348,22 @@ class Scanner:
                 progress(done, total)
         indices = np.flatnonzero(scored)
         failures.sort()
-        scores = self._scores(labels[indices], scaled[indices], self._consistency_or_none(consistency[indices]))
-        return ScanResult(inputs, indices, scores, failures,
-                          self.settings(), time.perf_counter() - started)
+        scores = self._scores(labels[indices], queries[indices], {k: v[indices] for k, v in raw.items()})
+        return ScanResult(inputs, indices, scores, failures, self.settings(), time.perf_counter() - started,
+                          score_names=det.score_names)
+
+    def _scores(self, labels: np.ndarray, queries: np.ndarray, raw: dict[str, np.ndarray]) -> Scores:
+        det = self.detector
+        has_probs = self.model.output_kind == "scores"
+        named: dict[str, np.ndarray | None] = {}
+        for name in det.score_names:
+            if name in raw:
+                named[name] = raw[name]
+            else:  # not produced: needs probabilities the model lacks, or no input was scored
+                usable = has_probs or name not in det.probability_scores
+                named[name] = np.empty(0) if usable and len(labels) == 0 else None
+        for calibrated, base in det.calibrated.items():
+            named[calibrated] = self.calibration.nspc(named[base], labels) if self.calibration else None
+        score = named[self.score_name.replace("-", "_")]
+        return Scores(labels, queries, named, self.score_name, score, score >= self.threshold,
+                      query_labels_key=det.query_labels_key)

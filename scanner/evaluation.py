@@ -8,14 +8,32 @@ SPC, and NSPC when the scanner has a calibration. Metrics from :mod:`scanner.met
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from .core import Scanner, ScanResult
+from .core import Scanner, ScanResult, ScanSettings
 from .errors import InputError
 from .metrics import detection_report
+
+
+@dataclass
+class Evaluation:
+    """The paper's protocol on one benign and one poisoned set: what was kept, every figure, and
+    the kept SPC values (for plots)."""
+
+    settings: ScanSettings
+    protocol: dict[str, Any]
+    metrics: dict[str, dict[str, Any]]
+    benign_spc: np.ndarray
+    poisoned_spc: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``scanner evaluate -o`` JSON document."""
+        return {"schema_version": 1, "kind": "evaluation", **self.settings.to_dict(),
+                "protocol": self.protocol, "metrics": self.metrics}
 
 
 def read_labels_file(path: str | Path) -> dict[str, int]:
@@ -77,7 +95,7 @@ def _true_labels(result: ScanResult, scanner: Scanner, labels_file) -> tuple[np.
 
 def evaluate(scanner: Scanner, benign: Sequence[str | Path], poisoned: Sequence[str | Path], *,
              target_label: int | None = None, labels_file: str | Path | None = None,
-             fprs=(0.01, 0.05), seed: int = 0) -> dict[str, Any]:
+             fprs=(0.01, 0.05), seed: int = 0) -> Evaluation:
     """Scan both sets, apply the protocol's filters and compute every detection figure."""
     ben = scanner.scan(benign)
     poi = scanner.scan(poisoned)
@@ -101,37 +119,31 @@ def evaluate(scanner: Scanner, benign: Sequence[str | Path], poisoned: Sequence[
             f"after filtering, {int(keep_benign.sum())} benign and {int(keep_poisoned.sum())} poisoned inputs "
             "remain; both must be non-empty"
         )
-    out: dict[str, Any] = {
-        "schema_version": 1,
-        "kind": "evaluation",
-        **scanner.settings(),
-        "protocol": {
-            "benign_found": ben.n_found, "benign_scored": ben.n_scored, "benign_kept": int(keep_benign.sum()),
-            "benign_filter": ("kept correctly classified inputs; true labels from " + truth_note) if truth is not None
-            else f"correct-prediction filter OFF: {truth_note}",
-            "benign_accuracy": float(keep_benign.mean()) if truth is not None else None,
-            "poisoned_found": poi.n_found, "poisoned_scored": poi.n_scored, "poisoned_kept": int(keep_poisoned.sum()),
-            "poisoned_filter": poisoned_note,
-            "attack_success_rate": float((poi.scores.labels == target_label).mean()) if target_label is not None else None,
-            "failures": ben.failure_records() + poi.failure_records(),
-        },
-        "metrics": {},
+    protocol = {
+        "benign_found": ben.n_found, "benign_scored": ben.n_scored, "benign_kept": int(keep_benign.sum()),
+        "benign_filter": ("kept correctly classified inputs; true labels from " + truth_note) if truth is not None
+        else f"correct-prediction filter OFF: {truth_note}",
+        "benign_accuracy": float(keep_benign.mean()) if truth is not None else None,
+        "poisoned_found": poi.n_found, "poisoned_scored": poi.n_scored, "poisoned_kept": int(keep_poisoned.sum()),
+        "poisoned_filter": poisoned_note,
+        "attack_success_rate": float((poi.scores.labels == target_label).mean()) if target_label is not None else None,
+        "failures": ben.failure_records() + poi.failure_records(),
     }
+    metrics: dict[str, dict[str, Any]] = {}
     b_spc, p_spc = ben.scores.spc[keep_benign], poi.scores.spc[keep_poisoned]
     spc_threshold = scanner.threshold if scanner.calibration is None else 0.5
-    out["metrics"]["spc"] = detection_report(b_spc, p_spc, threshold=spc_threshold, fprs=fprs, seed=seed)
+    metrics["spc"] = detection_report(b_spc, p_spc, threshold=spc_threshold, fprs=fprs, seed=seed)
     if scanner.calibration is not None:
-        out["metrics"]["nspc"] = detection_report(ben.scores.nspc[keep_benign], poi.scores.nspc[keep_poisoned],
+        metrics["nspc"] = detection_report(ben.scores.nspc[keep_benign], poi.scores.nspc[keep_poisoned],
                                                   threshold=scanner.threshold, fprs=fprs, seed=seed)
     if ben.scores.prob_consistency is not None:  # beyond the paper; AUROC is what matters here
-        out["metrics"]["prob_consistency"] = detection_report(
+        metrics["prob_consistency"] = detection_report(
             ben.scores.prob_consistency[keep_benign], poi.scores.prob_consistency[keep_poisoned],
             threshold=scanner.threshold if scanner.score_name == "prob-consistency" else 0.5, fprs=fprs, seed=seed)
-    out["_scores"] = {"benign_spc": b_spc, "poisoned_spc": p_spc}
-    return out
+    return Evaluation(scanner.settings(), protocol, metrics, b_spc, p_spc)
 
 
-def plot_evaluation(result: dict[str, Any], path: str | Path) -> None:
+def plot_evaluation(result: Evaluation, path: str | Path) -> None:
     """ROC curve and SPC histograms of both sets, as one PNG."""
     try:
         import matplotlib
@@ -142,18 +154,18 @@ def plot_evaluation(result: dict[str, Any], path: str | Path) -> None:
         raise InputError("--plot needs matplotlib: pip install 'scaleup-scanner[plot]'") from None
     from sklearn.metrics import roc_curve
 
-    b, p = result["_scores"]["benign_spc"], result["_scores"]["poisoned_spc"]
+    b, p = result.benign_spc, result.poisoned_spc
     fpr, tpr, _ = roc_curve(np.r_[np.zeros(b.size), np.ones(p.size)], np.r_[b, p])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(fpr, tpr, label=f"SPC, AUROC {result['metrics']['spc']['auroc']:.4f}")
+    ax1.plot(fpr, tpr, label=f"SPC, AUROC {result.metrics['spc']['auroc']:.4f}")
     ax1.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax1.set(xlabel="false-positive rate", ylabel="true-positive rate", title="ROC")
     ax1.legend(loc="lower right")
-    k = len(result["scales"])
+    k = len(result.settings.query_names)
     bins = np.linspace(-0.5 / k, 1 + 0.5 / k, k + 2)  # one bin centred on each SPC value i / k
     ax2.hist(b, bins=bins, alpha=0.6, density=True, label=f"benign (n={b.size})")
     ax2.hist(p, bins=bins, alpha=0.6, density=True, label=f"poisoned (n={p.size})")
-    ax2.set(xlabel="SPC", ylabel="density", title="SPC histograms, scales " + ",".join(map(str, result["scales"])))
+    ax2.set(xlabel="SPC", ylabel="density", title="SPC histograms, scales " + ",".join(result.settings.query_names))
     ax2.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)

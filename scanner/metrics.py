@@ -12,7 +12,28 @@ from typing import Any
 
 import numpy as np
 
-from .calibration import threshold_at_fpr
+
+def threshold_at_fpr(benign_scores: np.ndarray, fpr: float) -> tuple[float, float]:
+    """Smallest threshold t with ``mean(benign >= t) <= fpr``, and the rate it achieves.
+
+    Scores are discrete (SPC takes |S| + 1 values), so the achieved rate is usually below the
+    target; it is returned so reports can state it.
+    """
+    scores = np.sort(np.asarray(benign_scores, dtype=np.float64))
+    if scores.size == 0:
+        raise ValueError("no benign scores to fit a threshold on")
+    if not 0 <= fpr <= 1:
+        raise ValueError(f"fpr must be in [0, 1], got {fpr}")
+    n = scores.size
+    candidates = np.unique(scores)
+    # fraction of benign at or above each candidate
+    rates = (n - np.searchsorted(scores, candidates, side="left")) / n
+    ok = np.flatnonzero(rates <= fpr)
+    if ok.size:
+        i = ok[0]
+        return float(candidates[i]), float(rates[i])
+    # even the largest score is too frequent: flag only what is strictly above every benign score
+    return float(np.nextafter(scores[-1], np.inf)), 0.0
 
 
 class UndefinedMetricWarning(UserWarning):

@@ -1,7 +1,7 @@
 """The preprocessing spec: how a model wants its pixels, in one versioned schema.
 
 A spec says how an image with pixel values in [0, 1] (decoded, resized, RGB) becomes the model's
-input tensor. The same schema is written into ONNX ``metadata_props`` by ``exporters/`` (key
+input tensor; :mod:`scanner.preprocess` compiles it into the function that does so. The same schema is written into ONNX ``metadata_props`` by ``exporters/`` (key
 ``scanner.spec``), read from ``--spec FILE``, and built from command-line flags.
 
 Model input, from a unit-range image ``x`` (after SCALE-UP's ``clip(n * x, 0, 1)``)::
@@ -12,18 +12,17 @@ Model input, from a unit-range image ``x`` (after SCALE-UP's ``clip(n * x, 0, 1)
     then arranged as layout: nchw (N, C, H, W), nhwc (N, H, W, C) or flat (N, H*W*C)
 
 Precedence, highest first: flags, spec file, model metadata, what the graph's input shape
-implies, defaults. ``ResolvedSpec.sources`` records where each field came from.
+implies, defaults (:mod:`scanner.resolve` gathers the layers). ``ResolvedSpec.sources`` records
+where each field came from.
 """
 
 from __future__ import annotations
 
 import json
 from enum import Enum
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from .errors import SpecError
 
@@ -122,47 +121,6 @@ class Spec:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=False)
-
-    # -- the transform ---------------------------------------------------------------------
-    def channel_axis(self) -> int:
-        """Axis of the channel dimension in a batch laid out the model's way (-1 for flat)."""
-        return 1 if self.layout == "nchw" else -1
-
-    def normalize_(self, batch: np.ndarray) -> np.ndarray:
-        """Apply range scaling and mean/std in place to a float32 batch in model layout.
-
-        ``batch`` holds unit-range values, already clipped, with channels already in model
-        order. The operations and their order are part of the contract (tests recompute them
-        independently and expect identical bits).
-        """
-        if self.pixel_range == "byte":
-            np.multiply(batch, np.float32(255.0), out=batch)
-        if self.mean is not None or self.std is not None:
-            mean, std = self._broadcast_stats(batch.ndim)
-            if mean is not None:
-                np.subtract(batch, mean, out=batch)
-            if std is not None:
-                np.divide(batch, std, out=batch)
-        return batch
-
-    def _broadcast_stats(self, ndim: int):
-        def shaped(values):
-            if values is None:
-                return None
-            arr = np.asarray(values, dtype=np.float32)
-            if self.layout == "flat":
-                # flat = NHWC flattened: channel is the fastest-varying index
-                reps = (self.height or 1) * (self.width or 1)
-                return np.tile(arr if arr.size == self.channels else np.repeat(arr, self.channels), reps)
-            if self.layout == "nchw":
-                return arr.reshape((-1,) + (1,) * (ndim - 2))
-            return arr  # nhwc: channel is last
-        return shaped(self.mean), shaped(self.std)
-
-    def describe_class(self, label: int) -> str | None:
-        if self.class_names is not None and 0 <= label < len(self.class_names):
-            return self.class_names[label]
-        return None
 
 
 @dataclass(frozen=True)
@@ -300,6 +258,3 @@ def merge_layers(layers: list[tuple[str, dict[str, Any]]]) -> ResolvedSpec:
             )
     return ResolvedSpec(spec, sources)
 
-
-def with_overrides(spec: Spec, **changes: Any) -> Spec:
-    return replace(spec, **changes)

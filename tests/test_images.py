@@ -5,7 +5,9 @@ import pytest
 from PIL import Image
 
 from scanner.errors import InputError
-from scanner.images import BatchLoader, collect_inputs, decode_image
+from scanner.batches import BatchLoader
+from scanner.decode import decode_image
+from scanner.inputs import collect_inputs
 
 RGB = (np.arange(8 * 8 * 3).reshape(8, 8, 3) * 5 % 256).astype(np.uint8)
 
@@ -86,7 +88,7 @@ def test_collect_errors(tmp_path, make, message):
 
 @pytest.mark.parametrize("mode,size", [("RGB", (8, 8)), ("L", (8, 8)), ("RGB", (13, 11))])
 def test_fast_jpeg_path_equals_pillow(tmp_path, monkeypatch, mode, size):
-    import scanner.images as images
+    import scanner.decode as images
 
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 256, (size[0], size[1], 3), dtype=np.uint8)).convert(mode)
@@ -97,7 +99,7 @@ def test_fast_jpeg_path_equals_pillow(tmp_path, monkeypatch, mode, size):
 
 
 def test_byte_batches_stay_bytes_and_mixed_batches_turn_float_with_the_same_values(tmp_path):
-    from scanner.scaleup import UNIT
+    from scanner.decode import UNIT
 
     Image.fromarray(RGB).save(tmp_path / "a.png")
     Image.fromarray(RGB[::-1].copy()).save(tmp_path / "b.png")
@@ -116,7 +118,8 @@ def test_byte_batches_stay_bytes_and_mixed_batches_turn_float_with_the_same_valu
 
 
 def test_model_buffer_gets_the_same_bits_from_bytes_and_from_floats():
-    from scanner.scaleup import UNIT, fill_scaled_batch
+    from scanner.decode import UNIT
+    from scanner.detectors.scaleup import fill_scaled_batch
 
     pixels = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
     from_bytes = np.empty((6 * 40, 3, 8, 8), np.float32)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from scanner.metrics import roc_auc_score
-from scanner.scaleup import parse_scales, spc_score
+from scanner.detectors.scaleup import parse_scales, spc_score
 
 # attack: (official protocol: first 3000 rows, S = 1..11), (all rows, S = 1..11), (all rows, S = 3,5,7,9,11)
 EXPECTED = {

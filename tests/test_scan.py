@@ -140,15 +140,15 @@ def test_flags_override_spec_file_override_metadata(tmp_path):
 ])
 def test_batch_plan(tmp_path, name, mode):
     fx = getattr(om, name)(tmp_path)
-    assert Scanner(fx.path, device="cpu", spec=fx.spec).classifier.plan.mode == mode
+    assert Scanner(fx.path, device="cpu", spec=fx.spec).model.plan.mode == mode
 
 
 def test_output_choice(tmp_path):
     fx = om.trigger_two_outputs(tmp_path)
     scanner = Scanner(fx.path, device="cpu")
-    assert scanner.classifier.output.name == "logits"  # the hinted [N, K] output over "features"
+    assert scanner.model.output.tensor.name == "logits"  # the hinted [N, K] output over "features"
     fx = om.trigger_labels_only(tmp_path)
-    assert Scanner(fx.path, device="cpu").classifier.output_kind == "labels"
+    assert Scanner(fx.path, device="cpu").model.output_kind == "labels"
     with pytest.raises(SpecError, match="output 'nope' not found"):
         Scanner(fx.path, device="cpu", spec={"output_name": "nope"})
 
@@ -177,7 +177,7 @@ def test_broken_files(tmp_path):
 
 
 def test_both_onnxruntime_packages_installed_is_detected(tmp_path):
-    from scanner.model import check_runtime, runtime_distributions
+    from scanner.runtime import check_runtime, runtime_distributions
 
     (tmp_path / "onnxruntime").mkdir()
     (tmp_path / "onnxruntime_gpu-1.31.1.dist-info").mkdir()
@@ -189,7 +189,7 @@ def test_both_onnxruntime_packages_installed_is_detected(tmp_path):
 
 
 def test_runtime_check_reads_the_installed_folder():
-    from scanner.model import runtime_distributions
+    from scanner.runtime import runtime_distributions
 
     # this environment has exactly one of the two (CI installs onnxruntime-gpu only)
     assert len(runtime_distributions()) == 1
@@ -199,7 +199,7 @@ def test_auto_device_never_fails_without_a_gpu(tmp_path):
     fx = om.trigger_nchw(tmp_path)
     scanner = Scanner(fx.path, device="auto")
     assert scanner.provider in ("CPUExecutionProvider", "CUDAExecutionProvider")
-    assert scanner.provider == scanner.classifier.session.get_providers()[0]
+    assert scanner.provider == scanner.model.session.get_providers()[0]
 
 
 @pytest.mark.parametrize("name", ["trigger_nchw", "trigger_probabilities", "trigger_fixed_batch4"])

@@ -8,10 +8,11 @@ import warnings
 import numpy as np
 import pytest
 
-from scanner.calibration import Calibration, fit_calibration, threshold_at_fpr
+from scanner.calibration import Calibration, fit_calibration
+from scanner.metrics import threshold_at_fpr
 from scanner.errors import CalibrationError
 from scanner.metrics import UndefinedMetricWarning, rates_at_threshold, roc_auc_score, tpr_at_fpr
-from scanner.scaleup import fill_scaled_batch, parse_scales, spc_score
+from scanner.detectors.scaleup import fill_scaled_batch, parse_scales, spc_score
 
 
 def test_spc_counts_agreeing_scales():
@@ -168,6 +169,7 @@ def test_importing_and_scanning_never_imports_torch(tmp_path):
 
 @pytest.mark.parametrize("layout", ["nchw", "nhwc", "flat"])
 def test_normalization_broadcasts_per_channel_in_every_layout(layout):
+    from scanner.preprocess import Preprocessor
     from scanner.spec import Spec
 
     spec = Spec(layout=layout, height=2, width=3, channels=3, pixel_range="byte",
@@ -175,21 +177,21 @@ def test_normalization_broadcasts_per_channel_in_every_layout(layout):
     x = np.random.default_rng(0).random((4, 2, 3, 3), dtype=np.float32)  # NHWC
     expected = (x * np.float32(255) - np.float32([10, 20, 30])) / np.float32([2, 4, 5])
     arranged = {"nchw": x.transpose(0, 3, 1, 2), "nhwc": x, "flat": x.reshape(4, -1)}[layout].copy()
-    got = spec.normalize_(arranged)
+    got = Preprocessor(spec).normalize_(arranged)
     back = {"nchw": lambda g: g.transpose(0, 2, 3, 1), "nhwc": lambda g: g,
             "flat": lambda g: g.reshape(4, 2, 3, 3)}[layout](got)
     np.testing.assert_array_equal(back, expected)
 
 
 def test_verdict_needs_significance_and_size_and_uses_per_class_rates():
-    from scanner.report import binomial_sf, model_verdict
+    from scanner.decisions import binomial_sf, model_verdict
 
     labels = np.r_[np.zeros(1000, int), np.ones(1000, int), np.full(1000, 2)]
     flagged = np.r_[np.arange(1000) < 700, np.arange(1000) < 70, np.arange(1000) < 300]
     v = model_verdict(labels, flagged, expected_fpr=0.04, source="test")
     # class 0 (70%) is a suspect; class 1 (7% vs 4%) is significant but too small an excess
-    assert [s["label"] for s in v["suspected_targets"]] == [0, 2]
+    assert [s.label for s in v.suspects] == [0, 2]
     # class 2's own benign rate is 25%: 30% is not a backdoor-sized excess
     v = model_verdict(labels, flagged, expected_fpr=0.04, source="test", per_class={2: 0.25})
-    assert [s["label"] for s in v["suspected_targets"]] == [0]
+    assert [s.label for s in v.suspects] == [0]
     assert binomial_sf(700, 1000, 0.04) < 1e-300

@@ -1,21 +1,27 @@
-"""SCALE-UP scoring: amplified copies and scaled prediction consistency. Pure numpy, no I/O.
+"""SCALE-UP (Guo et al., ICLR 2023): amplified copies and scaled prediction consistency.
 
 For an image x in [0, 1] and a scale set S, the amplified copies are ``clip(n * x, 0, 1)`` for
-n in S, and ``SPC(x) = |{n in S : argmax f(clip(n x)) == argmax f(x)}| / |S|``.
-Higher SPC means more suspicious (a trigger keeps dominating the prediction under scaling).
+n in S (pixel space: the model's range and mean/std come after, from the preprocessor), and
+``SPC(x) = |{n in S : argmax f(clip(n x)) == argmax f(x)}| / |S|``. Higher SPC means more
+suspicious (a trigger keeps dominating the prediction under scaling). With a calibration, SPC
+becomes the paper's NSPC (per-class benign mean and std, Eq. 3-4). ``prob_consistency`` (beyond
+the paper) is the mean probability of the unscaled label across the scales.
+
+Cost: |S| + 1 model queries per input (n = 1 reuses the unscaled query).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
+from ..decode import UNIT
+from ..preprocess import Preprocessor
+from .base import Detector, DetectorScores
+
 DEFAULT_SCALES: tuple[float, ...] = (3, 5, 7, 9, 11)
 DEFAULT_THRESHOLD = 0.5
-# 8-bit pixels become unit-range values as float32(p) * UNIT wherever the conversion happens
-# (the loader, array inputs, the model buffer), so every path gives the same bits.
-UNIT = np.float32(1 / 255)
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
@@ -40,10 +46,6 @@ def parse_scales(text: str) -> tuple[float, ...]:
     if any(v <= 0 for v in values):
         raise ValueError(f"scales must be positive, got {sorted(values)}")
     return tuple(int(v) if float(v).is_integer() else v for v in sorted(values))
-
-
-def format_scales(scales) -> str:
-    return ",".join(str(s) for s in scales)
 
 
 # Rows per block in fill_scaled_batch: about 256 KB of float32, so a block and its amplified
@@ -113,3 +115,53 @@ def spc_score(labels: np.ndarray, scaled_labels: np.ndarray) -> np.ndarray:
     if scaled_labels.ndim != 2 or len(scaled_labels) != len(labels):
         raise ValueError(f"expected scaled_labels of shape ({len(labels)}, n_scales), got {scaled_labels.shape}")
     return (scaled_labels == labels[:, None]).mean(axis=1)
+
+
+class ScaleUp(Detector):
+    """SCALE-UP as a detector: scores ``spc``, ``nspc`` (with a calibration), ``prob_consistency``.
+
+    Parameters
+    ----------
+    scales : sequence of positive numbers, default=(3, 5, 7, 9, 11)
+        The scale set S; n = 1 (the official code's variant) reuses the unscaled label.
+    """
+
+    name = "scaleup"
+    score_names = ("spc", "nspc", "prob_consistency")
+    calibrated = {"nspc": "spc"}
+    probability_scores = frozenset({"prob_consistency"})
+    query_labels_key = "scaled_labels"
+    default_threshold = DEFAULT_THRESHOLD
+
+    def __init__(self, scales=DEFAULT_SCALES) -> None:
+        self.scales = tuple(scales)
+        # n = 1 gives the unscaled image again: reuse its label instead of running it twice
+        self._extra = [n for n in self.scales if n != 1]
+
+    @property
+    def queries_per_input(self) -> int:
+        return 1 + len(self._extra)
+
+    def build_queries(self, images: np.ndarray, out: np.ndarray, pre: Preprocessor) -> None:
+        fill_scaled_batch(pre.to_layout(images), self._extra, out, finish=pre.normalize_)
+
+    def score(self, labels: np.ndarray, probs: np.ndarray | None, b: int) -> DetectorScores:
+        unscaled = labels[:b]
+        by_scale = dict(zip(self._extra, labels[b:].reshape(len(self._extra), b))) if self._extra else {}
+        scaled = np.stack([unscaled if n == 1 else by_scale[n] for n in self.scales], axis=1)
+        consistency = None
+        if probs is not None:
+            # probability of the unscaled label in each copy; copy k of scale i is row (i + 1) * b + k
+            p_y = probs.reshape(1 + len(self._extra), b, -1)[:, np.arange(b), unscaled]
+            per_scale = {n: p_y[1 + i] for i, n in enumerate(self._extra)}
+            consistency = np.mean([p_y[0] if n == 1 else per_scale[n] for n in self.scales], axis=0)
+        return DetectorScores(unscaled, scaled, {"spc": spc_score(unscaled, scaled), "prob_consistency": consistency})
+
+    def query_names(self) -> list[str]:
+        return [str(n) for n in self.scales]
+
+    def settings(self) -> dict[str, Any]:
+        return {"scales": list(self.scales)}
+
+    def describe(self) -> str:
+        return "scales " + ",".join(map(str, self.scales))

@@ -1,0 +1,238 @@
+"""Decisions from a scan's scores: per-class counts, the model-level verdict and the CI gate.
+
+Typed and pure: each function takes scores or a :class:`~scanner.core.ScanResult` and returns
+a dataclass with integer class keys; :mod:`scanner.report` turns them into text and JSON
+(``to_dict`` gives the report schema's form).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .core import ScanResult
+
+DEFAULT_ASSUMED_FPR = 0.10  # used for the verdict when no calibration states the benign rate
+DEFAULT_ALPHA = 0.01
+# A suspected target must also be flagged far above its benign rate, not just significantly:
+# on thousands of inputs a class at 7% against an expected 4% is "significant" yet no backdoor.
+MIN_RATE_RATIO = 2.0
+MIN_RATE_EXCESS = 0.05
+
+
+@dataclass(frozen=True)
+class ClassCount:
+    """Inputs predicted as ``label`` and how many of them were flagged."""
+
+    label: int
+    inputs: int
+    flagged: int
+    class_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """A predicted class flagged significantly and substantially above its expected rate."""
+
+    label: int
+    inputs: int
+    flagged: int
+    expected_rate: float
+    p_value: float
+    p_adjusted: float
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "inputs": self.inputs, "flagged": self.flagged,
+                "expected_rate": self.expected_rate, "p_value": self.p_value,
+                "p_adjusted": self.p_adjusted, "text": self.text}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The model-level verdict: which predicted classes look like a backdoor's target."""
+
+    expected_fpr: float
+    expected_fpr_source: str
+    alpha: float
+    expected_fpr_per_class: dict[int, float]
+    test: str
+    suspects: tuple[Suspect, ...]
+
+    @property
+    def model_suspicious(self) -> bool:
+        return bool(self.suspects)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "expected_fpr": self.expected_fpr,
+            "expected_fpr_source": self.expected_fpr_source,
+            "alpha": self.alpha,
+            "expected_fpr_per_class": {str(k): v for k, v in self.expected_fpr_per_class.items()},
+            "test": self.test,
+            "suspected_targets": [s.to_dict() for s in self.suspects],
+            "model_suspicious": self.model_suspicious,
+        }
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts, the flagged count per predicted class and the verdict of one scan."""
+
+    inputs_found: int
+    scored: int
+    failed: int
+    flagged: int
+    per_class: tuple[ClassCount, ...]
+    verdict: Verdict
+    seconds: float
+
+    @property
+    def flagged_rate(self) -> float:
+        return self.flagged / self.scored if self.scored else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inputs_found": self.inputs_found,
+            "scored": self.scored,
+            "failed": self.failed,
+            "flagged": self.flagged,
+            "flagged_rate": self.flagged_rate,
+            "flagged_per_class": {str(c.label): {"class": c.class_name, "inputs": c.inputs, "flagged": c.flagged}
+                                  for c in self.per_class},
+            "verdict": self.verdict.to_dict(),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The CI gate: passes when the flagged count and rate are within the limits."""
+
+    max_flagged: int | None
+    max_flagged_rate: float | None
+    reasons: tuple[str, ...] = field(default=())
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_flagged": self.max_flagged, "max_flagged_rate": self.max_flagged_rate,
+                "passed": self.passed, "reasons": list(self.reasons)}
+
+
+def binomial_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): the one-sided test's p-value (0.0 below ~1e-308)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    # log pmf at k, then the recurrence pmf(i+1) = pmf(i) * (n-i)/(i+1) * p/(1-p), summed in log space
+    log_first = (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+                 + k * math.log(p) + (n - k) * math.log1p(-p))
+    i = np.arange(k, n, dtype=np.float64)
+    steps = np.log((n - i) / (i + 1)) + math.log(p) - math.log1p(-p)
+    log_terms = log_first + np.concatenate([[0.0], np.cumsum(steps)])
+    top = log_terms.max()
+    return float(math.exp(top + math.log(np.exp(log_terms - top).sum())))
+
+
+def format_p(p: float) -> str:
+    return "p < 1e-300" if p < 1e-300 else f"p = {p:.3g}"
+
+
+def per_class_counts(labels: np.ndarray, flagged: np.ndarray, class_names=None) -> tuple[ClassCount, ...]:
+    """Inputs and flagged inputs for each predicted label present, in label order."""
+    # a sort, not np.unique: that imports numpy.ma on first use, ~15 ms of every scan's start
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = np.asarray(labels)[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]]) if len(order) else np.array([], int)
+    counts = np.diff(np.r_[starts, len(order)])
+    hits = np.add.reduceat(np.asarray(flagged, dtype=np.int64)[order], starts) if len(order) else []
+    return tuple(ClassCount(int(sorted_labels[s]), int(n), int(k), _class_name(class_names, int(sorted_labels[s])))
+                 for s, n, k in zip(starts, counts, hits))
+
+
+def _class_name(names, label: int) -> str | None:
+    return names[label] if names and 0 <= label < len(names) else None
+
+
+def model_verdict(labels: np.ndarray, flagged: np.ndarray, *, expected_fpr: float, source: str,
+                  per_class: dict[int, float] | None = None, alpha: float = DEFAULT_ALPHA,
+                  class_names=None) -> Verdict:
+    """Predicted classes whose flagged rate is significantly and substantially above the expected
+    benign rate (``per_class[label]`` where given, else ``expected_fpr``).
+
+    One-sided binomial test per predicted class, Holm-corrected over the classes present; a
+    suspect must also be flagged at least ``MIN_RATE_RATIO`` times, and ``MIN_RATE_EXCESS``
+    above, its expected rate.
+    """
+    per_class = per_class or {}
+    rows = []
+    for c in per_class_counts(labels, flagged):
+        expected = per_class.get(c.label, expected_fpr)
+        rows.append([c, expected, binomial_sf(c.flagged, c.inputs, expected), 0.0])
+    running = 0.0
+    for rank, row in enumerate(sorted(rows, key=lambda r: r[2])):  # Holm step-down adjustment
+        running = max(running, min(1.0, (len(rows) - rank) * row[2]))
+        row[3] = running
+    suspects = []
+    for c, expected, p_value, p_adjusted in sorted(rows, key=lambda r: r[3]):
+        rate = c.flagged / c.inputs
+        substantial = rate >= MIN_RATE_RATIO * expected and rate - expected >= MIN_RATE_EXCESS
+        if p_adjusted < alpha and substantial:
+            name = _class_name(class_names, c.label)
+            label = f"{c.label} ({name})" if name else str(c.label)
+            text = (f"suspected target class {label}: {c.flagged} of {c.inputs} flagged "
+                    f"(expected {expected:.3g}), {format_p(p_adjusted)}")
+            suspects.append(Suspect(c.label, c.inputs, c.flagged, expected, p_value, p_adjusted, text))
+    return Verdict(
+        expected_fpr=expected_fpr, expected_fpr_source=source, alpha=alpha, expected_fpr_per_class=dict(per_class),
+        test=(f"one-sided binomial per predicted class, Holm-corrected; a suspect is also flagged at least "
+              f"{MIN_RATE_RATIO:g}x and {MIN_RATE_EXCESS:g} above its expected rate"),
+        suspects=tuple(suspects),
+    )
+
+
+def summarize(result: ScanResult, *, expected_fpr: float | None = None, alpha: float = DEFAULT_ALPHA) -> Summary:
+    """Counts, flagged rate per predicted class, and the verdict."""
+    s, names = result.scores, result.settings.class_names
+    cal = result.settings.calibration
+    expected_per_class = None
+    if expected_fpr is not None:
+        source = "given (--expected-fpr)"
+    elif cal is not None:
+        expected_fpr, source = cal.expected_fpr(), "calibration, per predicted class"
+        expected_per_class = cal.expected_fpr_per_class()
+    else:
+        expected_fpr, source = DEFAULT_ASSUMED_FPR, "assumed: no calibration; pass --calibration or --expected-fpr"
+    return Summary(
+        inputs_found=result.n_found, scored=result.n_scored, failed=len(result.failures),
+        flagged=int(s.flagged.sum()), per_class=per_class_counts(s.labels, s.flagged, names),
+        verdict=model_verdict(s.labels, s.flagged, expected_fpr=expected_fpr, source=source,
+                              per_class=expected_per_class, alpha=alpha, class_names=names),
+        seconds=result.seconds,
+    )
+
+
+def check_gate(summary: Summary, *, max_flagged: int | None, max_flagged_rate: float | None) -> Gate | None:
+    """The CI gate, or None when no limit is set."""
+    if max_flagged is None and max_flagged_rate is None:
+        return None
+    reasons = []
+    if max_flagged is not None and summary.flagged > max_flagged:
+        reasons.append(f"{summary.flagged} flagged > --max-flagged {max_flagged}")
+    if max_flagged_rate is not None and summary.flagged_rate > max_flagged_rate:
+        reasons.append(f"flagged rate {summary.flagged_rate:.4f} > --max-flagged-rate {max_flagged_rate}")
+    return Gate(max_flagged, max_flagged_rate, tuple(reasons))

@@ -1,0 +1,90 @@
+"""The detector interface: what a black-box detector tells the scanner and nothing more.
+
+A detector says how many model queries one input costs, builds those queries for a batch of
+unit-range images into the scanner's reused buffer, and turns the model's outputs back into
+named per-input scores (higher is more suspicious). The scanner core runs the model and keeps
+the books; it knows nothing else about any detector.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..preprocess import Preprocessor
+
+
+@dataclass
+class DetectorScores:
+    """A detector's outcome for one batch of ``b`` inputs.
+
+    Attributes
+    ----------
+    labels : (b,) int64, the prediction of the input itself.
+    query_labels : (b, n_reported) int64, the prediction of each reported query (for SCALE-UP
+        the label at each scale), in the order of :meth:`Detector.query_names`.
+    scores : dict of str to (b,) float64 or None
+        Every raw score the detector computes (None where the model cannot give it, for
+        example probabilities of a label-only model).
+    """
+
+    labels: np.ndarray
+    query_labels: np.ndarray
+    scores: dict[str, np.ndarray | None]
+
+
+class Detector(ABC):
+    """Base class of the detectors behind ``Scanner(detector=...)``.
+
+    Subclasses set the class attributes and write the three abstract members. Rows of the
+    query buffer are query-major: query ``i`` of input ``k`` is row ``i * b + k``, and query 0
+    is the input itself (every detector needs the unscaled prediction).
+    """
+
+    #: registry name
+    name: ClassVar[str]
+    #: every per-input score reported, in report order (calibrated ones included)
+    score_names: ClassVar[tuple[str, ...]]
+    #: calibrated score -> the raw score a calibration normalizes into it
+    calibrated: ClassVar[dict[str, str]] = {}
+    #: scores that need class probabilities (None for a label-only model)
+    probability_scores: ClassVar[frozenset[str]] = frozenset()
+    #: the report's key for :attr:`DetectorScores.query_labels`
+    query_labels_key: ClassVar[str] = "query_labels"
+    #: flag threshold on the first raw score when nothing else is given
+    default_threshold: ClassVar[float] = 0.5
+    #: clean images the detector holds (from :meth:`fit`), for detectors that need extra inputs
+    clean_images_needed: ClassVar[int] = 0
+
+    @property
+    @abstractmethod
+    def queries_per_input(self) -> int:
+        """Model queries one input costs, the input itself included."""
+
+    @abstractmethod
+    def build_queries(self, images: np.ndarray, out: np.ndarray, pre: Preprocessor) -> None:
+        """Write the queries of ``images`` (b, H, W, C), unit-range float32 or uint8 pixels, into
+        ``out`` (``queries_per_input * b`` rows in the model's layout), preprocessed by ``pre``."""
+
+    @abstractmethod
+    def score(self, labels: np.ndarray, probs: np.ndarray | None, b: int) -> DetectorScores:
+        """Per-input scores from the labels (and probabilities, if the model gives scores) of
+        every query row, in buffer order."""
+
+    def query_names(self) -> list[str]:
+        """Column names of :attr:`DetectorScores.query_labels`."""
+        return []
+
+    def settings(self) -> dict[str, Any]:
+        """What reports record about this detector's parameters."""
+        return {}
+
+    def describe(self) -> str:
+        """One line for the report's summary."""
+        return self.name
+
+    def fit(self, clean_images: np.ndarray) -> None:
+        """Keep clean images the queries need (STRIP blends with them); default: nothing."""

@@ -1,0 +1,78 @@
+"""Running the model: float batches in, the chosen output out, chunked and padded as the
+batch plan says. Nothing here decides anything; :mod:`scanner.loader` built the plan.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Runner:
+    """One ONNX Runtime session and the tensor names to feed and read.
+
+    Parameters
+    ----------
+    session : onnxruntime.InferenceSession
+    input_name, input_dtype : str
+        The data input and its element type (float32 batches are cast to it).
+    output_name : str
+    max_batch : int or None
+        Largest batch one call takes (None: any).
+    pad : bool
+        Pad the last chunk with zeros to ``max_batch`` rows (a fixed batch larger than 1).
+    """
+
+    def __init__(self, session, *, input_name: str, input_dtype: str, output_name: str,
+                 max_batch: int | None = None, pad: bool = False) -> None:
+        self.session = session
+        self.input_name = input_name
+        self.input_dtype = input_dtype
+        self.output_name = output_name
+        self.max_batch = max_batch
+        self.pad = pad
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """The output for every row of ``batch`` (float32, in the model's layout), shape (N, -1)."""
+        step = self.max_batch
+        if step is None or len(batch) <= step and not self.pad:
+            return self._call(batch)
+        parts = []
+        for start in range(0, len(batch), step):
+            chunk = batch[start:start + step]
+            if self.pad and len(chunk) < step:  # keep only the real rows of a padded call
+                padded = np.zeros((step,) + batch.shape[1:], dtype=batch.dtype)
+                padded[: len(chunk)] = chunk
+                parts.append(self._call(padded)[: len(chunk)])
+            else:
+                parts.append(self._call(chunk))
+        return np.concatenate(parts)
+
+    def _call(self, batch: np.ndarray) -> np.ndarray:
+        feed = cast_input(batch, self.input_dtype)
+        (out,) = self.session.run([self.output_name], {self.input_name: feed})
+        return np.asarray(out).reshape(len(batch), -1)
+
+
+def cast_input(batch: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "float32":
+        return batch
+    if dtype == "uint8":
+        return np.clip(np.rint(batch), 0, 255).astype(np.uint8)
+    return batch.astype(dtype)
+
+
+def labels_from_output(out: np.ndarray, kind: str, n: int) -> np.ndarray:
+    """Predicted labels (n,) int64 from a label output or from class scores."""
+    out = np.asarray(out)
+    if kind == "labels":
+        return out.reshape(n).astype(np.int64)
+    return out.reshape(n, -1).argmax(axis=1).astype(np.int64)
+
+
+def to_probabilities(out: np.ndarray, n: int) -> np.ndarray:
+    """Rows of class probabilities: kept if the output already is one, else softmax of logits."""
+    out = np.asarray(out, dtype=np.float32).reshape(n, -1)
+    if out.min(initial=0) >= 0 and np.allclose(out.sum(axis=1), 1, atol=1e-3):
+        return out
+    shifted = np.exp(out - out.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
