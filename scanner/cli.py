@@ -221,11 +221,12 @@ def _progress(enabled: bool, label: str):
 
 
 def _make_scanner(model: Path, prep: Preprocessing, *, device: Device, scales=(3, 5, 7, 9, 11), threshold=None,
-                  calibration=None, batch_size=None, score: Score = Score.spc):
+                  calibration=None, batch_size=None, score: Score | None = None):
     from .core import Scanner
 
     return Scanner(model, device=device.value, scales=scales, threshold=threshold, calibration=calibration,
-                   spec=prep.overrides, spec_file=prep.spec_file, batch_size=batch_size, score=score.value)
+                   spec=prep.overrides, spec_file=prep.spec_file, batch_size=batch_size,
+                   score=None if score is None else score.value)
 
 
 @app.callback()

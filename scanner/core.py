@@ -29,7 +29,6 @@ from .spec import ResolvedSpec, Spec
 # Elements (float32) of one session call's input, at most: bounds memory for large images.
 _MAX_CALL_ELEMENTS = 1 << 24
 _MAX_BATCH = 256
-SCORE_CHOICES = ("spc", "prob-consistency")
 
 
 @dataclass
@@ -194,9 +193,10 @@ class Scanner:
         Image decoding threads.
     threads : int, optional
         ONNX Runtime intra-op threads.
-    score : {"spc", "prob-consistency"}, default="spc"
-        What is compared with the threshold without a calibration. "prob-consistency" (beyond
-        the paper) needs a model that outputs class scores.
+    score : str, optional
+        The detector's score compared with the threshold without a calibration (default: its
+        first; for SCALE-UP "spc", or "prob-consistency", beyond the paper, which needs a model
+        that outputs class scores).
     detector : Detector, optional
         Another detector instance (default: ``ScaleUp(scales)``).
 
@@ -211,19 +211,23 @@ class Scanner:
                  threshold: float | None = None, calibration: str | Path | Calibration | None = None,
                  spec: dict[str, Any] | None = None, spec_file: str | Path | None = None,
                  batch_size: int | None = None, workers: int | None = None, threads: int | None = None,
-                 score: str = "spc", detector: Detector | None = None) -> None:
+                 score: str | None = None, detector: Detector | None = None) -> None:
         if device not in ("auto", "cpu", "cuda"):
             raise ScannerError(f"device must be auto, cpu or cuda, got {device!r}")
         scales = tuple(scales)
         if detector is None and (not scales or any(s <= 0 for s in scales)):
             raise ScannerError(f"scales must be a non-empty set of positive numbers, got {scales}")
-        if score not in SCORE_CHOICES:
-            raise ScannerError(f"score must be spc or prob-consistency, got {score!r}")
-        if score != "spc" and calibration is not None:
+        detector = detector if detector is not None else ScaleUp(scales)
+        # a raw score of the detector; its calibrated variants come only from a calibration
+        choices = [n.replace("_", "-") for n in detector.score_names if n not in detector.calibrated]
+        score = choices[0] if score is None else score
+        if score not in choices:
+            raise ScannerError(f"score must be {' or '.join(choices)}, got {score!r}")
+        if score != choices[0] and calibration is not None:
             raise ScannerError("a calibration applies to SPC (NSPC); it cannot be combined with --score prob-consistency")
         self.model: Model = load_model(model, device=device, options=spec, spec_file=spec_file, threads=threads)
-        self.detector = detector if detector is not None else ScaleUp(scales)
-        if score != "spc" and self.model.output_kind != "scores":
+        self.detector = detector
+        if score.replace("-", "_") in detector.probability_scores and self.model.output_kind != "scores":
             raise ScannerError(f"--score {score} needs class scores, but the model's output "
                                f"{self.model.output.tensor.name!r} holds labels only")
         self.score_kind = score
@@ -241,6 +245,8 @@ class Scanner:
     def _load_calibration(self, calibration) -> Calibration | None:
         if calibration is None:
             return None
+        if not self.detector.calibrated:
+            raise ScannerError(f"the {self.detector.name} detector has no calibrated score")
         cal = calibration if isinstance(calibration, Calibration) else Calibration.load(calibration)
         cal.check_compatible(model_sha256=self.info.sha256, scales=getattr(self.detector, "scales", ()))
         return cal
@@ -272,7 +278,8 @@ class Scanner:
 
     @property
     def score_name(self) -> str:
-        return "nspc" if self.calibration else self.score_kind
+        """The score the threshold applies to, as reports spell it ("spc", "nspc", "prob-consistency")."""
+        return next(iter(self.detector.calibrated)) if self.calibration else self.score_kind
 
     def settings(self) -> ScanSettings:
         """What produced the numbers: model, spec, provider, detector, threshold, calibration."""

@@ -18,3 +18,11 @@ def reference_dir():
     if not REFERENCE.is_dir():
         pytest.skip(f"reference arrays not found at {REFERENCE}")
     return REFERENCE
+
+
+@pytest.fixture(scope="module")
+def images():
+    """24 images of the fixture models' world, half of them triggered (a module may override)."""
+    import onnx_models as om
+
+    return om.make_images(24, seed=3, triggered_fraction=0.5)

@@ -1,0 +1,98 @@
+"""The scanner on hand-built models whose labels are known in advance.
+
+Each fixture model has an exact numpy twin (tests/onnx_models.py). For every model quirk the
+scanner's vectorized path must equal (a) the twin's SCALE-UP result and (b) a brute-force loop
+that feeds one image at one scale at a time through ONNX Runtime, with preprocessing written
+independently of the scanner.
+"""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import onnx_models as om
+from helpers import RGB_FIXTURES, SCALES, brute_force, write_pngs
+from scanner import Scanner
+
+
+@pytest.mark.parametrize("name", RGB_FIXTURES)
+def test_vectorized_scan_equals_twin_and_brute_force(tmp_path, images, name):
+    fx = getattr(om, name)(tmp_path)
+    folder = write_pngs(tmp_path / "imgs", images)
+    scanner = Scanner(fx.path, device="cpu", spec=fx.spec, batch_size=7)  # 7: batches of uneven size
+    result = scanner.scan([folder])
+    assert result.n_scored == len(images) and not result.failures
+    s = result.scores
+    # the twin
+    np.testing.assert_array_equal(s.labels, fx.predict(images))
+    np.testing.assert_array_equal(s.spc, om.known_spc(images, SCALES, fx.predict))
+    # brute force, one forward pass per image and scale
+    labels, scaled = brute_force(fx, images)
+    np.testing.assert_array_equal(s.labels, labels)
+    np.testing.assert_array_equal(s.scaled_labels, scaled)
+    # the triggered half is flagged, with SPC 1
+    triggered = om.is_triggered(images)
+    assert s.flagged[triggered].all() and (s.spc[triggered] == 1).all()
+
+
+def test_grayscale_model(tmp_path, images):
+    fx = om.trigger_gray(tmp_path)
+    folder = write_pngs(tmp_path / "imgs", images)  # RGB files: the scanner converts to L
+    result = Scanner(fx.path, device="cpu", spec=fx.spec).scan([folder])
+    gray = om.rgb_to_gray(images)
+    np.testing.assert_array_equal(result.scores.labels, fx.predict(gray))
+    np.testing.assert_array_equal(result.scores.spc, om.known_spc(gray, SCALES, fx.predict))
+
+
+def test_score_arrays_matches_scan(tmp_path, images):
+    fx = om.trigger_nchw(tmp_path)
+    scanner = Scanner(fx.path, device="cpu")
+    a = scanner.score_arrays(images)
+    b = scanner.score_arrays(np.rint(images * 255).astype(np.uint8))
+    np.testing.assert_array_equal(a.scaled_labels, b.scaled_labels)
+    np.testing.assert_array_equal(a.spc, om.known_spc(images))
+
+
+def test_normalization_is_applied_after_clipping(tmp_path, images):
+    """The common bug scales the normalized tensor; this model tells the two apart."""
+    fx = om.trigger_normalized_outside(tmp_path)
+    s = Scanner(fx.path, device="cpu", spec=fx.spec).score_arrays(images)
+    np.testing.assert_array_equal(s.spc, om.known_spc(images, SCALES, fx.predict))
+    # what the bug would produce: clip(n * normalized) fed to the model
+    session = ort.InferenceSession(str(fx.path), providers=["CPUExecutionProvider"])
+    normalized = om.to_model_input(images, fx.spec)
+    base = session.run(None, {fx.input_name: normalized})[0].argmax(1)
+    buggy = np.mean([session.run(None, {fx.input_name: np.clip(n * normalized, 0, 1)})[0].argmax(1) == base
+                     for n in SCALES], axis=0)
+    assert not np.array_equal(buggy, s.spc), "fixture cannot tell the bug apart; make it sharper"
+
+
+@pytest.mark.parametrize("name", ["trigger_nchw", "trigger_probabilities", "trigger_fixed_batch4"])
+def test_prob_consistency_equals_brute_force(tmp_path, images, name):
+    fx = getattr(om, name)(tmp_path)
+    scanner = Scanner(fx.path, device="cpu", spec=fx.spec, score="prob-consistency", threshold=0.9)
+    s = scanner.score_arrays(images)
+    session = ort.InferenceSession(str(fx.path), providers=["CPUExecutionProvider"])
+
+    def probs(img):
+        x = om.to_model_input(img[None], fx.spec)
+        if fx.batch:
+            x = np.concatenate([x] * fx.batch)
+        out = session.run([fx.output_name], {fx.input_name: x})[0][0].astype(np.float64)
+        if fx.output_kind == "probabilities":
+            return out
+        e = np.exp(out - out.max())
+        return e / e.sum()
+
+    expected = np.array([np.mean([probs(om.scale_images(img[None], n)[0])[y] for n in SCALES])
+                         for img, y in zip(images, s.labels)])
+    np.testing.assert_allclose(s.prob_consistency, expected, rtol=1e-5)
+    np.testing.assert_array_equal(s.flagged, expected >= 0.9)
+    assert s.flagged[om.is_triggered(images)].all()
+
+
+def test_prob_consistency_needs_scores(tmp_path):
+    fx = om.trigger_labels_only(tmp_path)
+    assert Scanner(fx.path, device="cpu").score_arrays(om.make_images(4)).prob_consistency is None
+    with pytest.raises(Exception, match="labels only"):
+        Scanner(fx.path, device="cpu", score="prob-consistency")

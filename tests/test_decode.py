@@ -1,0 +1,57 @@
+"""Decoding image files: every format, mode and bit depth, at the model's size."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import RGB
+from scanner.decode import decode_image
+
+
+@pytest.mark.parametrize("suffix", [".png", ".bmp", ".ppm", ".tiff", ".webp"])
+def test_lossless_formats_decode_exactly(tmp_path, suffix):
+    path = tmp_path / f"img{suffix}"
+    Image.fromarray(RGB).save(path, **({"lossless": True} if suffix == ".webp" else {}))
+    np.testing.assert_array_equal(decode_image(str(path), 8, 8, 3), RGB)
+
+
+def test_jpeg_decodes_as_pillow_does(tmp_path):
+    Image.fromarray(RGB).save(tmp_path / "a.jpg", quality=90)
+    out = decode_image(str(tmp_path / "a.jpg"), 8, 8, 3)
+    np.testing.assert_array_equal(out, np.asarray(Image.open(tmp_path / "a.jpg").convert("RGB")))
+
+
+def test_modes_become_what_the_model_takes(tmp_path):
+    Image.fromarray(RGB).convert("RGBA").save(tmp_path / "rgba.png")
+    np.testing.assert_array_equal(decode_image(str(tmp_path / "rgba.png"), 8, 8, 3), RGB)  # alpha dropped
+    Image.fromarray(RGB).convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / "p.png")
+    assert decode_image(str(tmp_path / "p.png"), 8, 8, 3).shape == (8, 8, 3)
+    gray = Image.fromarray(RGB).convert("L")
+    gray.save(tmp_path / "gray.png")
+    np.testing.assert_array_equal(decode_image(str(tmp_path / "gray.png"), 8, 8, 3)[..., 0], np.asarray(gray))
+    np.testing.assert_array_equal(decode_image(str(tmp_path / "gray.png"), 8, 8, 1)[..., 0], np.asarray(gray))
+
+
+def test_16_bit_keeps_precision(tmp_path):
+    values = (np.arange(64).reshape(8, 8) * 1000).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    out = decode_image(str(tmp_path / "deep.png"), 8, 8, 1)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[..., 0], values / 65535, atol=1e-6)
+
+
+def test_resize_to_model_size(tmp_path):
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "big.png")
+    assert decode_image(str(tmp_path / "big.png"), 8, 8, 3).shape == (8, 8, 3)
+
+
+@pytest.mark.parametrize("mode,size", [("RGB", (8, 8)), ("L", (8, 8)), ("RGB", (13, 11))])
+def test_fast_jpeg_path_equals_pillow(tmp_path, monkeypatch, mode, size):
+    import scanner.decode as images
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (size[0], size[1], 3), dtype=np.uint8)).convert(mode)
+    img.save(tmp_path / "a.jpg", quality=75)
+    fast = decode_image(str(tmp_path / "a.jpg"), 8, 8, 3)
+    monkeypatch.setattr(images, "_simplejpeg", None)
+    np.testing.assert_array_equal(fast, decode_image(str(tmp_path / "a.jpg"), 8, 8, 3))

@@ -1,0 +1,67 @@
+"""The runner: float batches in, the chosen output out, chunked and padded as the plan says."""
+
+import numpy as np
+import pytest
+
+from scanner.runner import Runner, cast_input, labels_from_output, to_probabilities
+
+
+class RecordingSession:
+    """Stands in for an ONNX Runtime session: output row = [sum of the input row, batch size]."""
+
+    def __init__(self, fixed=None):
+        self.fixed = fixed
+        self.calls = []
+
+    def run(self, names, feed):
+        (x,) = feed.values()
+        self.calls.append(len(x))
+        if self.fixed is not None:
+            assert len(x) == self.fixed
+        return [np.stack([x.reshape(len(x), -1).sum(1), np.full(len(x), len(x))], axis=1)]
+
+
+def batch(n):
+    return np.arange(n * 4, dtype=np.float32).reshape(n, 2, 2)
+
+
+def test_symbolic_batch_is_one_call():
+    session = RecordingSession()
+    out = Runner(session, input_name="x", input_dtype="float32", output_name="y").run(batch(10))
+    assert session.calls == [10] and out.shape == (10, 2)
+
+
+def test_per_sample_runs_one_at_a_time():
+    session = RecordingSession(fixed=1)
+    out = Runner(session, input_name="x", input_dtype="float32", output_name="y", max_batch=1).run(batch(3))
+    assert session.calls == [1, 1, 1]
+    np.testing.assert_array_equal(out[:, 0], batch(3).reshape(3, -1).sum(1))
+
+
+def test_fixed_batch_is_padded_and_only_real_rows_come_back():
+    session = RecordingSession(fixed=4)
+    out = Runner(session, input_name="x", input_dtype="float32", output_name="y", max_batch=4, pad=True).run(batch(6))
+    assert session.calls == [4, 4] and len(out) == 6
+    np.testing.assert_array_equal(out[:, 0], batch(6).reshape(6, -1).sum(1))
+
+
+def test_uint8_inputs_are_rounded_and_clipped():
+    got = cast_input(np.array([-3.0, 0.4, 0.6, 254.5, 300.0], np.float32), "uint8")
+    assert got.dtype == np.uint8 and got.tolist() == [0, 0, 1, 254, 255]
+
+
+def test_labels_from_scores_and_from_labels():
+    assert labels_from_output(np.array([[0.1, 0.9], [2.0, -1.0]]), "scores", 2).tolist() == [1, 0]
+    assert labels_from_output(np.array([[3], [1]]), "labels", 2).tolist() == [3, 1]
+
+
+def test_probabilities_kept_or_softmaxed():
+    probs = np.array([[0.2, 0.8], [0.5, 0.5]], np.float32)
+    np.testing.assert_array_equal(to_probabilities(probs, 2), probs)
+    logits = np.array([[0.0, np.log(3.0)]], np.float32)
+    np.testing.assert_allclose(to_probabilities(logits, 1), [[0.25, 0.75]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float64"])
+def test_other_float_inputs_are_cast(dtype):
+    assert cast_input(np.ones(2, np.float32), dtype).dtype == np.dtype(dtype)
