@@ -9,7 +9,8 @@ Public API: :class:`Scanner` (score arrays or scan paths), :class:`ScanResult`, 
 
 from ._version import __version__
 from .calibration import Calibration, fit_calibration
-from .core import Scanner, ScanResult, ScanSettings, Scores
+from .core import Scanner
+from .results import ScanResult, ScanSettings, Scores, Tally
 from .decisions import Gate, Summary, Verdict, check_gate, summarize
 from .detectors import DETECTORS, Detector, ScaleUp, make_detector
 from .detectors.scaleup import DEFAULT_SCALES, parse_scales, spc_score
@@ -21,7 +22,7 @@ from .spec import Spec
 
 __all__ = [
     "__version__",
-    "Scanner", "ScanResult", "ScanSettings", "Scores",
+    "Scanner", "ScanResult", "ScanSettings", "Scores", "Tally",
     "summarize", "check_gate", "Summary", "Verdict", "Gate",
     "Calibration", "fit_calibration",
     "load_model", "Model", "create_session",

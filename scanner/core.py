@@ -2,21 +2,20 @@
 
 Data flows one way: input sources -> decoded unit-range images (:mod:`scanner.batches`) ->
 queries built by the detector into a reused buffer -> model outputs (:mod:`scanner.loader`)
--> named per-input scores -> flags. Decisions and reports are downstream of :class:`ScanResult`
-(:mod:`scanner.decisions`, :mod:`scanner.report`). Arrays and files go through the same loop.
+-> named per-input scores -> flags (:mod:`scanner.results`). Decisions and reports are
+downstream (:mod:`scanner.decisions`, :mod:`scanner.report`). Arrays and files go through the
+same loop.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ._version import __version__
 from .batches import BatchLoader
 from .calibration import Calibration
 from .detectors import Detector, ScaleUp
@@ -24,146 +23,12 @@ from .detectors.scaleup import DEFAULT_SCALES
 from .errors import InputError, ScannerError
 from .inputs import InputSet, MemoryArray, collect_inputs
 from .loader import Model, load_model
+from .results import ScanResult, ScanSettings, Scores, Tally
 from .spec import ResolvedSpec, Spec
 
 # Elements (float32) of one session call's input, at most: bounds memory for large images.
 _MAX_CALL_ELEMENTS = 1 << 24
 _MAX_BATCH = 256
-
-
-@dataclass
-class Scores:
-    """A detector's outcome for a set of inputs, as arrays aligned on the input order.
-
-    Attributes
-    ----------
-    labels : (n,) int64, the unscaled prediction.
-    query_labels : (n, n_reported) int64, the prediction of each reported query (SCALE-UP: the
-        label at each scale; also available as ``scaled_labels``).
-    named : dict of str to (n,) float64 or None
-        Every score the detector reports (SCALE-UP: ``spc``, ``nspc`` with a calibration,
-        ``prob_consistency`` for models that output scores); readable as attributes.
-    score_name : str, the one compared with the threshold.
-    score : (n,) float64, that score.
-    flagged : (n,) bool, ``score >= threshold``.
-    """
-
-    labels: np.ndarray
-    query_labels: np.ndarray
-    named: dict[str, np.ndarray | None]
-    score_name: str
-    score: np.ndarray
-    flagged: np.ndarray
-    query_labels_key: str = "query_labels"
-
-    def __getattr__(self, name: str):
-        named = self.__dict__.get("named", {})
-        if name in named:
-            return named[name]
-        if name == self.__dict__.get("query_labels_key"):
-            return self.__dict__["query_labels"]
-        raise AttributeError(f"{type(self).__name__} has no score {name!r}")
-
-
-@dataclass(frozen=True)
-class ScanSettings:
-    """What produced the numbers: model, preprocessing, provider, detector, threshold, calibration."""
-
-    model: str
-    model_sha256: str
-    spec: Spec
-    spec_sources: dict[str, str]
-    output: str
-    batch_mode: str
-    batch_note: str
-    execution_provider: str
-    detector: dict[str, Any]
-    detector_text: str
-    query_names: tuple[str, ...]
-    threshold: float
-    score: str
-    calibration: Calibration | None = None
-    scanner_version: str = __version__
-
-    @property
-    def class_names(self) -> tuple[str, ...] | None:
-        return self.spec.class_names
-
-    def class_name(self, label: int) -> str | None:
-        names = self.spec.class_names
-        return names[label] if names and 0 <= label < len(names) else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form (report schema version 1; the key order is part of it)."""
-        cal = self.calibration
-        return {
-            "scanner_version": self.scanner_version,
-            "model": self.model,
-            "model_sha256": self.model_sha256,
-            "spec": self.spec.to_dict(),
-            "spec_sources": dict(self.spec_sources),
-            "output": self.output,
-            "batch_mode": self.batch_mode,
-            "batch_note": self.batch_note,
-            "execution_provider": self.execution_provider,
-            **self.detector,
-            "threshold": self.threshold,
-            "score": self.score,
-            "calibration": None if cal is None else {
-                "n_samples": cal.n_samples, "target_fpr": cal.target_fpr,
-                "achieved_fpr": cal.achieved_fpr, "threshold": cal.threshold,
-                "expected_fpr": cal.expected_fpr(),
-                "expected_fpr_per_class": {str(k): v for k, v in cal.expected_fpr_per_class().items()},
-            },
-            "class_names": list(self.spec.class_names) if self.spec.class_names else None,
-        }
-
-
-@dataclass
-class ScanResult:
-    """Every input of a scan: scored ones in ``scores`` (rows = ``indices``), the rest in ``failures``."""
-
-    inputs: InputSet
-    indices: np.ndarray
-    scores: Scores
-    failures: list[tuple[int, str]]
-    settings: ScanSettings
-    seconds: float
-    score_names: tuple[str, ...] = field(default=())
-
-    @property
-    def n_found(self) -> int:
-        return len(self.inputs)
-
-    @property
-    def n_scored(self) -> int:
-        return len(self.indices)
-
-    def records(self) -> Iterator[dict[str, Any]]:
-        """One dict per scored input, in input order, with stable field names."""
-        s, n = self.scores, len(self.indices)
-        keys = list(self.settings.query_names)
-        names = self.settings.class_names
-        # plain Python values once, not a numpy scalar conversion per field per row
-        score_columns = [_column(s.named.get(name), n) for name in self.score_names]
-        columns = zip(self.inputs.names(self.indices), s.labels.tolist(), zip(*score_columns) if score_columns
-                      else [()] * n, s.query_labels.tolist(), s.flagged.tolist())
-        for name, label, values, queries, flagged in columns:
-            yield {
-                "input": name,
-                "predicted_label": label,
-                "predicted_class": names[label] if names and 0 <= label < len(names) else None,
-                **dict(zip(self.score_names, values)),
-                s.query_labels_key: dict(zip(keys, queries)),
-                "flagged": flagged,
-            }
-
-    def failure_records(self) -> list[dict[str, str]]:
-        return [{"input": self.inputs.name(i), "reason": reason} for i, reason in self.failures]
-
-
-def _column(values: np.ndarray | None, n: int) -> list:
-    return [None] * n if values is None else values.tolist()
 
 
 class Scanner:
@@ -332,32 +197,30 @@ class Scanner:
         """Scan image files, folders and image arrays; every input is scored or listed as failed."""
         started = time.perf_counter()
         inputs = paths if isinstance(paths, InputSet) else collect_inputs(paths)
-        total, det = len(inputs), self.detector
-        labels = np.empty(total, dtype=np.int64)
-        queries = np.empty((total, len(det.query_names())), dtype=np.int64)
-        raw: dict[str, np.ndarray] = {}
-        scored = np.zeros(total, dtype=bool)
-        failures: list[tuple[int, str]] = []
+        tally = self.tally(len(inputs))
         loader = BatchLoader(inputs, height=self.spec.height, width=self.spec.width,
                              channels=self.spec.channels, batch_size=self.batch_size, workers=self.workers)
         done = 0
         for batch in loader:
             if len(batch.indices):
-                out = self.score_batch(batch.images)
-                labels[batch.indices], queries[batch.indices] = out.labels, out.query_labels
-                for name, values in out.scores.items():
-                    if values is not None:
-                        raw.setdefault(name, np.full(total, np.nan))[batch.indices] = values
-                scored[batch.indices] = True
-            failures.extend(batch.failures)
+                tally.add(batch.indices, self.score_batch(batch.images))
+            tally.fail(batch.failures)
             done += batch.size
             if progress is not None:
-                progress(done, total)
-        indices = np.flatnonzero(scored)
-        failures.sort()
-        scores = self._scores(labels[indices], queries[indices], {k: v[indices] for k, v in raw.items()})
-        return ScanResult(inputs, indices, scores, failures, self.settings(), time.perf_counter() - started,
-                          score_names=det.score_names)
+                progress(done, len(inputs))
+        return self.result(inputs, tally, time.perf_counter() - started)
+
+    def tally(self, total: int) -> Tally:
+        """Empty books for ``total`` inputs, filled batch by batch (any engine, any order)."""
+        return Tally(total, len(self.detector.query_names()))
+
+    def result(self, inputs: InputSet, tally: Tally, seconds: float) -> ScanResult:
+        """The scan's result from filled books: flags, calibrated scores, settings."""
+        indices = np.flatnonzero(tally.scored)
+        raw = {k: v[indices] for k, v in tally.raw.items()}
+        scores = self._scores(tally.labels[indices], tally.queries[indices], raw)
+        return ScanResult(inputs, indices, scores, sorted(tally.failures), self.settings(), seconds,
+                          score_names=self.detector.score_names)
 
     def _scores(self, labels: np.ndarray, queries: np.ndarray, raw: dict[str, np.ndarray]) -> Scores:
         det = self.detector

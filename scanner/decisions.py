@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .core import ScanResult
+from .results import ScanResult
 
 DEFAULT_ASSUMED_FPR = 0.10  # used for the verdict when no calibration states the benign rate
 DEFAULT_ALPHA = 0.01

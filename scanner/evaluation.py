@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .core import Scanner, ScanResult, ScanSettings
+from .core import Scanner
+from .results import ScanResult, ScanSettings
 from .errors import InputError
 from .metrics import detection_report
 

@@ -11,7 +11,7 @@ import json
 from enum import Enum
 from typing import IO, TYPE_CHECKING, Any
 
-from .core import ScanResult, ScanSettings
+from .results import ScanResult, ScanSettings
 from .decisions import Gate, Summary
 
 if TYPE_CHECKING:

@@ -1,0 +1,177 @@
+"""What a scan produces: per-input scores and flags, the settings that produced them, and the
+books a scan fills batch by batch. Plain data, no model and no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from ._version import __version__
+from .calibration import Calibration
+from .inputs import InputSet
+from .spec import Spec
+
+
+@dataclass
+class Scores:
+    """A detector's outcome for a set of inputs, as arrays aligned on the input order.
+
+    Attributes
+    ----------
+    labels : (n,) int64, the unscaled prediction.
+    query_labels : (n, n_reported) int64, the prediction of each reported query (SCALE-UP: the
+        label at each scale; also available as ``scaled_labels``).
+    named : dict of str to (n,) float64 or None
+        Every score the detector reports (SCALE-UP: ``spc``, ``nspc`` with a calibration,
+        ``prob_consistency`` for models that output scores); readable as attributes.
+    score_name : str, the one compared with the threshold.
+    score : (n,) float64, that score.
+    flagged : (n,) bool, ``score >= threshold``.
+    """
+
+    labels: np.ndarray
+    query_labels: np.ndarray
+    named: dict[str, np.ndarray | None]
+    score_name: str
+    score: np.ndarray
+    flagged: np.ndarray
+    query_labels_key: str = "query_labels"
+
+    def __getattr__(self, name: str):
+        named = self.__dict__.get("named", {})
+        if name in named:
+            return named[name]
+        if name == self.__dict__.get("query_labels_key"):
+            return self.__dict__["query_labels"]
+        raise AttributeError(f"{type(self).__name__} has no score {name!r}")
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """What produced the numbers: model, preprocessing, provider, detector, threshold, calibration."""
+
+    model: str
+    model_sha256: str
+    spec: Spec
+    spec_sources: dict[str, str]
+    output: str
+    batch_mode: str
+    batch_note: str
+    execution_provider: str
+    detector: dict[str, Any]
+    detector_text: str
+    query_names: tuple[str, ...]
+    threshold: float
+    score: str
+    calibration: Calibration | None = None
+    scanner_version: str = __version__
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        return self.spec.class_names
+
+    def class_name(self, label: int) -> str | None:
+        names = self.spec.class_names
+        return names[label] if names and 0 <= label < len(names) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (report schema version 1; the key order is part of it)."""
+        cal = self.calibration
+        return {
+            "scanner_version": self.scanner_version,
+            "model": self.model,
+            "model_sha256": self.model_sha256,
+            "spec": self.spec.to_dict(),
+            "spec_sources": dict(self.spec_sources),
+            "output": self.output,
+            "batch_mode": self.batch_mode,
+            "batch_note": self.batch_note,
+            "execution_provider": self.execution_provider,
+            **self.detector,
+            "threshold": self.threshold,
+            "score": self.score,
+            "calibration": None if cal is None else {
+                "n_samples": cal.n_samples, "target_fpr": cal.target_fpr,
+                "achieved_fpr": cal.achieved_fpr, "threshold": cal.threshold,
+                "expected_fpr": cal.expected_fpr(),
+                "expected_fpr_per_class": {str(k): v for k, v in cal.expected_fpr_per_class().items()},
+            },
+            "class_names": list(self.spec.class_names) if self.spec.class_names else None,
+        }
+
+
+@dataclass
+class ScanResult:
+    """Every input of a scan: scored ones in ``scores`` (rows = ``indices``), the rest in ``failures``."""
+
+    inputs: InputSet
+    indices: np.ndarray
+    scores: Scores
+    failures: list[tuple[int, str]]
+    settings: ScanSettings
+    seconds: float
+    score_names: tuple[str, ...] = field(default=())
+
+    @property
+    def n_found(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def n_scored(self) -> int:
+        return len(self.indices)
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """One dict per scored input, in input order, with stable field names."""
+        s, n = self.scores, len(self.indices)
+        keys = list(self.settings.query_names)
+        names = self.settings.class_names
+        # plain Python values once, not a numpy scalar conversion per field per row
+        score_columns = [_column(s.named.get(name), n) for name in self.score_names]
+        columns = zip(self.inputs.names(self.indices), s.labels.tolist(), zip(*score_columns) if score_columns
+                      else [()] * n, s.query_labels.tolist(), s.flagged.tolist())
+        for name, label, values, queries, flagged in columns:
+            yield {
+                "input": name,
+                "predicted_label": label,
+                "predicted_class": names[label] if names and 0 <= label < len(names) else None,
+                **dict(zip(self.score_names, values)),
+                s.query_labels_key: dict(zip(keys, queries)),
+                "flagged": flagged,
+            }
+
+    def failure_records(self) -> list[dict[str, str]]:
+        return [{"input": self.inputs.name(i), "reason": reason} for i, reason in self.failures]
+
+
+def _column(values: np.ndarray | None, n: int) -> list:
+    return [None] * n if values is None else values.tolist()
+
+
+class Tally:
+    """Per-input detector outcomes and failures of one scan, gathered in any order.
+
+    The local loop fills it batch by batch; a distributed engine fills it from its shards. Both
+    then call :meth:`Scanner.result`, so the flags, summary and verdict come from the same code.
+    """
+
+    def __init__(self, total: int, n_queries: int) -> None:
+        self.labels = np.empty(total, dtype=np.int64)
+        self.queries = np.empty((total, n_queries), dtype=np.int64)
+        self.raw: dict[str, np.ndarray] = {}
+        self.scored = np.zeros(total, dtype=bool)
+        self.failures: list[tuple[int, str]] = []
+
+    def add(self, indices: np.ndarray, out) -> None:
+        """Record a :class:`~scanner.detectors.DetectorScores` for the inputs ``indices``."""
+        self.labels[indices], self.queries[indices] = out.labels, out.query_labels
+        for name, values in out.scores.items():
+            if values is not None:
+                self.raw.setdefault(name, np.full(len(self.labels), np.nan))[indices] = values
+        self.scored[indices] = True
+
+    def fail(self, failures) -> None:
+        """Record ``(input index, reason)`` pairs."""
+        self.failures.extend(failures)
