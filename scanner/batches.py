@@ -122,6 +122,16 @@ class BatchLoader:
                 row += len(good)
         return Batch(indices[:row], images[:row], failures, size)
 
+    # -- for engines that decode elsewhere (scanner.distributed ships chunks to Ray tasks) --
+    def chunks(self) -> Iterator[list[tuple[object, int, int, int]]]:
+        """The chunks :meth:`__iter__` decodes, in input order: lists of (source, first local
+        index, count, first input index) pieces, ``batch_size`` inputs each (the last fewer)."""
+        return self._chunks()
+
+    def load(self, pieces) -> Batch:
+        """Decode one chunk from :meth:`chunks`, exactly as the local loop does."""
+        return self._load(pieces)
+
     def __iter__(self) -> Iterator[Batch]:
         with ThreadPoolExecutor(self.workers, thread_name_prefix="scanner-decode") as pool:
             queue = []
