@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import check_number, check_rate, check_scales
 from .errors import CalibrationError
 from .metrics import threshold_at_fpr
 
@@ -100,22 +101,7 @@ class Calibration:
             raise CalibrationError(f"{path} is not a scanner calibration file (made by `scanner calibrate`)")
         if data.get("format_version") != FORMAT_VERSION:
             raise CalibrationError(f"{path}: calibration format_version {data.get('format_version')!r} is not supported")
-        try:
-            return cls(
-                scales=tuple(data["scales"]),
-                per_class={int(k): ClassStats(**v) for k, v in data["per_class"].items()},
-                pooled=ClassStats(**data["pooled"]),
-                threshold=float(data["threshold"]),
-                target_fpr=float(data["target_fpr"]),
-                achieved_fpr=float(data["achieved_fpr"]),
-                n_samples=int(data["n_samples"]),
-                min_class_samples=int(data["min_class_samples"]),
-                sigma_floor=float(data["sigma_floor"]),
-                model_sha256=data.get("model_sha256"),
-                spec=data.get("spec"),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CalibrationError(f"{path}: malformed calibration file ({type(exc).__name__}: {exc})") from None
+        return _from_dict(data, f"calibration file {path}")
 
     def check_compatible(self, *, model_sha256: str, scales) -> None:
         """Refuse a calibration made for another model or another scale set."""
@@ -143,6 +129,9 @@ def fit_calibration(spc: np.ndarray, labels: np.ndarray, *, scales, target_fpr: 
     labels : ndarray of shape (n_samples,)
         Their predicted labels (the unscaled prediction).
     """
+    target_fpr = check_rate(target_fpr, "target false-positive rate (--fpr)", error=CalibrationError)
+    sigma_floor = check_number(sigma_floor, "sigma floor", lo=0.0, lo_open=True, error=CalibrationError)
+    min_class_samples = check_number(min_class_samples, "min class samples", lo=1, integer=True, error=CalibrationError)
     spc = np.asarray(spc, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     if spc.shape != labels.shape or spc.ndim != 1:
@@ -165,3 +154,49 @@ def fit_calibration(spc: np.ndarray, labels: np.ndarray, *, scales, target_fpr: 
     cal.per_class = {k: ClassStats(s.n, s.mean, s.std, int((nspc[labels == k] >= cal.threshold).sum()))
                      for k, s in per_class.items()}
     return cal
+
+
+def _from_dict(data: dict, source: str) -> Calibration:
+    """Every field checked for type, finiteness and range: a hand-edited file cannot blind the gate."""
+    def number(key, **bounds):
+        if key not in data:
+            raise CalibrationError(f"{source}: field {key!r} is missing")
+        return check_number(data[key], f"{source}: field {key!r}", error=CalibrationError, **bounds)
+
+    def stats(value, where) -> ClassStats:
+        if not isinstance(value, dict) or not {"n", "mean", "std"} <= set(value) or set(value) - {"n", "mean", "std", "flagged"}:
+            raise CalibrationError(f"{source}: {where} must be an object with n, mean, std (and flagged)")
+        n = check_number(value["n"], f"{source}: {where}.n", lo=1, integer=True, error=CalibrationError)
+        flagged = value.get("flagged")
+        if flagged is not None:
+            flagged = check_number(flagged, f"{source}: {where}.flagged", lo=0, hi=n, integer=True, error=CalibrationError)
+        return ClassStats(n, check_number(value["mean"], f"{source}: {where}.mean", error=CalibrationError),
+                          check_number(value["std"], f"{source}: {where}.std", lo=0, error=CalibrationError), flagged)
+
+    per_class_raw = data.get("per_class")
+    if not isinstance(per_class_raw, dict):
+        raise CalibrationError(f"{source}: field 'per_class' must be an object keyed by class label")
+    per_class = {}
+    for key, value in per_class_raw.items():
+        if not (isinstance(key, str) and key.isdigit()):
+            raise CalibrationError(f"{source}: per_class key {key!r} is not a class label (a non-negative integer)")
+        per_class[int(key)] = stats(value, f"per_class[{key}]")
+    sha = data.get("model_sha256")
+    if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        raise CalibrationError(f"{source}: field 'model_sha256' must be 64 hex digits, got {sha!r}")
+    spec = data.get("spec")
+    if spec is not None and not isinstance(spec, dict):
+        raise CalibrationError(f"{source}: field 'spec' must be an object")
+    return Calibration(
+        scales=check_scales(data.get("scales", ()), f"{source}: field 'scales'", error=CalibrationError),
+        per_class=per_class,
+        pooled=stats(data.get("pooled"), "pooled"),
+        threshold=number("threshold"),
+        target_fpr=check_rate(data.get("target_fpr"), f"{source}: field 'target_fpr'", error=CalibrationError),
+        achieved_fpr=check_rate(data.get("achieved_fpr"), f"{source}: field 'achieved_fpr'", error=CalibrationError),
+        n_samples=number("n_samples", lo=2, integer=True),
+        min_class_samples=number("min_class_samples", lo=1, integer=True),
+        sigma_floor=number("sigma_floor", lo=0.0, lo_open=True),
+        model_sha256=sha,
+        spec=spec,
+    )

@@ -5,7 +5,8 @@ Each command parses its options, makes one library call and hands the result to 
 group (:func:`preprocessing_options`) and the aliases below.
 
 Exit codes: 0 = scanned and within the gate; 1 = the gate failed; 2 = usage error, unusable
-model, or nothing could be scored (and, with --strict, any unreadable input).
+model, or nothing could be scored (and, with --strict, any unreadable input); 3 = internal
+error (a bug in the scanner).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import functools
 import inspect as _inspect
 import logging
 import sys
+import traceback
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -22,12 +24,15 @@ from typing import Annotated, Any, Iterator, Optional
 
 import typer
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from .errors import ScannerError
 from .report import Format, InspectFormat
 from .spec import Layout, PixelRange
 
 log = logging.getLogger("scanner")
+
+INTERNAL_ERROR = 3  # exit status of a bug in the scanner (0 passed, 1 gate failed, 2 usage/model/input)
 
 
 class _Commands(TyperGroup):
@@ -54,12 +59,34 @@ class _Commands(TyperGroup):
             self._add_export()
         return super().get_command(ctx, cmd_name)
 
+    def invoke(self, ctx):
+        """Every command's errors, in one place: a library error is one line and exit 2; anything
+        else is a bug in the scanner: one line saying so and exit 3 (the traceback with -v)."""
+        try:
+            return super().invoke(ctx)
+        except ScannerError as exc:
+            typer.echo(f"Error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except (TyperException, typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            typer.echo("Interrupted", err=True)
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if _state["verbose"]:
+                traceback.print_exc()
+            text = " ".join(str(exc).split())[:200]
+            typer.echo(f"Error: internal error, a bug in the scanner ({type(exc).__name__}{': ' + text if text else ''}); "
+                       "please report it" + ("" if _state["verbose"] else "; rerun with -v for the traceback"), err=True)
+            raise typer.Exit(INTERNAL_ERROR) from None
+
 
 app = typer.Typer(
     name="scanner",
     cls=_Commands,
     help="Find backdoor-triggered inputs of an ONNX image classifier with SCALE-UP (ICLR 2023).\n\n"
-    "Exit codes: 0 scanned and within the gate, 1 gate failed, 2 usage/model/input error.",
+    "Exit codes: 0 scanned and within the gate, 1 gate failed, 2 usage/model/input error, "
+    "3 internal error (a bug).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -237,9 +264,10 @@ def _main(
     level = logging.WARNING - 10 * verbose + 10 * quiet
     logging.basicConfig(level=max(logging.DEBUG, level), stream=sys.stderr, format="%(levelname)s: %(message)s")
     _state["quiet"] = quiet > 0
+    _state["verbose"] = verbose > 0
 
 
-_state: dict[str, Any] = {"quiet": False}
+_state: dict[str, Any] = {"quiet": False, "verbose": False}
 
 
 @app.command()

@@ -20,6 +20,7 @@ from .batches import BatchLoader
 from .calibration import Calibration
 from .detectors import Detector, ScaleUp
 from .detectors.scaleup import DEFAULT_SCALES
+from ._validation import check_number
 from .errors import InputError, ScannerError
 from .inputs import InputSet, MemoryArray, collect_inputs
 from .loader import Model, load_model
@@ -79,10 +80,14 @@ class Scanner:
                  score: str | None = None, detector: Detector | None = None) -> None:
         if device not in ("auto", "cpu", "cuda"):
             raise ScannerError(f"device must be auto, cpu or cuda, got {device!r}")
-        scales = tuple(scales)
-        if detector is None and (not scales or any(s <= 0 for s in scales)):
-            raise ScannerError(f"scales must be a non-empty set of positive numbers, got {scales}")
+        if detector is not None and not isinstance(detector, Detector):
+            raise ScannerError(f"detector must be a scanner.detectors.Detector, got {type(detector).__name__}")
         detector = detector if detector is not None else ScaleUp(scales)
+        if threshold is not None:
+            threshold = check_number(threshold, "threshold")
+        for name, value in (("batch_size", batch_size), ("workers", workers), ("threads", threads)):
+            if value is not None:
+                check_number(value, name, lo=1, integer=True)
         # a raw score of the detector; its calibrated variants come only from a calibration
         choices = [n.replace("_", "-") for n in detector.score_names if n not in detector.calibrated]
         score = choices[0] if score is None else score
@@ -196,6 +201,8 @@ class Scanner:
              progress: Callable[[int, int], None] | None = None) -> ScanResult:
         """Scan image files, folders and image arrays; every input is scored or listed as failed."""
         started = time.perf_counter()
+        if isinstance(paths, (str, Path)):  # one path, not a sequence of characters
+            paths = [paths]
         inputs = paths if isinstance(paths, InputSet) else collect_inputs(paths)
         tally = self.tally(len(inputs))
         loader = BatchLoader(inputs, height=self.spec.height, width=self.spec.width,

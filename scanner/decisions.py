@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import check_number, check_rate
 from .results import ScanResult
 
 DEFAULT_ASSUMED_FPR = 0.10  # used for the verdict when no calibration states the benign rate
@@ -210,7 +211,9 @@ def summarize(result: ScanResult, *, expected_fpr: float | None = None, alpha: f
     s, names = result.scores, result.settings.class_names
     cal = result.settings.calibration
     expected_per_class = None
+    check_rate(alpha, "alpha")
     if expected_fpr is not None:
+        expected_fpr = check_rate(expected_fpr, "expected benign flag rate (--expected-fpr)")
         source = "given (--expected-fpr)"
     elif cal is not None:
         expected_fpr, source = cal.expected_fpr(), "calibration, per predicted class"
@@ -230,6 +233,10 @@ def check_gate(summary: Summary, *, max_flagged: int | None, max_flagged_rate: f
     """The CI gate, or None when no limit is set."""
     if max_flagged is None and max_flagged_rate is None:
         return None
+    if max_flagged is not None:
+        max_flagged = check_number(max_flagged, "--max-flagged", lo=0, integer=True)
+    if max_flagged_rate is not None:
+        max_flagged_rate = check_rate(max_flagged_rate, "--max-flagged-rate")
     reasons = []
     if max_flagged is not None and summary.flagged > max_flagged:
         reasons.append(f"{summary.flagged} flagged > --max-flagged {max_flagged}")

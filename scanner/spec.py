@@ -19,11 +19,13 @@ where each field came from.
 from __future__ import annotations
 
 import json
+import math
 from enum import Enum
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ._validation import MAX_SIDE, check_size
 from .errors import SpecError
 
 SCHEMA_VERSION = 1
@@ -163,7 +165,7 @@ def validate_spec_dict(data: Any, *, origin: str) -> dict[str, Any]:
             continue
         try:
             out[key] = _check_field(key, value)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise SpecError(f"{origin}: field {key!r}: {exc}") from None
     return out
 
@@ -180,8 +182,11 @@ def _check_field(key: str, value: Any) -> Any:
             raise ValueError(f"expected one of {', '.join(PIXEL_RANGES)}, got {value!r}")
         return value
     if key in ("height", "width"):
-        if isinstance(value, bool) or int(value) != value or int(value) < 1:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or int(value) != value or int(value) < 1:
             raise ValueError(f"expected a positive integer, got {value!r}")
+        if value > MAX_SIDE:
+            raise ValueError(f"expected at most {MAX_SIDE} pixels, got {int(value)}")
         return int(value)
     if key == "channels":
         if value not in (1, 3):
@@ -190,9 +195,13 @@ def _check_field(key: str, value: Any) -> Any:
     if key in ("mean", "std"):
         if isinstance(value, (int, float)):
             value = [value]
+        if isinstance(value, str) or any(isinstance(v, (bool, str)) for v in value):
+            raise ValueError(f"expected numbers, got {value!r}")
         values = tuple(float(v) for v in value)
         if not values or len(values) not in (1, 3):
             raise ValueError(f"expected 1 or 3 numbers, got {len(values)}")
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"expected finite numbers, got {list(values)}")
         if key == "std" and any(v <= 0 for v in values):
             raise ValueError(f"std must be positive, got {list(values)}")
         return values
@@ -249,6 +258,9 @@ def merge_layers(layers: list[tuple[str, dict[str, Any]]]) -> ResolvedSpec:
             values[key] = value
             sources[key] = "default"
     spec = Spec(**values)
+    if spec.height is not None and spec.width is not None:
+        check_size(spec.height, spec.width, f"image size (height from {sources['height']}, width from "
+                   f"{sources['width']})", error=SpecError)
     for key in ("mean", "std"):
         stats = getattr(spec, key)
         if stats is not None and len(stats) not in (1, spec.channels):

@@ -217,3 +217,33 @@ def test_inspect_reports_ignored_weight_inputs(runner, tmp_path):
     fx = om.trigger_initializer_inputs(tmp_path)
     result = invoke(runner, "inspect", fx.path, "-f", "json")
     assert result.exit_code == 0 and json.loads(result.stdout)["ignored_initializer_inputs"] > 0
+
+
+# -- exit codes for every failure class (issue 12) -------------------------------------------
+def test_internal_error_is_one_line_and_exit_3(runner, model, images, monkeypatch):
+    from scanner.core import Scanner
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("something\nthe scanner did not expect")
+
+    monkeypatch.setattr(Scanner, "scan", broken)
+    result = invoke(runner, "scan", model.path, images[0])
+    assert result.exit_code == 3
+    line = one_error_line(result)
+    assert "internal error, a bug in the scanner (RuntimeError: something the scanner did not expect)" in line
+    assert "rerun with -v" in line
+    verbose = invoke(runner, "-v", "scan", model.path, images[0])
+    assert verbose.exit_code == 3 and "Traceback" in verbose.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--threshold", "nan"), "threshold: expected a finite number, got nan"),
+    (("--max-flagged-rate", "nan"), "--max-flagged-rate: expected a finite number, got nan"),
+    (("--expected-fpr", "nan"), "expected a finite number, got nan"),
+    (("--mean", "nan,0,0"), "field 'mean': expected finite numbers"),
+    (("--scales", "1-1000000"), "at most 64 are allowed"),
+    (("--size", "99999999999x99999999999"), "expected at most 8192 pixels"),
+])
+def test_nan_and_absurd_options_are_usage_errors(runner, model, images, args, message):
+    result = invoke(runner, "scan", model.path, images[0], *args)
+    assert result.exit_code == 2 and message in one_error_line(result)

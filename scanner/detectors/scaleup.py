@@ -16,6 +16,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+import math
+
+from .._validation import MAX_SCALE, MAX_SCALES, check_scales
 from ..decode import UNIT
 from ..preprocess import Preprocessor
 from .base import Detector, DetectorScores
@@ -36,15 +39,24 @@ def parse_scales(text: str) -> tuple[float, ...]:
                 lo_i, hi_i = int(lo), int(hi)
                 if hi_i < lo_i:
                     raise ValueError
+                if hi_i - lo_i >= MAX_SCALES:
+                    raise ValueError(f"the range {item} has {hi_i - lo_i + 1} scales; at most {MAX_SCALES} are allowed")
                 values.update(float(v) for v in range(lo_i, hi_i + 1))
             else:
                 values.add(float(item))
-        except ValueError:
+        except ValueError as exc:
+            if str(exc).startswith("the range"):
+                raise
             raise ValueError(f"cannot read scale {item!r}: use numbers and integer ranges, e.g. 3,5,7,9,11 or 1-11") from None
     if not values:
         raise ValueError("the scale set is empty")
+    if any(not math.isfinite(v) for v in values):
+        raise ValueError(f"scales must be finite numbers, got {sorted(values)}")
     if any(v <= 0 for v in values):
         raise ValueError(f"scales must be positive, got {sorted(values)}")
+    if len(values) > MAX_SCALES or max(values) > MAX_SCALE:
+        raise ValueError(f"at most {MAX_SCALES} scales of at most {MAX_SCALE:g} are allowed, got {len(values)} "
+                         f"up to {max(values):g}")
     return tuple(int(v) if float(v).is_integer() else v for v in sorted(values))
 
 
@@ -134,7 +146,7 @@ class ScaleUp(Detector):
     default_threshold = DEFAULT_THRESHOLD
 
     def __init__(self, scales=DEFAULT_SCALES) -> None:
-        self.scales = tuple(scales)
+        self.scales = check_scales(scales)
         # n = 1 gives the unscaled image again: reuse its label instead of running it twice
         self._extra = [n for n in self.scales if n != 1]
 
