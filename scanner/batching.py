@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import ModelLoadError
 from .onnxfile import ModelInfo
 from .preprocess import Preprocessor
 from .runner import cast_input
@@ -18,7 +19,8 @@ from .runtime import captured_stderr, create_session, provider_to_device
 
 @dataclass(frozen=True)
 class BatchPlan:
-    """``mode``: "symbolic" | "rewritten" | "padded" | "per-sample"; ``fixed``: the call size."""
+    """``mode``: "symbolic" | "rewritten" | "padded" | "per-sample"; ``fixed``: the call size a
+    fixed-batch model needs (None: any); ``note``: why, in words."""
 
     mode: str
     fixed: int | None = None
@@ -26,8 +28,13 @@ class BatchPlan:
 
     @property
     def max_batch(self) -> int | None:
-        """Largest batch one session call takes (None: any)."""
+        """Inputs per session call, at most (None: any)."""
         return {"per-sample": 1, "padded": self.fixed}.get(self.mode)
+
+    @property
+    def pad_to(self) -> int | None:
+        """Rows every call must have (a batch fixed above 1), else None."""
+        return self.fixed if self.fixed is not None and self.fixed > 1 else None
 
 
 def make_batch_symbolic(proto):
@@ -72,11 +79,20 @@ def make_batch_symbolic(proto):
 
 
 def _outputs_agree(batched: np.ndarray, singles: np.ndarray) -> bool:
-    return batched.shape == singles.shape and np.allclose(batched, singles, rtol=1e-4, atol=1e-5)
+    """Same shape and equal up to float noise of a different batch size (labels: exactly)."""
+    if batched.shape != singles.shape:
+        return False
+    if batched.dtype.kind in "iub":
+        return bool(np.array_equal(batched, singles))
+    scale = max(1.0, float(np.max(np.abs(singles), initial=0.0)))
+    return bool(np.allclose(batched, singles, rtol=1e-3, atol=1e-4 * scale))
 
 
-def _per_sample(session, input_name, output_name, batch) -> np.ndarray:
-    return np.concatenate([session.run([output_name], {input_name: batch[i:i + 1]})[0] for i in range(len(batch))])
+def _difference(batched: np.ndarray, singles: np.ndarray) -> str:
+    if batched.shape != singles.shape:
+        return f"shapes {batched.shape} and {singles.shape}"
+    diff = np.abs(batched.astype(np.float64) - singles.astype(np.float64))
+    return f"up to {float(diff.max(initial=0.0)):.3g}"
 
 
 def verification_batch(info: ModelInfo, pre: Preprocessor) -> np.ndarray:
@@ -91,19 +107,72 @@ def verification_batch(info: ModelInfo, pre: Preprocessor) -> np.ndarray:
     return cast_input(sample, info.input.dtype)
 
 
+def _run(session, info: ModelInfo, output_name: str, batch: np.ndarray, *, pad_to: int | None = None,
+         copies: bool = False) -> np.ndarray:
+    """One call (padded to ``pad_to`` rows: zeros, or copies of the last row); checks that the
+    output has one row per input sent, and returns the rows of ``batch``."""
+    n = len(batch)
+    if pad_to is not None and n < pad_to:
+        fill = np.repeat(batch[-1:], pad_to - n, axis=0) if copies else np.zeros((pad_to - n,) + batch.shape[1:],
+                                                                                 batch.dtype)
+        batch = np.concatenate([batch, fill])
+    try:
+        (out,) = session.run([output_name], {info.input.name: batch})
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types
+        raise ModelLoadError(f"the model fails on a batch of {len(batch)} inputs of shape {list(batch.shape[1:])}: "
+                             f"{_one_line(exc)}") from None
+    out = np.asarray(out)
+    if out.ndim == 0 or out.shape[0] != len(batch):
+        raise ModelLoadError(
+            f"output {output_name!r} has shape {list(out.shape)} for a batch of {len(batch)}: its first dimension "
+            f"is not the batch; name the per-input output with --output-name (outputs: "
+            f"{', '.join(str(o) for o in info.outputs)})")
+    return out[:n].reshape(n, -1)
+
+
+def _one_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def _alone(session, info, output_name, batch, *, pad_to=None) -> np.ndarray:
+    """Each input in a call of its own (a fixed batch padded with copies of it)."""
+    return np.concatenate([_run(session, info, output_name, batch[i:i + 1], pad_to=pad_to, copies=True)
+                           for i in range(len(batch))])
+
+
+_DEPENDENT = ("outputs depend on the other inputs of a call (batched vs alone differ {diff}; e.g. dynamic "
+              "quantization computes its scale over the whole call)")
+
+
 def plan_batches(raw: bytes, proto, info: ModelInfo, pre: Preprocessor, output_name: str, device: str,
                  threads: int | None):
-    """Create the session and decide how to batch. Returns ``(session, provider, BatchPlan)``."""
+    """Create the session and decide how to batch. Returns ``(session, provider, BatchPlan)``.
+
+    Every plan is verified on a real run: the output has one row per input, and a few inputs
+    run together give the outputs they give alone (a dark, a bright and saturated copies side by
+    side). A model whose outputs depend on the companions of an input runs one input per call.
+    """
     source = str(info.path) if info.has_external_data else raw
     session, provider = create_session(source, device, threads=threads)
     batch_dim = info.input.shape[0] if info.input.shape else None
-    if not isinstance(batch_dim, int):
-        return session, provider, BatchPlan("symbolic")
-    if batch_dim > 1:
-        return session, provider, BatchPlan("padded", batch_dim, f"batch fixed to {batch_dim}: inputs are padded")
+    sample = verification_batch(info, pre)
+    fixed = batch_dim if isinstance(batch_dim, int) and batch_dim > 1 else None
+    if not isinstance(batch_dim, int) or fixed is not None:
+        together = np.concatenate([_run(session, info, output_name, sample[i:i + (fixed or len(sample))],
+                                        pad_to=fixed) for i in range(0, len(sample), fixed or len(sample))])
+        alone = _alone(session, info, output_name, sample, pad_to=fixed)
+        if _outputs_agree(together, alone):
+            if fixed is None:
+                return session, provider, BatchPlan("symbolic")
+            return session, provider, BatchPlan("padded", fixed, f"batch fixed to {fixed}: inputs are padded")
+        note = _DEPENDENT.format(diff=_difference(together, alone))
+        if fixed is not None:
+            note += f"; batch fixed to {fixed}, each call padded with copies of its input"
+        return session, provider, BatchPlan("per-sample", fixed, note + ": one input per call")
     # Fixed batch of 1: try to make it symbolic, and trust the rewrite only if it agrees with
     # per-sample outputs.
-    sample = verification_batch(info, pre)
+    singles = _alone(session, info, output_name, sample)
     try:
         rewritten = make_batch_symbolic(proto)
         if info.has_external_data:
@@ -113,11 +182,11 @@ def plan_batches(raw: bytes, proto, info: ModelInfo, pre: Preprocessor, output_n
         blob = rewritten.SerializeToString()
         with captured_stderr():
             fast, fast_provider = create_session(blob, provider_to_device(provider), threads=threads)
-            batched = fast.run([output_name], {info.input.name: sample})[0]
-        singles = _per_sample(session, info.input.name, output_name, sample)
+            batched = np.asarray(fast.run([output_name], {info.input.name: sample})[0])
+        batched = batched.reshape(len(sample), -1) if batched.ndim and batched.shape[0] == len(sample) else batched
         if _outputs_agree(batched, singles):
             return fast, fast_provider, BatchPlan("rewritten", note="batch fixed to 1: made symbolic and verified")
-        reason = "batched outputs differ from per-sample outputs"
+        reason = f"batched outputs differ from per-sample outputs {_difference(batched, singles)}"
     except Exception as exc:  # noqa: BLE001 - any failure means: fall back to the loop
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     return session, provider, BatchPlan("per-sample", 1, f"batch fixed to 1 and not rewritable ({reason}): one input per call")

@@ -115,5 +115,6 @@ def load_model(path: str | Path, *, device: str = "auto", options: dict[str, Any
     session, provider, plan = plan_batches(raw, proto, info, pre, output.tensor.name, device, threads)
     del raw, proto
     runner = Runner(session, input_name=info.input.name, input_dtype=info.input.dtype, output_name=output.tensor.name,
-                    max_batch=plan.max_batch, pad=plan.mode == "padded")
+                    max_batch=plan.max_batch, pad=plan.mode == "padded",
+                    pad_to=plan.pad_to if plan.mode == "per-sample" else None)
     return Model(info, resolved, pre, output, num_classes(output, resolved.spec), plan, provider, runner)

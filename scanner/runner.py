@@ -20,16 +20,21 @@ class Runner:
         Largest batch one call takes (None: any).
     pad : bool
         Pad the last chunk with zeros to ``max_batch`` rows (a fixed batch larger than 1).
+    pad_to : int, optional
+        Every call has this many rows, the missing ones copies of the chunk's last input (a
+        fixed batch run one input per call: the padding cannot change that input's output).
     """
 
     def __init__(self, session, *, input_name: str, input_dtype: str, output_name: str,
-                 max_batch: int | None = None, pad: bool = False) -> None:
+                 max_batch: int | None = None, pad: bool = False, pad_to: int | None = None) -> None:
         self.session = session
         self.input_name = input_name
         self.input_dtype = input_dtype
         self.output_name = output_name
         self.max_batch = max_batch
-        self.pad = pad
+        self.copies = pad_to is not None
+        self.pad_to = pad_to if pad_to is not None else (max_batch if pad else None)
+        self.pad = self.pad_to is not None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """The output for every row of ``batch`` (float32, in the model's layout), shape (N, -1)."""
@@ -39,9 +44,10 @@ class Runner:
         parts = []
         for start in range(0, len(batch), step):
             chunk = batch[start:start + step]
-            if self.pad and len(chunk) < step:  # keep only the real rows of a padded call
-                padded = np.zeros((step,) + batch.shape[1:], dtype=batch.dtype)
+            if self.pad and len(chunk) < self.pad_to:  # keep only the real rows of a padded call
+                padded = np.empty((self.pad_to,) + batch.shape[1:], dtype=batch.dtype)
                 padded[: len(chunk)] = chunk
+                padded[len(chunk):] = chunk[-1] if self.copies else 0
                 parts.append(self._call(padded)[: len(chunk)])
             else:
                 parts.append(self._call(chunk))

@@ -856,3 +856,111 @@ VALID_BUILDERS: dict[str, Callable[..., Fixture]] = {
     "trigger_initializer_inputs": trigger_initializer_inputs,
     "trigger_unsorted_nodes": trigger_unsorted_nodes,
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# third-party shapes (issue 11): guessed preprocessing, intermediates, detectors, batch mixing
+# ---------------------------------------------------------------------------------------------
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def trigger_byte_nhwc(tmp_path, *, size: int = DEFAULT_SIZE, opset: int = DEFAULT_OPSET) -> Fixture:
+    """NHWC input in [0, 255] (Div 255 inside), NO metadata: fed the default [0, 1] it sees
+    near-black images and predicts class 1 for everything."""
+    return _standard(tmp_path, f"trigger_byte_nhwc_{size}", layout="nhwc", size=size, opset=opset,
+                     pre=lambda g, x: g.node("Div", [x, g.const(255.0, np.float32, "c255")]),
+                     spec=_spec("nhwc", size, pixel_range="byte"),
+                     notes="0-255 NHWC model without metadata; unit-range input collapses onto class 1")
+
+
+def trigger_preprocessed(tmp_path, *, pixel_range: str = "unit", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                         bgr: bool = True, size: int = DEFAULT_SIZE, opset: int = DEFAULT_OPSET) -> Fixture:
+    """NCHW model that expects ``bgr`` channel order, ``pixel_range`` and ``(x - mean) / std``
+    (``mean``/``std`` in unit-range units, RGB order; scaled by 255 for "byte"), no metadata.
+    ``spec`` lists them in the model's channel order, as the scanner's spec does.
+
+    The graph undoes the preprocessing, then applies the channel-asymmetric rule of
+    ``trigger_bgr`` (corner on model channel 0, g over model channels 0 and 1), so channel order,
+    range and statistics all change the labels. Twin: ``predict`` on RGB unit-range images.
+    """
+    k = 255.0 if pixel_range == "byte" else 1.0
+    m = None if mean is None else [v * k for v in mean]
+    s = None if std is None else [v * k for v in std]
+    order = slice(None, None, -1) if bgr else slice(None)
+
+    def pre(g, x):
+        if s is not None:
+            x = g.node("Mul", [x, g.const(np.asarray(s, np.float32)[order].reshape(1, -1, 1, 1), np.float32, "std")])
+        if m is not None:
+            x = g.node("Add", [x, g.const(np.asarray(m, np.float32)[order].reshape(1, -1, 1, 1), np.float32, "mean")])
+        return g.node("Div", [x, g.const(k, np.float32, "range")]) if k != 1.0 else x
+
+    def predict(images):
+        x = np.asarray(images)[..., ::-1] if bgr else np.asarray(images)
+        return trigger_rule(x, corner_channels=(0, 1), mean_channels=(0, 2))
+
+    # the spec's mean/std are in the model's channel order (applied after the BGR flip)
+    spec = _spec("nchw", size, pixel_range=pixel_range, mean=None if m is None else m[order],
+                 std=None if s is None else s[order], bgr=bgr)
+    name = f"trigger_pre_{pixel_range}_{'norm' if mean is not None else 'plain'}_{'bgr' if bgr else 'rgb'}_{size}"
+    return _standard(tmp_path, name, size=size, opset=opset, pre=pre, corner_channels=(0, 1), mean_channels=(0, 2),
+                     predict=predict, spec=spec, notes=f"expects {pixel_range}, mean {m}, std {s}, bgr {bgr}")
+
+
+def trigger_with_intermediate(tmp_path, *, size: int = DEFAULT_SIZE, opset: int = DEFAULT_OPSET) -> Fixture:
+    """Outputs ``output`` [N, 10] (no name hint) and an intermediate ``19`` [128, 3200] whose first
+    dimension is a fixed 128, not the batch (a weight exposed as an output). Reading ``19``
+    gives "3200 classes"."""
+    g = _Graph(opset)
+    cls = _core_4d(g, "input", layout="nchw", size=size, channels=3)
+    _logits(g, cls, out="output")
+    weight = np.random.default_rng(0).standard_normal((128, 3200)).astype(np.float32)
+    g.node("Mul", [g.const(weight, np.float32, "w"), g.const(1.0, np.float32, "one")], out="19")
+    model = g.model([_image_input("nchw", size, 3)],
+                    [_tensor("output", TensorProto.FLOAT, ["batch", NUM_CLASSES]),
+                     _tensor("19", TensorProto.FLOAT, [128, 3200])], name="trigger_with_intermediate")
+    path = _save(model, tmp_path, f"trigger_with_intermediate_{size}")
+    return Fixture(path=path, predict=predict_trigger, spec=_spec("nchw", size), output_name="output", opset=opset,
+                   notes="outputs 'output' [batch, 10] and '19' [128, 3200]; read 'output'")
+
+
+def detector_output(tmp_path, *, size: int = DEFAULT_SIZE, opset: int = DEFAULT_OPSET) -> Fixture:
+    """A detector-like model: input [1, 3, s, s] -> only output ``output`` [1, 12, s*s/4]
+    (boxes x attributes): no classification output at all."""
+    g = _Graph(opset)
+    g.node("Reshape", ["input", g.const([1, 12, size * size // 4], np.int64, "shape")], out="output")
+    model = g.model([_image_input("nchw", size, 3, batch=1)],
+                    [_tensor("output", TensorProto.FLOAT, [1, 12, size * size // 4])], name="detector_output")
+    path = _save(model, tmp_path, f"detector_output_{size}")
+    return Fixture(path=path, predict=None, spec=_spec("nchw", size), output_name="output", batch=1, opset=opset,
+                   notes="3-D detector output [1, 12, s*s/4]; not a classifier")
+
+
+def dynamic_quant(tmp_path, *, size: int = DEFAULT_SIZE, opset: int = DEFAULT_OPSET) -> Fixture:
+    """Dynamically quantized linear classifier: Flatten -> DynamicQuantizeLinear (scale and zero
+    point computed over the WHOLE call) -> DequantizeLinear -> MatMul -> logits [N, 10]. An
+    input's logits depend on the other inputs of its call; ``predict`` is None (compare with
+    per-image ONNX Runtime, ``extra["per_image"]``)."""
+    g = _Graph(opset)
+    flat = g.node("Flatten", ["input"], axis=1)
+    q = g.node("DynamicQuantizeLinear", [flat], out="q")
+    g.nodes[-1].output.extend(["q_scale", "q_zero"])
+    deq = g.node("DequantizeLinear", ["q", "q_scale", "q_zero"])
+    w = np.random.default_rng(1).standard_normal((size * size * 3, NUM_CLASSES)).astype(np.float32)
+    g.node("MatMul", [deq, g.const(w, np.float32, "w")], out="logits")
+    del q
+    model = g.model([_image_input("nchw", size, 3)], [_tensor("logits", TensorProto.FLOAT, ["N", NUM_CLASSES])],
+                    name="dynamic_quant")
+    path = _save(model, tmp_path, f"dynamic_quant_{size}")
+
+    def per_image(images):
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        x = to_model_input(images, _spec("nchw", size))
+        return np.array([int(session.run(["logits"], {"input": x[i:i + 1]})[0].argmax()) for i in range(len(x))])
+
+    return Fixture(path=path, predict=per_image, spec=_spec("nchw", size), opset=opset,
+                   notes="DynamicQuantizeLinear over the whole call: batch-dependent outputs",
+                   extra={"per_image": per_image})
