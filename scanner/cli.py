@@ -101,6 +101,13 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Engine(str, Enum):
+    """Where ``scan`` runs: this machine, or a Ray cluster (:mod:`scanner.distributed`)."""
+
+    local = "local"
+    ray = "ray"
+
+
 class Score(str, Enum):
     """What the threshold applies to without a calibration."""
 
@@ -288,6 +295,10 @@ def scan(
     score: ScoreOpt = Score.spc,
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = None,
+    engine: Annotated[Engine, typer.Option(case_sensitive=False, help="local: this machine; ray: a Ray cluster (pip install -e \".[ray]\").", rich_help_panel="Scaling out")] = Engine.local,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to use (e.g. auto, head:6379) [default: RAY_ADDRESS, else a new local cluster].", rich_help_panel="Scaling out")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Scoring actors [default: one per GPU with --device cuda, else one per 2 CPUs].", rich_help_panel="Scaling out")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Write per-input results there as shards (JSONL with -f jsonl, else Parquet); the report keeps the summary only.", rich_help_panel="Scaling out")] = None,
 ) -> None:
     """Score every input with SCALE-UP, report, and gate.
 
@@ -298,14 +309,29 @@ def scan(
     from .report import render_scan, summary_lines
 
     with _user_errors():
-        scanner = _make_scanner(model, prep, device=device, scales=_scales(scales), threshold=threshold,
-                                calibration=calibration, batch_size=batch_size, score=score)
-        with _progress(not _state["quiet"], "scanning") as progress:
-            result = scanner.scan(paths, progress=progress)
+        if engine is Engine.ray:
+            from . import distributed, shards
+
+            with _progress(not _state["quiet"], "scanning") as progress:
+                result = distributed.scan(
+                    model, paths, address=ray_address, workers=workers, output_dir=output_dir,
+                    shard_format="jsonl" if format is Format.jsonl else "parquet", device=device.value,
+                    scales=_scales(scales), threshold=threshold, calibration=calibration, spec=prep.overrides,
+                    spec_file=prep.spec_file, batch_size=batch_size, score=score.value, progress=progress)
+        else:
+            if ray_address is not None or workers is not None or output_dir is not None:
+                raise ScannerError("--ray-address, --workers and --output-dir need --engine ray")
+            scanner = _make_scanner(model, prep, device=device, scales=_scales(scales), threshold=threshold,
+                                    calibration=calibration, batch_size=batch_size, score=score)
+            with _progress(not _state["quiet"], "scanning") as progress:
+                result = scanner.scan(paths, progress=progress)
         summary = summarize(result, expected_fpr=expected_fpr)
         gate = check_gate(summary, max_flagged=max_flagged, max_flagged_rate=max_flagged_rate)
         with _open_output(output) as stream:
-            render_scan(result, summary, gate, format, stream)
+            if output_dir is not None:
+                shards.render_summary(result, summary, gate, format, stream, output_dir)
+            else:
+                render_scan(result, summary, gate, format, stream)
         if result.n_scored == 0:
             raise ScannerError(f"none of the {result.n_found} inputs could be read; first failure: "
                                f"{result.failure_records()[0]['input']}: {result.failure_records()[0]['reason']}")
