@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from .decode import UNIT, decode_image, failure_reason, fit_array_images
-from .inputs import InputSet
+from .inputs import FailedInput, InputSet
 
 
 @dataclass
@@ -90,7 +90,9 @@ class BatchLoader:
         failures: list[tuple[int, str]] = []
         row = 0
         for part, local, count, start in pieces:
-            if isinstance(part, str):
+            if isinstance(part, FailedInput):
+                failures.append((start, part.reason))
+            elif isinstance(part, str):
                 try:
                     img = decode_image(part, h, w, c)
                 except Exception as exc:  # noqa: BLE001 - any decode failure is reported per input
@@ -113,8 +115,11 @@ class BatchLoader:
                     failures.extend((start + k, failure_reason(exc)) for k in range(count))
                     continue
                 bad = ~np.isfinite(block).all(axis=(1, 2, 3)) | (block.min(axis=(1, 2, 3)) < 0) | (block.max(axis=(1, 2, 3)) > 1)
+                reason = (f"integer pixel values outside 0-255 in a {raw.dtype} array; store uint8 (0-255) or uint16 "
+                          "(0-65535)" if raw.dtype.kind in "iu" else
+                          "float values outside [0, 1] (or NaN); scale the array to [0, 1] or store uint8")
                 for k in np.flatnonzero(bad):
-                    failures.append((start + int(k), "float values outside [0, 1] (or NaN); scale the array to [0, 1] or store uint8"))
+                    failures.append((start + int(k), reason))
                 good = np.flatnonzero(~bad)
                 images = _as_float(images, row)
                 images[row:row + len(good)] = block[good]

@@ -195,7 +195,12 @@ class Scanner:
             raise InputError("float images must have values in [0, 1]")
         inputs = InputSet()
         inputs.add_array(MemoryArray(images))
-        return self.scan(inputs).scores
+        result = self.scan(inputs)
+        if result.failures:  # an array call returns a row per image or nothing
+            first = result.failure_records()[0]
+            raise InputError(f"{len(result.failures)} of {result.n_found} images cannot be scored, e.g. "
+                             f"{first['input']}: {first['reason']}")
+        return result.scores
 
     def scan(self, paths: Sequence[str | Path] | InputSet, *,
              progress: Callable[[int, int], None] | None = None) -> ScanResult:

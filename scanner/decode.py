@@ -46,6 +46,8 @@ def decode_image(path: str, height: int, width: int, channels: int) -> np.ndarra
     """Decode one image file to (H, W, C) uint8, or float32 in [0, 1] for >8-bit images.
 
     Palette and RGBA images become RGB (alpha is dropped); 16-bit images keep their precision.
+    Animated GIFs and multi-page TIFFs give their first frame. EXIF orientation is not applied
+    (the pixels are read as stored, as PIL-based training loaders such as torchvision's do).
     Raises ValueError/OSError with a readable message on failure.
     """
     if channels == 3 and _simplejpeg is not None and path.lower().endswith((".jpg", ".jpeg")):
@@ -71,6 +73,8 @@ def decode_image(path: str, height: int, width: int, channels: int) -> np.ndarra
 
 def _high_depth(img) -> np.ndarray:
     arr = np.asarray(img, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise ValueError("the image has NaN or infinite pixel values")
     if img.mode == "F":
         top = 1.0 if arr.max(initial=0.0) <= 1.0 else 255.0
     else:
@@ -91,8 +95,11 @@ def fit_array_images(arr: np.ndarray, height: int, width: int, channels: int) ->
     """(b, H', W'[, C']) raw array slice -> (b, H, W, C) float32 unit range (values checked by caller)."""
     if arr.dtype == np.uint8:
         x = arr.astype(np.float32) * UNIT
-    elif arr.dtype.kind == "u" or arr.dtype.kind == "i":
-        x = arr.astype(np.float32) * np.float32(1 / 65535 if arr.dtype.itemsize > 1 else 1 / 255)
+    elif arr.dtype == np.uint16:
+        x = arr.astype(np.float32) * np.float32(1 / 65535)
+    elif arr.dtype.kind in "ui":
+        # other integer types are read as 8-bit pixels; values outside 0-255 fail per image
+        x = arr.astype(np.float32) * UNIT
     else:
         x = arr.astype(np.float32)
     if x.ndim == 3:

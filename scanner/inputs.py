@@ -7,6 +7,7 @@ of one :class:`InputSet`; nothing is decoded here (see :mod:`scanner.decode` and
 from __future__ import annotations
 
 import os
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,21 @@ IMAGE_SUFFIXES = frozenset(
     ".png .jpg .jpeg .bmp .ppm .pgm .pbm .pnm .webp .tif .tiff .gif".split()
 )
 ARRAY_SUFFIXES = frozenset((".npy", ".npz"))
+# A .npz member is decompressed whole when read: larger ones are refused before inflating
+# (a few MB of zip can hold GBs). .npy files are memory-mapped and need no limit.
+MAX_NPZ_MEMBER_BYTES = 512 << 20
+
+
+@dataclass(frozen=True)
+class FailedInput:
+    """An input that failed before decoding (an unreadable array file, a FIFO...): one failure."""
+
+    path: str
+    reason: str
+    count: int = 1
+
+    def name(self, i: int) -> str:
+        return self.path
 
 
 @dataclass(frozen=True)
@@ -63,7 +79,7 @@ class InputSet:
     """
 
     def __init__(self) -> None:
-        self._parts: list[str | ArraySource | MemoryArray] = []
+        self._parts: list[str | ArraySource | MemoryArray | FailedInput] = []
         self._offsets: list[int] = []  # first input index of each part
         self.count = 0
 
@@ -75,7 +91,11 @@ class InputSet:
         self._offsets_array = None
         self.count += 1
 
-    def add_array(self, source: ArraySource | MemoryArray) -> None:
+    def add_failed(self, path: str, reason: str) -> None:
+        """An input that cannot be read at all, listed as failed with its reason."""
+        self.add_array(FailedInput(path, reason))
+
+    def add_array(self, source: ArraySource | MemoryArray | FailedInput) -> None:
         self._parts.append(source)
         self._offsets.append(self.count)
         self._offsets_array = None
@@ -84,7 +104,7 @@ class InputSet:
     def __len__(self) -> int:
         return self.count
 
-    def parts(self) -> list[str | ArraySource | MemoryArray]:
+    def parts(self) -> list[str | ArraySource | MemoryArray | FailedInput]:
         return self._parts
 
     def offsets(self) -> list[int]:
@@ -108,7 +128,8 @@ def collect_inputs(paths: Sequence[str | Path]) -> InputSet:
     """Expand files, folders and arrays into an :class:`InputSet`, in the order given.
 
     Folders are searched recursively for image and array files, sorted by path. A missing
-    path, an empty folder or an unreadable array header is an :class:`InputError`.
+    path or an empty folder is an :class:`InputError`; an unreadable array file, a file that is
+    not a regular file (a FIFO, a device) or a folder that cannot be listed is one failed input.
     """
     if not paths:
         raise InputError("no input paths given")
@@ -123,35 +144,79 @@ def collect_inputs(paths: Sequence[str | Path]) -> InputSet:
                 raise InputError(
                     f"no images found in folder {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES | ARRAY_SUFFIXES))})"
                 )
-            for item in found:
-                if item.lower().endswith((".npy", ".npz")):
-                    _add_path(inputs, Path(item))
+            for item, problem in found:
+                if problem:
+                    inputs.add_failed(item, problem)
+                elif item.lower().endswith((".npy", ".npz")):
+                    _add_arrays(inputs, Path(item))
                 else:
                     inputs.add_file(item)
         else:
-            _add_path(inputs, path)
+            problem = _not_regular(str(path))
+            if problem:
+                inputs.add_failed(str(path), problem)
+            elif path.suffix.lower() in ARRAY_SUFFIXES:
+                _add_arrays(inputs, path)
+            else:
+                inputs.add_file(str(path))
     return inputs
 
 
-def _walk(folder: Path) -> list[str]:
-    """Image and array files below ``folder``, sorted the way paths sort (component-wise).
-
-    Files that cannot be read (a broken link, say) are kept: they fail later with a reason.
+def _walk(folder: Path) -> list[tuple[str, str | None]]:
+    """``(path, problem)`` for the image and array files below ``folder``, sorted the way paths
+    sort (component-wise). ``problem`` is None for a regular file, else why it cannot be read
+    (a FIFO would block the decoder forever; a folder that cannot be listed is reported too).
+    Symbolic links to folders are not followed.
     """
     wanted = IMAGE_SUFFIXES | ARRAY_SUFFIXES
-    found = []
-    for root, _dirs, files in os.walk(folder):
-        prefix = os.path.join(root, "")
-        found.extend(prefix + f for f in files if f.rfind(".") > 0 and f[f.rfind("."):].lower() in wanted)
-    return sorted(found, key=lambda p: p.split(os.sep))
+    found: list[tuple[str, str | None]] = []
+    pending = [str(folder)]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as entries:
+                listed = list(entries)
+        except OSError as exc:
+            found.append((current, f"cannot list this folder ({exc.strerror or exc})"))
+            continue
+        for entry in listed:
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+                continue
+            dot = entry.name.rfind(".")
+            if dot > 0 and entry.name[dot:].lower() in wanted:
+                # d_type answers is_file() without a stat for a regular file
+                found.append((entry.path, None if entry.is_file() else _not_regular(entry.path)))
+    return sorted(found, key=lambda item: item[0].split(os.sep))
 
 
-def _add_path(inputs: InputSet, path: Path) -> None:
-    if path.suffix.lower() in ARRAY_SUFFIXES:
-        for source in array_sources(path):
+def _not_regular(path: str) -> str | None:
+    """Why ``path`` is not a readable regular file, or None if it is one."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "broken link (the file it points to does not exist)"
+    except OSError as exc:
+        return f"cannot read this file ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device",
+            stat.S_ISBLK: "a block device"}
+    return f"not a regular file ({next((v for k, v in kind.items() if k(mode)), 'special file')}); skipped"
+
+
+def _add_arrays(inputs: InputSet, path: Path) -> None:
+    """The image arrays of one .npy/.npz file, or the file as one failed input."""
+    try:
+        sources = array_sources(path)
+    except InputError as exc:
+        inputs.add_failed(str(path), str(exc))
+        return
+    for source in sources:
+        if source.count == 0:
+            inputs.add_failed(source.name(0).rsplit("[", 1)[0], "holds no images (its first dimension is 0)")
+        else:
             inputs.add_array(source)
-    else:
-        inputs.add_file(str(path))
 
 
 def array_sources(path: Path) -> list[ArraySource]:
@@ -163,9 +228,15 @@ def array_sources(path: Path) -> list[ArraySource]:
             return [ArraySource(str(path), None, int(arr.shape[0]))]
         sources = []
         with zipfile.ZipFile(path) as archive:
-            for member in archive.namelist():
+            for info in archive.infolist():
+                member = info.filename
                 if not member.endswith(".npy"):
                     continue
+                if info.file_size > MAX_NPZ_MEMBER_BYTES:
+                    raise InputError(
+                        f"member {member!r} is {info.file_size / 2**20:.0f} MiB uncompressed, above the "
+                        f"{MAX_NPZ_MEMBER_BYTES >> 20} MiB limit for .npz members (they are inflated whole); "
+                        "save large arrays as .npy, which is memory-mapped")
                 with archive.open(member) as fh:
                     fmt = np.lib.format
                     version = fmt.read_magic(fh)
@@ -174,18 +245,23 @@ def array_sources(path: Path) -> list[ArraySource]:
                 key = member[: -len(".npy")]
                 if len(shape) in (3, 4) and dtype.kind in "uif":
                     _check_array_shape(shape, dtype, f"{path}:{key}")
+                    if int(np.prod(shape)) * dtype.itemsize > info.file_size:
+                        raise InputError(f"member {member!r} is truncated (its header declares {tuple(shape)} {dtype})")
                     sources.append(ArraySource(str(path), key, int(shape[0])))
         if not sources:
             raise InputError(f"{path}: no image array (N, H, W[, C]) in this .npz")
         return sources
-    except InputError:
-        raise
+    except InputError as exc:
+        raise InputError(str(exc).removeprefix(f"{path}: ")) from None
     except Exception as exc:  # noqa: BLE001 - numpy/zipfile raise many types for bad files
-        raise InputError(f"cannot read array file {path}: {exc}") from None
+        text = " ".join(str(exc).split())[:200]
+        raise InputError(f"cannot read this array file ({type(exc).__name__}{': ' + text if text else ''})") from None
 
 
 def _check_array_shape(shape, dtype, name: str) -> None:
     if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] not in (1, 3, 4)):
         raise InputError(f"{name}: expected images shaped (N, H, W) or (N, H, W, C) with C in 1, 3, 4; got {tuple(shape)}")
+    if shape[0] and (shape[1] == 0 or shape[2] == 0):
+        raise InputError(f"{name}: images of zero height or width {tuple(shape)}")
     if dtype.kind not in "uif":
         raise InputError(f"{name}: expected uint8 or float images, got dtype {dtype}")

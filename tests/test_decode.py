@@ -55,3 +55,28 @@ def test_fast_jpeg_path_equals_pillow(tmp_path, monkeypatch, mode, size):
     fast = decode_image(str(tmp_path / "a.jpg"), 8, 8, 3)
     monkeypatch.setattr(images, "_simplejpeg", None)
     np.testing.assert_array_equal(fast, decode_image(str(tmp_path / "a.jpg"), 8, 8, 3))
+
+
+def test_nan_float_images_fail(tmp_path):
+    Image.fromarray(np.full((8, 8), np.nan, np.float32), mode="F").save(tmp_path / "nan.tiff")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        decode_image(str(tmp_path / "nan.tiff"), 8, 8, 3)
+
+
+def test_animated_gif_gives_its_first_frame(tmp_path):
+    frames = [Image.fromarray(np.full((8, 8, 3), v, np.uint8)) for v in (10, 200)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    assert Image.open(tmp_path / "a.gif").n_frames == 2
+    got = decode_image(str(tmp_path / "a.gif"), 8, 8, 3)
+    assert abs(int(got.mean()) - 10) <= 2
+
+
+def test_exif_orientation_is_not_applied(tmp_path):
+    img = Image.fromarray(RGB)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    img.save(tmp_path / "o.jpg", exif=exif, quality=100)
+    got = decode_image(str(tmp_path / "o.jpg"), 8, 8, 3)
+    assert got.shape == (8, 8, 3)
+    np.testing.assert_array_equal(got, decode_image(str(tmp_path / "o.jpg"), 8, 8, 3))
+    assert np.abs(got.astype(int) - RGB).mean() < 12  # stored orientation, not rotated
