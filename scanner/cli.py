@@ -146,6 +146,7 @@ _PREP_PARAMS = {
     "channels": (Annotated[Optional[int], typer.Option(help="1 (grayscale) or 3 (RGB).", rich_help_panel=PREP)], None),
     "spec": (Annotated[Optional[Path], typer.Option("--spec", help="JSON spec file (schema in the README).", rich_help_panel=PREP)], None),
     "output_name": (Annotated[Optional[str], typer.Option("--output-name", help="Model output to read.", rich_help_panel=PREP)], None),
+    "class_names": (Annotated[Optional[str], typer.Option("--class-names", help="Class names in label order: a comma-separated list, or @FILE with one name per line.", rich_help_panel=PREP)], None),
 }
 
 
@@ -174,7 +175,7 @@ def preprocessing_options(func):
     return command
 
 
-def _spec_overrides(*, layout, size, pixel_range, mean, std, bgr, channels, output_name) -> dict[str, Any]:
+def _spec_overrides(*, layout, size, pixel_range, mean, std, bgr, channels, output_name, class_names=None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if layout is not None:
         out["layout"] = layout.value
@@ -197,7 +198,24 @@ def _spec_overrides(*, layout, size, pixel_range, mean, std, bgr, channels, outp
         out["channels"] = channels
     if output_name is not None:
         out["output_name"] = output_name
+    if class_names is not None:
+        out["class_names"] = _class_names(class_names)
     return out
+
+
+def _class_names(text: str) -> list[str]:
+    """``--class-names``: "cat,dog,..." or "@names.txt" (one name per line, blank lines skipped)."""
+    if text.startswith("@"):
+        try:
+            names = [line.strip() for line in Path(text[1:]).read_text().splitlines()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ScannerError(f"--class-names: cannot read {text[1:]}: {getattr(exc, 'strerror', None) or exc}") from None
+    else:
+        names = [name.strip() for name in text.split(",")]
+    names = [name for name in names if name]
+    if not names:
+        raise ScannerError(f"--class-names: no names in {text!r}")
+    return names
 
 
 def _scales(text: str):
@@ -432,6 +450,39 @@ def inspect(
     with _user_errors():
         loaded = load_model(model, device=device.value, options=prep.overrides, spec_file=prep.spec_file)
     render_model(loaded, format, sys.stdout)
+
+
+@app.command()
+@preprocessing_options
+def probe(
+    model: ModelArg,
+    paths: Annotated[list[Path], typer.Argument(help="Sample inputs: files, folders (ImageFolder subfolders give true labels), arrays.")],
+    prep: Preprocessing,
+    labels: Annotated[Optional[Path], typer.Option(help="File of 'input,label' lines giving the inputs' true labels.")] = None,
+    sample: Annotated[int, typer.Option(min=1, help="Inputs each candidate preprocessing is tried on (a seeded random sample).")] = 100,
+    write_spec: Annotated[Optional[Path], typer.Option("--write-spec", help="Write the best preprocessing as a spec file (use it with --spec).")] = None,
+    format: Annotated[InspectFormat, typer.Option("--format", "-f", case_sensitive=False, help="table or json.")] = InspectFormat.table,
+    device: DeviceOpt = Device.auto,
+) -> None:
+    """Find the preprocessing: rank pixel ranges, normalizations and channel orders on sample inputs.
+
+    By accuracy when true labels are known, else by how confident and diverse the predictions
+    are. Prints the ranking and the flags to pass; says when it cannot tell. Preprocessing
+    flags given here are kept fixed.
+    """
+    import json
+
+    from .loader import load_model
+    from .probe import probe as run_probe
+
+    with _user_errors():
+        loaded = load_model(model, device=device.value, options=prep.overrides, spec_file=prep.spec_file)
+        result = run_probe(loaded, paths, labels_file=labels, sample=sample)
+        if write_spec is not None:
+            result.write_spec(write_spec)
+    typer.echo(json.dumps(result.to_dict(), indent=2) if format is InspectFormat.json else str(result))
+    if write_spec is not None and not _state["quiet"]:
+        typer.echo(f"wrote {write_spec} (scan with --spec {write_spec})", err=True)
 
 
 def main() -> None:
