@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ModelLoadError, ScannerError
+
 
 class Runner:
     """One ONNX Runtime session and the tensor names to feed and read.
@@ -35,6 +37,7 @@ class Runner:
         self.copies = pad_to is not None
         self.pad_to = pad_to if pad_to is not None else (max_batch if pad else None)
         self.pad = self.pad_to is not None
+        self.run_options = None  # set by terminate(): ONNX Runtime's flag to stop a call in flight
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """The output for every row of ``batch`` (float32, in the model's layout), shape (N, -1)."""
@@ -55,8 +58,28 @@ class Runner:
 
     def _call(self, batch: np.ndarray) -> np.ndarray:
         feed = cast_input(batch, self.input_dtype)
-        (out,) = self.session.run([self.output_name], {self.input_name: feed})
-        return np.asarray(out).reshape(len(batch), -1)
+        try:
+            extra = () if self.run_options is None else (self.run_options,)
+            (out,) = self.session.run([self.output_name], {self.input_name: feed}, *extra)
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own exception types
+            if self.run_options is not None and self.run_options.terminate:
+                raise RunTerminated("the model run was stopped (time limit)") from None
+            text = " ".join(str(exc).split())[:300]
+            raise ModelLoadError(f"the model failed while running a batch of {len(batch)} inputs: "
+                                 f"{type(exc).__name__}: {text}") from None
+        out = np.asarray(out)
+        if out.ndim == 0 or out.shape[0] != len(batch):
+            raise ModelLoadError(f"the model returned {out.shape[0] if out.ndim else 'a scalar, not'} rows for a batch "
+                                 f"of {len(batch)} (output {self.output_name!r} shaped {out.shape})")
+        return out.reshape(len(batch), -1)
+
+    def terminate(self) -> None:
+        """Stop the model call in flight (from another thread) and refuse new ones: a time limit."""
+        import onnxruntime as ort
+
+        if self.run_options is None:
+            self.run_options = ort.RunOptions()
+        self.run_options.terminate = True
 
 
 def cast_input(batch: np.ndarray, dtype: str) -> np.ndarray:
@@ -82,3 +105,7 @@ def to_probabilities(out: np.ndarray, n: int) -> np.ndarray:
         return out
     shifted = np.exp(out - out.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+class RunTerminated(ScannerError):
+    """A model call was stopped by :meth:`Runner.terminate` (the scan's time limit)."""

@@ -13,7 +13,7 @@ class RecordingSession:
         self.fixed = fixed
         self.calls = []
 
-    def run(self, names, feed):
+    def run(self, names, feed, run_options=None):
         (x,) = feed.values()
         self.calls.append(len(x))
         if self.fixed is not None:
@@ -65,3 +65,25 @@ def test_probabilities_kept_or_softmaxed():
 @pytest.mark.parametrize("dtype", ["float16", "float64"])
 def test_other_float_inputs_are_cast(dtype):
     assert cast_input(np.ones(2, np.float32), dtype).dtype == np.dtype(dtype)
+
+
+def test_a_model_returning_the_wrong_number_of_rows_is_refused():
+    from scanner.errors import ModelLoadError
+
+    class OneRow(RecordingSession):
+        def run(self, names, feed, run_options=None):
+            return [np.zeros((1, 10), np.float32)]  # 10 values: reshape(2, -1) would silently work
+
+    with pytest.raises(ModelLoadError, match=r"the model returned 1 rows for a batch of 2 \(output 'y' shaped \(1, 10\)\)"):
+        Runner(OneRow(), input_name="x", input_dtype="float32", output_name="y").run(batch(2))
+
+
+def test_a_model_failing_while_running_is_one_model_error():
+    from scanner.errors import ModelLoadError
+
+    class Fails(RecordingSession):
+        def run(self, names, feed, run_options=None):
+            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code\\nReshape")
+
+    with pytest.raises(ModelLoadError, match="the model failed while running a batch of 3 inputs: RuntimeError"):
+        Runner(Fails(), input_name="x", input_dtype="float32", output_name="y").run(batch(3))
