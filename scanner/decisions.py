@@ -8,7 +8,7 @@ a dataclass with integer class keys; :mod:`scanner.report` turns them into text 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,15 @@ DEFAULT_ALPHA = 0.01
 # on thousands of inputs a class at 7% against an expected 4% is "significant" yet no backdoor.
 MIN_RATE_RATIO = 2.0
 MIN_RATE_EXCESS = 0.05
+# A scan "collapses" when at least this share of its scored inputs (and at least this many)
+# get one unscaled label. Under guessed preprocessing that is the signature of feeding the model
+# wrong (a 0-255 model fed [0, 1] pixels predicts one class for everything), and a suspect named
+# from it is an artefact, so none is named.
+COLLAPSE_SHARE = 0.90
+COLLAPSE_MIN_INPUTS = 20
+# where a stated preprocessing comes from (a uint8 input implies [0, 255]: "inferred from graph")
+STATED_SOURCES = ("option", "spec file", "model metadata")
+PROBE_HINT = "run `scanner probe MODEL IMAGES` to find the preprocessing and pass the flags it prints"
 
 
 @dataclass(frozen=True)
@@ -62,10 +71,16 @@ class Verdict:
     expected_fpr_per_class: dict[int, float]
     test: str
     suspects: tuple[Suspect, ...]
+    withheld: str | None = None  # why no suspect is named although the test found some
+    withheld_suspects: tuple[Suspect, ...] = ()
 
     @property
     def model_suspicious(self) -> bool:
         return bool(self.suspects)
+
+    def withhold(self, reason: str) -> "Verdict":
+        """The same verdict naming no suspect, recording which ones were withheld and why."""
+        return replace(self, suspects=(), withheld=reason, withheld_suspects=self.suspects)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +91,8 @@ class Verdict:
             "test": self.test,
             "suspected_targets": [s.to_dict() for s in self.suspects],
             "model_suspicious": self.model_suspicious,
+            "suspects_withheld": self.withheld,
+            "withheld_targets": [s.to_dict() for s in self.withheld_suspects],
         }
 
 
@@ -90,6 +107,7 @@ class Summary:
     per_class: tuple[ClassCount, ...]
     verdict: Verdict
     seconds: float
+    warnings: tuple[str, ...] = ()
 
     @property
     def flagged_rate(self) -> float:
@@ -220,13 +238,57 @@ def summarize(result: ScanResult, *, expected_fpr: float | None = None, alpha: f
         expected_per_class = cal.expected_fpr_per_class()
     else:
         expected_fpr, source = DEFAULT_ASSUMED_FPR, "assumed: no calibration; pass --calibration or --expected-fpr"
+    verdict = model_verdict(s.labels, s.flagged, expected_fpr=expected_fpr, source=source,
+                            per_class=expected_per_class, alpha=alpha, class_names=names)
+    warnings = []
+    guessed = guessed_preprocessing(result.settings.spec_sources)
+    if guessed:
+        warnings.append(f"preprocessing guessed: {' and '.join(guessed)} not given by a flag, spec file or the "
+                        f"model's metadata (using pixel range {_range(result.settings.spec.pixel_range)}"
+                        f"{'' if result.settings.spec.mean is not None else ', no normalization'}); {PROBE_HINT}")
+        collapse = collapsed(s.labels)
+        if collapse is not None:
+            label, share = collapse
+            name = _class_name(names, label)
+            reason = (f"{share:.0%} of the {len(s.labels)} scored inputs are predicted as class {label}"
+                      f"{f' ({name})' if name else ''} under guessed preprocessing, the sign of feeding the "
+                      f"model wrong; {PROBE_HINT}")
+            warnings.append(f"no suspect named: {reason}")
+            verdict = verdict.withhold(reason)
     return Summary(
         inputs_found=result.n_found, scored=result.n_scored, failed=len(result.failures),
         flagged=int(s.flagged.sum()), per_class=per_class_counts(s.labels, s.flagged, names),
-        verdict=model_verdict(s.labels, s.flagged, expected_fpr=expected_fpr, source=source,
-                              per_class=expected_per_class, alpha=alpha, class_names=names),
-        seconds=result.seconds,
+        verdict=verdict, seconds=result.seconds, warnings=tuple(warnings),
     )
+
+
+def _range(pixel_range: str) -> str:
+    return "[0, 255]" if pixel_range == "byte" else "[0, 1]"
+
+
+def guessed_preprocessing(sources: dict[str, str]) -> tuple[str, ...]:
+    """The parts of the preprocessing nobody stated: ``("pixel range", "normalization")``, one
+    of them, or none. Stating the pixel range (flag, spec file, metadata, or a uint8 input)
+    states the whole preprocessing: a range given without mean/std means no normalization."""
+    if sources.get("pixel_range", "default") != "default":
+        return ()
+    stated_stats = any(sources.get(k, "default") in STATED_SOURCES for k in ("mean", "std"))
+    return ("pixel range",) if stated_stats else ("pixel range", "normalization")
+
+
+def collapsed(labels: np.ndarray) -> tuple[int, float] | None:
+    """``(label, share)`` when at least ``COLLAPSE_SHARE`` of at least ``COLLAPSE_MIN_INPUTS``
+    labels are one class, else None."""
+    labels = np.asarray(labels)
+    if len(labels) < COLLAPSE_MIN_INPUTS:
+        return None
+    counts = per_class_counts(labels, np.zeros(len(labels), bool))
+    top = max(counts, key=lambda c: c.inputs)
+    share = top.inputs / len(labels)
+    return (top.label, share) if share >= COLLAPSE_SHARE else None
+
+
+
 
 
 def check_gate(summary: Summary, *, max_flagged: int | None, max_flagged_rate: float | None) -> Gate | None:
