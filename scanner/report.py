@@ -40,7 +40,8 @@ class InspectFormat(str, Enum):
 def report_header(result: ScanResult, summary: Summary, gate: Gate | None) -> dict[str, Any]:
     """Everything in the JSON report except the per-input lists (schema in the README)."""
     return {"schema_version": REPORT_SCHEMA_VERSION, "kind": "scan", **result.settings.to_dict(),
-            "summary": summary.to_dict(), "gate": None if gate is None else gate.to_dict()}
+            "summary": summary.to_dict(), "gate": None if gate is None else gate.to_dict(),
+            "warnings": list(summary.warnings)}
 
 
 def render_scan(result: ScanResult, summary: Summary, gate: Gate | None, fmt: Format, stream: IO[str]) -> None:
@@ -121,6 +122,8 @@ def summary_lines(settings: ScanSettings, summary: Summary, gate: Gate | None) -
     lines.append(f"expected benign flag rate {v.expected_fpr:.4g} ({v.expected_fpr_source})")
     if v.suspects:
         lines.extend("verdict: " + s.text for s in v.suspects)
+    elif v.withheld:
+        lines.append("verdict: no suspect named: " + v.withheld)
     else:
         lines.append("verdict: no predicted class is flagged significantly more than expected")
     if gate is not None:
