@@ -344,6 +344,8 @@ def scan(
             with _progress(not _state["quiet"], "scanning") as progress:
                 result = scanner.scan(paths, progress=progress)
         summary = summarize(result, expected_fpr=expected_fpr)
+        for warning in summary.warnings:
+            typer.echo(f"Warning: {warning}", err=True)
         gate = check_gate(summary, max_flagged=max_flagged, max_flagged_rate=max_flagged_rate)
         with _open_output(output) as stream:
             if output_dir is not None:
