@@ -21,7 +21,7 @@ from .calibration import Calibration
 from .detectors import Detector, ScaleUp
 from .detectors.scaleup import DEFAULT_SCALES
 from ._validation import check_number
-from .errors import InputError, ScannerError
+from .errors import InputError, ModelLoadError, ScannerError
 from .inputs import InputSet, MemoryArray, collect_inputs
 from .loader import Model, load_model
 from .results import ScanResult, ScanSettings, Scores, Tally
@@ -178,7 +178,15 @@ class Scanner:
         buf = self._buffer_for(b * det.queries_per_input)
         det.build_queries(images, buf, self.model.preprocessor)
         labels, probs = self.model.predict(buf, probabilities=True)
-        return det.score(labels, probs, b)
+        if probs is not None and probs.shape[1] < 2:
+            raise ModelLoadError(f"the model's output {self.model.output.tensor.name!r} gives {probs.shape[1]} "
+                                 "class score per input; a classifier with at least 2 classes is needed")
+        out = det.score(labels, probs, b)
+        if probs is not None:
+            bad_rows = ~np.isfinite(probs).all(axis=1)
+            if bad_rows.any():  # query-major rows: row i * b + k belongs to input k
+                out.invalid = bad_rows.reshape(det.queries_per_input, b).any(axis=0)
+        return out
 
     # -- public scoring ------------------------------------------------------------------------
     def score_arrays(self, images: np.ndarray) -> Scores:

@@ -150,6 +150,9 @@ def _column(values: np.ndarray | None, n: int) -> list:
     return [None] * n if values is None else values.tolist()
 
 
+NOT_FINITE = "the model's output is NaN or infinite for this input or one of its queries"
+
+
 class Tally:
     """Per-input detector outcomes and failures of one scan, gathered in any order.
 
@@ -165,7 +168,12 @@ class Tally:
         self.failures: list[tuple[int, str]] = []
 
     def add(self, indices: np.ndarray, out) -> None:
-        """Record a :class:`~scanner.detectors.DetectorScores` for the inputs ``indices``."""
+        """Record a :class:`~scanner.detectors.DetectorScores` for the inputs ``indices``; inputs
+        it marks invalid are recorded as failed."""
+        if out.invalid is not None and np.any(out.invalid):
+            bad = np.asarray(out.invalid, dtype=bool)
+            self.fail([(int(i), NOT_FINITE) for i in np.asarray(indices)[bad]])
+            indices, out = np.asarray(indices)[~bad], out.subset(~bad)
         self.labels[indices], self.queries[indices] = out.labels, out.query_labels
         for name, values in out.scores.items():
             if values is not None:

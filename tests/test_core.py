@@ -96,3 +96,56 @@ def test_prob_consistency_needs_scores(tmp_path):
     assert Scanner(fx.path, device="cpu").score_arrays(om.make_images(4)).prob_consistency is None
     with pytest.raises(Exception, match="labels only"):
         Scanner(fx.path, device="cpu", score="prob-consistency")
+
+
+# -- garbage is failed, not scored (issue 12, case 7) -----------------------------------------
+def _reduce_model(tmp_path, name, tail_nodes, k):
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("ReduceMean", ["input"], ["m"], axes=[1, 2, 3], keepdims=0),
+             helper.make_node("Unsqueeze", ["m", "one"], ["m1"])] + tail_nodes
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None if k is None else ["N", k])],
+        initializer=[helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+                     helper.make_tensor("half", TensorProto.FLOAT, [], [0.5])])
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
+    return path
+
+
+def test_inputs_whose_outputs_are_nan_fail_one_by_one(tmp_path):
+    from onnx import helper
+
+    # logits = [log(mean - 0.5), 0]: NaN for dark images, finite once the mean passes 0.5
+    path = _reduce_model(tmp_path, "nan_dark", [helper.make_node("Sub", ["m1", "half"], ["d"]),
+                                                helper.make_node("Log", ["d"], ["l"]),
+                                                helper.make_node("Sub", ["d", "d"], ["z"]),
+                                                helper.make_node("Concat", ["l", "z"], ["logits"], axis=1)], 2)
+    x = np.stack([np.full((8, 8, 3), v, np.float32) for v in (0.9, 0.1, 0.8, 0.02)])
+    scanner = Scanner(path, device="cpu", spec={"height": 8, "width": 8})
+    inputs = _array_inputs(x)
+    result = scanner.scan(inputs)
+    assert result.indices.tolist() == [0, 2]
+    assert [i for i, _ in result.failures] == [1, 3]
+    assert all("NaN or infinite" in reason for _, reason in result.failures)
+
+
+def test_a_one_class_model_is_refused(tmp_path):
+    from onnx import helper
+    from scanner.errors import ModelLoadError
+
+    # the output's shape is not declared, so only a run shows it has one column
+    path = _reduce_model(tmp_path, "one_class", [helper.make_node("Identity", ["m1"], ["logits"])], None)
+    scanner = Scanner(path, device="cpu", spec={"height": 8, "width": 8})
+    with pytest.raises(ModelLoadError, match="gives 1 class score per input; a classifier with at least 2"):
+        scanner.scan(_array_inputs(np.zeros((2, 8, 8, 3), np.float32)))
+
+
+def _array_inputs(x):
+    from scanner.inputs import InputSet, MemoryArray
+
+    inputs = InputSet()
+    inputs.add_array(MemoryArray(x))
+    return inputs

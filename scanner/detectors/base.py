@@ -29,11 +29,21 @@ class DetectorScores:
     scores : dict of str to (b,) float64 or None
         Every raw score the detector computes (None where the model cannot give it, for
         example probabilities of a label-only model).
+    invalid : (b,) bool or None
+        Inputs the scanner found the model's outputs NaN or infinite for (any of their queries);
+        they are listed as failed, not scored.
     """
 
     labels: np.ndarray
     query_labels: np.ndarray
     scores: dict[str, np.ndarray | None]
+    #: (b,) bool: inputs whose model outputs were not finite (set by the scanner, not the detector)
+    invalid: np.ndarray | None = None
+
+    def subset(self, keep: np.ndarray) -> "DetectorScores":
+        """The rows ``keep`` (a boolean mask or indices) of every array."""
+        return DetectorScores(self.labels[keep], self.query_labels[keep],
+                              {k: None if v is None else v[keep] for k, v in self.scores.items()})
 
 
 class Detector(ABC):
