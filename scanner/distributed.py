@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import pickle
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ from .batches import BatchLoader
 from .calibration import Calibration
 from .detectors.scaleup import DEFAULT_SCALES
 from .errors import InputError, ScannerError
-from .inputs import ArraySource, InputSet, collect_inputs
+from .inputs import InputSet, MemoryArray, collect_inputs
 from .results import ScanResult
 
 log = logging.getLogger("scanner")
@@ -99,7 +98,7 @@ def scan(model: str | Path, paths: Sequence[str | Path] | InputSet, *, address: 
     options.update(calibration=driver.calibration, batch_size=driver.batch_size)
     inputs = paths if isinstance(paths, InputSet) else collect_inputs(paths)
     for part in inputs.parts():
-        if not isinstance(part, (str, ArraySource)):
+        if isinstance(part, MemoryArray):  # everything else is a small picklable description
             raise InputError("the Ray engine reads files and .npy/.npz arrays; save in-memory arrays with "
                              "numpy.save or use the local engine")
     if output_dir is not None:
