@@ -240,17 +240,11 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-@contextlib.contextmanager
 def _open_output(path: Optional[Path]):
-    if path is None:
-        yield sys.stdout
-        return
-    try:
-        fh = open(path, "w", newline="")
-    except OSError as exc:
-        raise ScannerError(f"cannot write {path}: {exc.strerror or exc}") from None
-    with fh:
-        yield fh
+    """stdout, or a report file replaced only when complete (see :func:`scanner.report.open_report`)."""
+    from .report import open_report
+
+    return open_report(path, sys.stdout)
 
 
 @contextlib.contextmanager
@@ -324,7 +318,7 @@ def scan(
     nothing could be scored, or (with --strict) an unreadable input.
     """
     from .decisions import check_gate, summarize
-    from .report import render_scan, summary_lines
+    from .report import display_name, render_scan, summary_lines
 
     with _user_errors():
         if engine is Engine.ray:
@@ -352,12 +346,15 @@ def scan(
                 shards.render_summary(result, summary, gate, format, stream, output_dir)
             else:
                 render_scan(result, summary, gate, format, stream)
-        if result.n_scored == 0:
-            raise ScannerError(f"none of the {result.n_found} inputs could be read; first failure: "
-                               f"{result.failure_records()[0]['input']}: {result.failure_records()[0]['reason']}")
-        if strict and result.failures:
-            first = result.failure_records()[0]
-            raise ScannerError(f"--strict: {len(result.failures)} input(s) could not be read, e.g. {first['input']}: {first['reason']}")
+            # raised inside the block: a report file is then not put in place of an earlier one
+            if result.n_scored == 0:
+                first = result.failure_records()[0]
+                raise ScannerError(f"none of the {result.n_found} inputs could be read; first failure: "
+                                   f"{display_name(first['input'])}: {display_name(first['reason'])}")
+            if strict and result.failures:
+                first = result.failure_records()[0]
+                raise ScannerError(f"--strict: {len(result.failures)} input(s) could not be read, e.g. "
+                                   f"{display_name(first['input'])}: {display_name(first['reason'])}")
     if not _state["quiet"] and (output is not None or format is not Format.table):
         for line in summary_lines(result.settings, summary, gate):
             typer.echo(line, err=True)

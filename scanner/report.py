@@ -6,13 +6,18 @@ The one place where results become text. Data goes to the given stream (stdout o
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import tempfile
 from enum import Enum
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .results import ScanResult, ScanSettings
 from .decisions import Gate, Summary
+from .errors import ScannerError
 
 if TYPE_CHECKING:
     from .evaluation import Evaluation
@@ -75,11 +80,11 @@ def _render_csv(result: ScanResult, stream: IO[str]) -> None:
     writer.writerow(["input", "status", "predicted_label", "predicted_class", "spc", "nspc", "flagged"]
                     + [f"label_x{n}" for n in queries] + ["reason"])
     for r in result.records():
-        writer.writerow([r["input"], "scored", r["predicted_label"], r["predicted_class"] or "",
+        writer.writerow([csv_text(r["input"]), "scored", r["predicted_label"], csv_text(r["predicted_class"]),
                          _num(r.get("spc")), _num(r.get("nspc")), int(r["flagged"])]
                         + list(r[key].values()) + [""])
     for f in result.failure_records():
-        writer.writerow([f["input"], "failed", "", "", "", "", ""] + [""] * len(queries) + [f["reason"]])
+        writer.writerow([csv_text(f["input"]), "failed", "", "", "", "", ""] + [""] * len(queries) + [csv_text(f["reason"])])
 
 
 def _num(value) -> str:
@@ -93,8 +98,8 @@ def _render_table(result: ScanResult, summary: Summary, gate: Gate | None, strea
     head = ["input", "label", "SPC"] + ([extra[0]] if extra else []) + ["labels at " + ",".join(st.query_names), "flagged"]
     rows = []
     for r in result.records():
-        label = str(r["predicted_label"]) + (f" {r['predicted_class']}" if r["predicted_class"] else "")
-        rows.append([r["input"], label, f"{r['spc']:.2f}"] + ([f"{r[extra[1]]:.2f}"] if extra else [])
+        label = str(r["predicted_label"]) + (f" {display_name(r['predicted_class'])}" if r["predicted_class"] else "")
+        rows.append([display_name(r["input"]), label, f"{r['spc']:.2f}"] + ([f"{r[extra[1]]:.2f}"] if extra else [])
                     + [" ".join(str(v) for v in r[key].values()), "yes" if r["flagged"] else "no"])
     if rows:
         widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
@@ -102,7 +107,7 @@ def _render_table(result: ScanResult, summary: Summary, gate: Gate | None, strea
         for row in rows:
             stream.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
     for f in result.failure_records():
-        stream.write(f"FAILED  {f['input']}: {f['reason']}\n")
+        stream.write(f"FAILED  {display_name(f['input'])}: {display_name(f['reason'])}\n")
     stream.write("\n" + "\n".join(summary_lines(st, summary, gate)) + "\n")
 
 
@@ -166,3 +171,47 @@ def evaluation_lines(doc: dict[str, Any]) -> list[str]:
     if p["failures"]:
         lines.append(f"{len(p['failures'])} input(s) could not be read, e.g. {p['failures'][0]['input']}: {p['failures'][0]['reason']}")
     return lines
+
+# -- writing safely ------------------------------------------------------------------------------
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7f)} | {0x0a: "\\n", 0x0d: "\\r", 0x09: "\\t"}
+
+
+def display_name(text: str) -> str:
+    """A name shown safely on one line: undecodable bytes as ``\\xNN``, control characters
+    (newline, carriage return, escape...) as escapes. JSON keeps names as they are (escaped by JSON)."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no file name decoding produced
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.translate(_CONTROL)
+
+
+def csv_text(text: str | None) -> str:
+    """A text cell for CSV: shown safely, and never read as a formula by a spreadsheet."""
+    if not text:
+        return ""
+    text = display_name(text)
+    return "'" + text if text[0] in "=+-@" else text
+
+
+@contextlib.contextmanager
+def open_report(path: Path | None, stdout: IO[str]):
+    """Where a report goes: ``stdout``, or a file written to a temporary name beside it and renamed
+    into place only when the block completes. A run that fails leaves any previous file as it was."""
+    if path is None:
+        yield stdout
+        return
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+    except OSError as exc:
+        raise ScannerError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ScannerError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)

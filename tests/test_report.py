@@ -79,3 +79,69 @@ def test_header_is_settings_summary_and_gate(scanned):
     head = report_header(result, summary, gate)
     assert head["summary"] == summary.to_dict() and head["gate"] == gate.to_dict()
     assert head["scales"] == [3, 5, 7, 9, 11] and np.isclose(head["threshold"], 0.5)
+
+
+# -- output hygiene and safe writing (issue 12, cases 1, 6, 9) -------------------------------
+def test_names_are_shown_safely_in_table_and_csv(tmp_path):
+    import os
+
+    from scanner.report import csv_text, display_name
+
+    name = os.fsdecode(b"bad\xff\nname\r.png")
+    assert display_name(name) == "bad\\xff\\nname\\r.png"
+    assert display_name("caf\u00e9 \x1b[31m.png") == "caf\u00e9 \\x1b[31m.png"
+    assert [csv_text(t) for t in ("=1+1", "+x", "-x", "@SUM(A1)", "ok.png", None)] == [
+        "'=1+1", "'+x", "'-x", "'@SUM(A1)", "ok.png", ""]
+
+
+def test_scan_of_badly_named_files_writes_every_format(tmp_path, images, monkeypatch):
+    import os
+
+    from helpers import write_pngs
+    from scanner.cli import app
+    from typer.testing import CliRunner
+
+    fx = om.trigger_nchw(tmp_path, embed_spec=True)
+    folder = write_pngs(tmp_path / "imgs", images[:2])
+    os.rename(folder / "img_000.png", os.fsencode(folder) + b"/=bad\xff\nname.png")
+    monkeypatch.chdir(folder)  # relative names: the first cell starts with "="
+    for fmt in ("table", "csv", "json", "jsonl"):
+        out = tmp_path / f"r.{fmt}"
+        result = CliRunner().invoke(app, ["-q", "scan", str(fx.path), os.fsdecode(b"=bad\xff\nname.png"), "img_001.png",
+                                          "-f", fmt, "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        text = out.read_text(encoding="utf-8")
+        assert "\nname.png" not in text and "name.png" in text  # the newline in the name is escaped
+        if fmt == "csv":
+            row = next(r for r in csv.reader(io.StringIO(text)) if "name.png" in r[0])
+            assert row[0] == "'=bad\\xff\\nname.png"
+
+
+def test_a_failed_run_leaves_the_previous_report(tmp_path):
+    from scanner.cli import app
+    from typer.testing import CliRunner
+
+    fx = om.trigger_nchw(tmp_path, embed_spec=True)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.png").write_bytes(b"not a png")
+    out = tmp_path / "report.json"
+    out.write_text("previous")
+    for extra in ([], ["--strict"]):
+        result = CliRunner().invoke(app, ["-q", "scan", str(fx.path), str(tmp_path / "junk"), "-f", "json", "-o", str(out),
+                                          *extra])
+        assert result.exit_code == 2
+        assert out.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report")] == []
+
+
+def test_unwritable_report_is_one_line(tmp_path):
+    from scanner.cli import app
+    from typer.testing import CliRunner
+
+    fx = om.trigger_nchw(tmp_path, embed_spec=True)
+    Image_dir = tmp_path / "imgs"
+    from helpers import write_pngs
+    write_pngs(Image_dir, om.make_images(2))
+    result = CliRunner().invoke(app, ["-q", "scan", str(fx.path), str(Image_dir), "-o", "/proc/version"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: cannot write /proc/version")
