@@ -334,6 +334,9 @@ def probe(model: Model, paths: Sequence[str | Path] | InputSet, *, labels_file: 
 def _decide(ranked: list[Trial], truth) -> tuple[bool, str]:
     best = ranked[0]
     other = next((t for t in ranked[1:] if t.same_as is None), None)
+    if truth is None and best.score <= 0.05:
+        return False, ("every candidate collapses onto one class: the sample may hold one class only "
+                       "(give mixed clean inputs, or true labels), or the model wants another preprocessing")
     if other is None:
         return True, "every candidate gives the same predictions on this sample: any will do"
     if truth is not None:
@@ -345,9 +348,6 @@ def _decide(ranked: list[Trial], truth) -> tuple[bool, str]:
         return False, (f"the runner-up ({other.candidate}, accuracy {other.accuracy:.1%}) is not significantly "
                        f"worse (right on {losses} inputs where the best is wrong, wrong on {wins}); "
                        "probe more inputs (--sample) or check that the labels match the model's classes")
-    if best.score <= 0.05:
-        return False, ("every candidate collapses onto one class: the sample may hold one class only "
-                       "(give mixed clean inputs, or true labels), or the model wants another preprocessing")
     agree = float((best.labels == other.labels).mean())
     if other.score >= (1 - LABEL_FREE_MARGIN) * best.score:
         return False, (f"the runner-up ({other.candidate}) scores {other.score:.3f} against {best.score:.3f} "
