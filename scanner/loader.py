@@ -20,6 +20,7 @@ from .preprocess import Preprocessor
 from .resolve import OutputChoice, choose_output, num_classes, resolve_spec
 from .runner import Runner, labels_from_output, to_probabilities
 from .runtime import check_runtime
+from .errors import SpecError
 from .spec import ResolvedSpec, Spec
 
 
@@ -91,6 +92,13 @@ class Model:
         ])
 
 
+def _check_class_names(resolved: ResolvedSpec, output: OutputChoice) -> None:
+    names, shape = resolved.spec.class_names, output.tensor.shape
+    if names and output.kind == "scores" and shape and isinstance(shape[-1], int) and len(names) != shape[-1]:
+        raise SpecError(f"{len(names)} class names given ({resolved.sources.get('class_names')}) but output "
+                        f"{output.tensor} has {shape[-1]} classes")
+
+
 def load_model(path: str | Path, *, device: str = "auto", options: dict[str, Any] | None = None,
                spec_file: str | Path | None = None, threads: int | None = None) -> Model:
     """Read, resolve, open and verify one ONNX classifier.
@@ -112,6 +120,7 @@ def load_model(path: str | Path, *, device: str = "auto", options: dict[str, Any
     resolved = resolve_spec(info, options=options, spec_file=spec_file)
     pre = Preprocessor(resolved.spec)
     output = choose_output(info, resolved.spec.output_name)
+    _check_class_names(resolved, output)
     session, provider, plan = plan_batches(raw, proto, info, pre, output.tensor.name, device, threads)
     del raw, proto
     runner = Runner(session, input_name=info.input.name, input_dtype=info.input.dtype, output_name=output.tensor.name,
