@@ -100,14 +100,32 @@ def _external_tensors(proto):
 
 
 def _check_external_data(proto, path: Path) -> None:
+    """Every external weights file must lie inside the model's folder and be long enough.
+
+    A location is judged from its text first (absolute, or climbing out with ``..``) so that
+    nothing outside the folder is ever touched, and a message never tells whether such a file
+    exists (ONNX Runtime refuses those paths as well).
+    """
     needed: dict[str, int] = {}
+    folder = path.parent.resolve()
     for tensor in _external_tensors(proto):
         info = {entry.key: entry.value for entry in tensor.external_data}
         location = info.get("location", "")
-        end = int(info.get("offset", 0) or 0) + int(info.get("length", 0) or 0)
+        try:
+            end = int(info.get("offset", 0) or 0) + int(info.get("length", 0) or 0)
+        except ValueError:
+            raise ModelLoadError(f"{path}: tensor {tensor.name!r} has an external-data offset or length that is not "
+                                 f"a number ({info.get('offset')!r}, {info.get('length')!r})") from None
+        parts = Path(location).parts
+        if not location or Path(location).is_absolute() or ".." in parts or "\0" in location:
+            raise ModelLoadError(f"{path}: external weights location {location!r} is not a file name inside the "
+                                 "model's folder; refused")
         needed[location] = max(needed.get(location, 0), end)
     for location, end in needed.items():
         data_path = path.parent / location
+        if not data_path.resolve().is_relative_to(folder):  # a link inside the folder pointing out
+            raise ModelLoadError(f"{path}: external weights location {location!r} leads outside the model's "
+                                 "folder; refused")
         if not data_path.is_file():
             raise ModelLoadError(
                 f"the model's weights are in an external file {location!r} that is missing "
