@@ -16,3 +16,65 @@ def test_verdict_needs_significance_and_size_and_uses_per_class_rates():
     v = model_verdict(labels, flagged, expected_fpr=0.04, source="test", per_class={2: 0.25})
     assert [s.label for s in v.suspects] == [0]
     assert binomial_sf(700, 1000, 0.04) < 1e-300
+
+
+def test_guessed_preprocessing_is_what_nobody_stated():
+    from scanner.decisions import guessed_preprocessing
+
+    default = {"pixel_range": "default", "mean": "default", "std": "default"}
+    assert guessed_preprocessing(default) == ("pixel range", "normalization")
+    assert guessed_preprocessing({**default, "mean": "spec file", "std": "spec file"}) == ("pixel range",)
+    for source in ("option", "spec file", "model metadata", "inferred from graph"):  # graph: a uint8 input
+        assert guessed_preprocessing({**default, "pixel_range": source}) == ()
+
+
+def test_collapse_needs_a_share_and_enough_inputs():
+    from scanner.decisions import collapsed
+
+    assert collapsed(np.r_[np.full(18, 3), [1, 2]]) == (3, 0.9)
+    assert collapsed(np.r_[np.full(17, 3), [1, 2, 4]]) is None
+    assert collapsed(np.full(19, 3)) is None  # too few inputs to call it
+
+
+def test_withheld_verdict_records_the_suspects_and_why():
+    from scanner.decisions import model_verdict
+
+    labels = np.zeros(100, int)
+    flagged = np.arange(100) < 90
+    v = model_verdict(labels, flagged, expected_fpr=0.1, source="test")
+    assert [s.label for s in v.suspects] == [0]
+    w = v.withhold("collapsed")
+    assert not w.suspects and not w.model_suspicious and [s.label for s in w.withheld_suspects] == [0]
+    doc = w.to_dict()
+    assert doc["suspects_withheld"] == "collapsed" and doc["suspected_targets"] == []
+    assert [s["label"] for s in doc["withheld_targets"]] == [0]
+    assert v.to_dict()["suspects_withheld"] is None
+
+
+def test_collapsed_scan_under_guessed_preprocessing_names_no_suspect(tmp_path):
+    import onnx_models as om
+    from scanner import Scanner
+    from scanner.decisions import summarize
+    from scanner.report import summary_lines
+
+    fx = om.trigger_byte_nhwc(tmp_path)  # 0-255 model, no metadata: [0, 1] input collapses onto class 1
+    x = om.make_images(40, seed=6, max_value=1.0, triggered_fraction=0.0)
+    guessed = Scanner(fx.path, device="cpu")
+    summary = summarize(_scan(guessed, x))
+    assert summary.verdict.withheld and "predicted as class 1" in summary.verdict.withheld
+    assert len(summary.warnings) == 2 and summary.warnings[0].startswith("preprocessing guessed: pixel range and "
+                                                                         "normalization")
+    assert all("scanner probe" in w for w in summary.warnings)
+    line = next(l for l in summary_lines(guessed.settings(), summary, None) if l.startswith("verdict:"))
+    assert line.startswith("verdict: no suspect named: 100% of the 40 scored inputs are predicted as class 1")
+    given = Scanner(fx.path, device="cpu", spec={"pixel_range": "byte"})
+    summary = summarize(_scan(given, x))
+    assert summary.warnings == () and summary.verdict.withheld is None
+
+
+def _scan(scanner, x):
+    from scanner.inputs import InputSet, MemoryArray
+
+    inputs = InputSet()
+    inputs.add_array(MemoryArray(x))
+    return scanner.scan(inputs)
