@@ -247,3 +247,78 @@ def test_internal_error_is_one_line_and_exit_3(runner, model, images, monkeypatc
 def test_nan_and_absurd_options_are_usage_errors(runner, model, images, args, message):
     result = invoke(runner, "scan", model.path, images[0], *args)
     assert result.exit_code == 2 and message in one_error_line(result)
+
+
+# -- third-party models (issue 11): probe, guessed preprocessing, outputs, batch, class names ------
+@pytest.fixture
+def mixed_pngs(tmp_path):
+    x = om.make_images(40, seed=7, max_value=1.0, triggered_fraction=0.2)
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i, img in enumerate(x):
+        Image.fromarray(np.rint(img * 255).astype(np.uint8)).save(folder / f"{i:02d}.png")
+    return folder
+
+
+def test_probe_prints_the_ranking_and_the_flags_and_writes_a_spec(runner, tmp_path, mixed_pngs):
+    fx = om.trigger_byte_nhwc(tmp_path / "m")
+    result = invoke(runner, "probe", fx.path, mixed_pngs, "--write-spec", tmp_path / "spec.json")
+    assert result.exit_code == 0, result.output
+    assert "best: [0, 255], no normalization, RGB" in result.stdout
+    assert "flags: --pixel-range byte" in result.stdout
+    assert json.loads((tmp_path / "spec.json").read_text())["pixel_range"] == "byte"
+    doc = json.loads(invoke(runner, "probe", fx.path, mixed_pngs, "--sample", 10, "-f", "json").stdout)
+    assert doc["sampled"] == 10 and doc["best_flags"] == "--pixel-range byte" and len(doc["ranking"]) == 14
+    scanned = invoke(runner, "-q", "scan", fx.path, mixed_pngs, "--spec", tmp_path / "spec.json")
+    assert scanned.exit_code == 0 and "Warning" not in scanned.stderr
+
+
+def test_scan_warns_on_guessed_preprocessing_and_names_no_suspect_from_a_collapse(runner, tmp_path, mixed_pngs):
+    fx = om.trigger_byte_nhwc(tmp_path / "m")
+    result = invoke(runner, "-q", "scan", fx.path, mixed_pngs, "-f", "json")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
+    assert len(warnings) == 2 and "preprocessing guessed" in warnings[0] and "scanner probe" in warnings[0]
+    assert "no suspect named: 100% of the 40 scored inputs are predicted as class 1" in warnings[1]
+    doc = json.loads(result.stdout)
+    assert doc["schema_version"] == 1 and doc["warnings"] == [w[len("Warning: "):] for w in warnings]
+    verdict = doc["summary"]["verdict"]
+    assert verdict["suspected_targets"] == [] and "predicted as class 1" in verdict["suspects_withheld"]
+    table = invoke(runner, "scan", fx.path, mixed_pngs)
+    assert "verdict: no suspect named: 100% of the 40 scored inputs" in table.stdout
+    given = invoke(runner, "-q", "scan", fx.path, mixed_pngs, "--pixel-range", "byte", "-f", "json")
+    doc = json.loads(given.stdout)
+    assert doc["warnings"] == [] and doc["summary"]["verdict"]["suspects_withheld"] is None
+    assert [t["label"] for t in doc["summary"]["verdict"]["suspected_targets"]] == [0]
+
+
+def test_output_name_of_a_detector_output_is_a_one_line_error(runner, tmp_path, images):
+    fx = om.detector_output(tmp_path / "m")
+    result = invoke(runner, "scan", fx.path, images[0], "--output-name", "output")
+    assert result.exit_code == 2
+    assert "output output float32 [1, 12, 16] is not class scores [N, K] or labels [N]" in one_error_line(result)
+
+
+def test_inspect_says_a_batch_dependent_model_runs_one_input_per_call(runner, tmp_path):
+    fx = om.dynamic_quant(tmp_path / "m")
+    result = invoke(runner, "inspect", fx.path)
+    assert result.exit_code == 0
+    line = next(line for line in result.stdout.splitlines() if line.startswith("batch "))
+    assert "per-sample" in line and "depend on the other inputs of a call" in line and "one input per call" in line
+    doc = json.loads(invoke(runner, "inspect", fx.path, "-f", "json").stdout)
+    assert doc["batch"] == "per-sample"
+
+
+def test_class_names_option_on_every_command(runner, tmp_path, model, images):
+    names = ",".join(f"c{i}" for i in range(10))
+    for command in ("scan", "calibrate", "evaluate", "inspect", "probe"):
+        assert "--class-names" in invoke(runner, command, "--help").stdout
+    result = invoke(runner, "-q", "scan", model.path, images[0], "--class-names", names, "-f", "json")
+    assert {r["predicted_class"] for r in json.loads(result.stdout)["results"]} <= set(names.split(","))
+    (tmp_path / "names.txt").write_text("\n".join(f"n{i}" for i in range(10)) + "\n")
+    inspected = invoke(runner, "inspect", model.path, "--class-names", f"@{tmp_path / 'names.txt'}", "-f", "json")
+    assert json.loads(inspected.stdout)["spec"]["class_names"] == [f"n{i}" for i in range(10)]
+    wrong = invoke(runner, "scan", model.path, images[0], "--class-names", "a,b")
+    assert wrong.exit_code == 2 and "2 class names given (option) but output logits" in one_error_line(wrong)
+    missing = invoke(runner, "scan", model.path, images[0], "--class-names", "@/nonexistent/names.txt")
+    assert missing.exit_code == 2 and "--class-names: cannot read" in one_error_line(missing)
