@@ -339,6 +339,7 @@ def _decide(ranked: list[Trial], truth) -> tuple[bool, str]:
                        "(give mixed clean inputs, or true labels), or the model wants another preprocessing")
     if other is None:
         return True, "every candidate gives the same predictions on this sample: any will do"
+    agree = float((best.labels == other.labels).mean())
     if truth is not None:
         wins = int(((best.labels == truth) & (other.labels != truth)).sum())
         losses = int(((other.labels == truth) & (best.labels != truth)).sum())
@@ -346,9 +347,8 @@ def _decide(ranked: list[Trial], truth) -> tuple[bool, str]:
             return True, (f"accuracy {best.accuracy:.1%} against {other.accuracy:.1%} for the runner-up "
                           f"({other.candidate}); right on {wins} inputs where it is wrong, wrong on {losses}")
         return False, (f"the runner-up ({other.candidate}, accuracy {other.accuracy:.1%}) is not significantly "
-                       f"worse (right on {losses} inputs where the best is wrong, wrong on {wins}); "
-                       "probe more inputs (--sample) or check that the labels match the model's classes")
-    agree = float((best.labels == other.labels).mean())
+                       f"worse (right on {losses} inputs where the best is wrong, wrong on {wins}; the two agree "
+                       f"on {agree:.0%} of the sample); probe more inputs (--sample) or check that the labels match the model's classes")
     if other.score >= (1 - LABEL_FREE_MARGIN) * best.score:
         return False, (f"the runner-up ({other.candidate}) scores {other.score:.3f} against {best.score:.3f} "
                        f"and agrees on {agree:.0%} of the sample; give true labels (ImageFolder subfolders or "
