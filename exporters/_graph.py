@@ -50,6 +50,8 @@ class InputAdapter(torch.nn.Module):
             x = x.permute(0, 3, 1, 2)
         elif self.layout == "flat":
             x = x.reshape(-1, self.height, self.width, self.channels).permute(0, 3, 1, 2)
+        if self.layout != "nchw":  # standard strides for the model (a .view() in it needs them)
+            x = x.clone(memory_format=torch.contiguous_format)
         if self.scale != 1.0:
             x = x * self.scale
         if self.has_mean:

@@ -31,7 +31,7 @@ from .capture import quiet
 from .checks import check_choice, check_input_shape, check_stats
 from .errors import ExportError, ExportWarning, ParityError, one_line
 from .parity import DEFAULT_BATCH_SIZES, DEFAULT_SCALES, ParityResult, compare, summarize
-from .pytorch_side import device_of, parameter_bytes, reference_fn, wrap_model
+from .pytorch_side import device_of, output_name, parameter_bytes, reference_fn, wrap_model
 from .report import ExportReport
 
 logger = logging.getLogger("scanner.exporters")
@@ -39,7 +39,7 @@ logger = logging.getLogger("scanner.exporters")
 PRODUCER_KEY = "scanner.producer"
 EXPORT_KEY = "scanner.export"
 INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
+OUTPUT_NAME = "logits"  # or "probabilities" / "log_probabilities", after what the model returns
 EXPORT_RECORD_VERSION = 1
 # the dynamo exporter emits opset 18 or newer (older requests are silently raised to 18)
 DYNAMO_MIN_OPSET = 18
@@ -71,7 +71,8 @@ def export(
     """Export a PyTorch image classifier to one self-contained ONNX file the scanner can read.
 
     The graph gets a symbolic batch axis (``batch``), the input is named ``input`` and the
-    (N, K) output ``logits``. The dynamo exporter is tried first; if it fails (or cannot write
+    (N, K) output ``logits`` (``probabilities`` when its rows are non-negative and sum to 1 on a
+    check batch, ``log_probabilities`` when their exponentials do). The dynamo exporter is tried first; if it fails (or cannot write
     the requested opset) the TorchScript exporter is used, and the report says so.
 
     Parameters
@@ -183,7 +184,9 @@ def _export(torch, model, path: Path, *, shape, layout, mean, std, pixel_range, 
 
     # run the model once, before exporting: a model that does not run gives a clear error here
     example_images = torch.rand(_EXAMPLE_BATCH, height, width, channels, generator=torch.Generator().manual_seed(seed))
-    n_classes = reference(example_images.numpy(), check=True).shape[1]
+    example_out = reference(example_images.numpy(), check=True)
+    n_classes = example_out.shape[1]
+    out_name = output_name(example_out)
     if class_names is not None:
         class_names = tuple(str(name) for name in class_names)
         if len(class_names) != n_classes:
@@ -193,7 +196,7 @@ def _export(torch, model, path: Path, *, shape, layout, mean, std, pixel_range, 
         layout=layout, height=height, width=width, channels=channels,
         pixel_range="unit" if embed else pixel_range,
         mean=None if embed else mean, std=None if embed else std,
-        bgr=bgr, class_names=class_names, input_name=INPUT_NAME, output_name=OUTPUT_NAME,
+        bgr=bgr, class_names=class_names, input_name=INPUT_NAME, output_name=out_name,
     )
     # the spec must survive the scanner's own reader
     spec_from_metadata({METADATA_KEY: spec.to_json()})
@@ -208,14 +211,14 @@ def _export(torch, model, path: Path, *, shape, layout, mean, std, pixel_range, 
     try:
         tmp = workdir / path.name
         exporter, dynamo_error = _run_exporters(torch, wrapper, example, tmp, opset=opset, external=external,
-                                               scripted=scripted, name=type(model).__name__)
+                                               scripted=scripted, name=type(model).__name__, output=out_name)
         import onnx
 
         proto = onnx.load(str(tmp), load_external_data=False)
         actual_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
         parity: tuple[ParityResult, ...] = ()
         if check_parity:
-            run_onnx = _ort_runner(tmp, torch)
+            run_onnx = _ort_runner(tmp, torch, out_name)
             try:
                 parity = compare(run_onnx, reference, spec, input_shape=shape, tolerance=tolerance,
                                  batch_sizes=batch_sizes, scales=scales, seed=seed)
@@ -254,7 +257,8 @@ def _export(torch, model, path: Path, *, shape, layout, mean, std, pixel_range, 
                         embedded_normalization=embed)
 
 
-def _run_exporters(torch, wrapper, example, out: Path, *, opset, external, scripted, name) -> tuple[str, str | None]:
+def _run_exporters(torch, wrapper, example, out: Path, *, opset, external, scripted, name,
+                   output: str = OUTPUT_NAME) -> tuple[str, str | None]:
     """Try the dynamo exporter, then the TorchScript one; return (exporter, why dynamo failed)."""
     if scripted:
         dynamo_error = "it does not take TorchScript modules"
@@ -265,7 +269,7 @@ def _run_exporters(torch, wrapper, example, out: Path, *, opset, external, scrip
             with quiet():
                 torch.onnx.export(
                     wrapper, (example,), str(out), dynamo=True, opset_version=opset,
-                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                    input_names=[INPUT_NAME], output_names=[output],
                     dynamic_shapes=({0: torch.export.Dim("batch")},),
                     external_data=external, verbose=False,
                 )
@@ -285,8 +289,8 @@ def _run_exporters(torch, wrapper, example, out: Path, *, opset, external, scrip
         with quiet():
             torch.onnx.export(
                 wrapper, (example,), str(out), dynamo=False, opset_version=opset,
-                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                input_names=[INPUT_NAME], output_names=[output],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, output: {0: "batch"}},
             )
     except Exception as exc:
         raise ExportError(
@@ -339,7 +343,7 @@ def _as_list(values):
     return list(values) if values is not None else None
 
 
-def _ort_runner(model_path: Path, torch):
+def _ort_runner(model_path: Path, torch, output: str = OUTPUT_NAME):
     """The exported file on the scanner's own CPU session, as the parity check's ONNX side."""
     from scanner.errors import ModelLoadError
     from scanner.runtime import create_session
@@ -350,6 +354,6 @@ def _ort_runner(model_path: Path, torch):
         raise ExportError(f"ONNX Runtime cannot load the exported model: {exc}") from None
 
     def run(batch):
-        return session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+        return session.run([output], {INPUT_NAME: batch})[0]
 
     return run

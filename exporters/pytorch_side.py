@@ -42,7 +42,12 @@ def reference_fn(torch, model, device, *, pixel_range, mean, std, bgr=False):
     mean_t, std_t = stat(mean), stat(std)
 
     def reference(images, check: bool = False):
+        # a copy in the standard (contiguous) memory format: permute() alone gives channels-last
+        # strides, and a model that flattens with .view() then fails. For one channel the permuted
+        # tensor counts as contiguous (.contiguous() is a no-op) yet has channels-last strides,
+        # which convolutions propagate; clone(memory_format=...) fixes both.
         x = torch.from_numpy(images[..., ::-1].copy() if bgr else images).to(device).permute(0, 3, 1, 2)
+        x = x.clone(memory_format=torch.contiguous_format)
         if pixel_range == "byte":
             x = x * 255.0
         if mean_t is not None:
@@ -77,6 +82,22 @@ def check_output(torch, out, batch: int) -> None:
         )
     if not out.is_floating_point():
         raise ExportError(f"model output has dtype {out.dtype}; expected floating-point logits or probabilities")
+
+
+def output_name(values) -> str:
+    """What the model's output holds, from its values on a check batch: ``probabilities`` when
+    every row is non-negative and sums to 1 (a model ending in softmax), ``log_probabilities``
+    when the rows' exponentials do (log-softmax), else ``logits``."""
+    import numpy as np
+
+    out = np.asarray(values, dtype=np.float64)
+    if out.ndim != 2 or not np.isfinite(out).all():
+        return "logits"
+    if out.min() >= 0 and np.allclose(out.sum(axis=1), 1.0, atol=1e-4):
+        return "probabilities"
+    if out.max() <= 0 and np.allclose(np.exp(out).sum(axis=1), 1.0, atol=1e-4):
+        return "log_probabilities"
+    return "logits"
 
 
 def device_of(torch, model):

@@ -408,3 +408,60 @@ def test_scanner_labels_equal_pytorch_labels_at_every_scale(tmp_path, factories)
         scores = Scanner(report.path, device="cpu").score_arrays(x_u8)
         np.testing.assert_array_equal(scores.labels, unscaled)
         np.testing.assert_array_equal(scores.scaled_labels, expected)
+
+
+# -- issue 11: standard-layout parity inputs, output named after what it holds ---------------------
+class ViewNet(torch.nn.Module):
+    """Flattens with .view(): fails on a tensor with channels-last strides (also for 1 channel,
+    where the permuted tensor counts as contiguous but convolutions keep channels-last)."""
+
+    def __init__(self, channels: int, softmax: bool = False):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(channels, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4 * 16 * 16, 10)
+        self.softmax = softmax
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        y = self.fc(y.view(y.size(0), -1))
+        return torch.softmax(y, dim=1) if self.softmax else y
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_model_that_flattens_with_view_exports_and_passes_parity(tmp_path, channels, layout):
+    torch.manual_seed(0)
+    model = ViewNet(channels).eval()
+    out = tmp_path / "view.onnx"
+    report = exporters.export(model, out, input_shape=(channels, 16, 16), layout=layout,
+                              parity_batch_sizes=(1, 7), parity_scales=(3,))
+    assert report.parity and all(r.argmax_mismatches == 0 for r in report.parity)
+    x = images(5)[:, :channels]
+    feed = x if layout == "nchw" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    np.testing.assert_allclose(session(out).run(["logits"], {"input": feed})[0], torch_logits(model, x), atol=1e-4)
+
+
+def test_export_output_is_named_after_what_it_holds(tmp_path):
+    torch.manual_seed(0)
+    probs = tmp_path / "probs.onnx"
+    report = exporters.export(ViewNet(3, softmax=True).eval(), probs, input_shape=(3, 16, 16),
+                              parity_batch_sizes=(2,), parity_scales=(3,))
+    assert report.spec.output_name == "probabilities"
+    assert [o.name for o in onnx.load(str(probs)).graph.output] == ["probabilities"]
+    assert spec_from_metadata(metadata(probs))["output_name"] == "probabilities"
+    from scanner.loader import load_model
+
+    assert load_model(probs, device="cpu").output.tensor.name == "probabilities"
+    logits = tmp_path / "logits.onnx"
+    exporters.export(ViewNet(3).eval(), logits, input_shape=(3, 16, 16), parity_batch_sizes=(2,), parity_scales=(3,))
+    assert [o.name for o in onnx.load(str(logits)).graph.output] == ["logits"]
+
+
+def test_output_name_from_values():
+    from exporters.pytorch_side import output_name
+
+    logits = np.array([[1.0, -2.0, 0.5], [0.1, 0.2, 0.3]])
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert output_name(logits) == "logits"
+    assert output_name(probs) == "probabilities"
+    assert output_name(np.log(probs)) == "log_probabilities"
