@@ -84,8 +84,10 @@ def _outputs_agree(batched: np.ndarray, singles: np.ndarray) -> bool:
         return False
     if batched.dtype.kind in "iub":
         return bool(np.array_equal(batched, singles))
+    # loose enough for a GPU's batch-size-dependent kernels (TF32, other reduction orders), tight
+    # enough for a scale computed over the call (dynamic quantization moves outputs by percents)
     scale = max(1.0, float(np.max(np.abs(singles), initial=0.0)))
-    return bool(np.allclose(batched, singles, rtol=1e-3, atol=1e-4 * scale))
+    return bool(np.allclose(batched, singles, rtol=1e-2, atol=5e-3 * scale))
 
 
 def _difference(batched: np.ndarray, singles: np.ndarray) -> str:
