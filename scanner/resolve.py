@@ -155,7 +155,9 @@ def choose_output(info: ModelInfo, name: str | None) -> OutputChoice:
                   if o.dtype in FLOAT and _is_nk(o) and _batch_first(o, batch) == per_input]
         labels = [o for o in info.outputs
                   if o.dtype in INTEGER and _is_label_shape(o) and _batch_first(o, batch) == per_input]
-        note = "" if per_input else "; its first dimension is not the batch"
+        skipped = [o.name for o in info.outputs if per_input and not _batch_first(o, batch)]
+        note = ("" if not skipped else f" whose first dimension is the batch ({', '.join(skipped)}: fixed, skipped)"
+                ) if per_input else "; its first dimension is not the batch"
         if len(scores) == 1:
             return OutputChoice(scores[0], "scores", "the only [N, K] float output" + note)
         if len(scores) > 1:

@@ -46,6 +46,7 @@ def test_output_whose_first_dim_is_the_batch_wins_over_a_fixed_intermediate(tmp_
     fx = om.trigger_with_intermediate(tmp_path)
     scanner = Scanner(fx.path, device="cpu")
     assert scanner.model.output.tensor.name == "output" and scanner.num_classes == 10
+    assert "whose first dimension is the batch (19: fixed, skipped)" in scanner.model.output.reason
     np.testing.assert_array_equal(scanner.score_arrays(images).labels, fx.predict(images))
     with pytest.raises(SpecError, match=r"output 19 float32 \[128, 3200\] has a fixed first dimension"):
         Scanner(fx.path, device="cpu", spec={"output_name": "19"})
