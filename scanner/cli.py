@@ -15,7 +15,10 @@ import contextlib
 import functools
 import inspect as _inspect
 import logging
+import os
 import sys
+import threading
+import time
 import traceback
 from dataclasses import dataclass
 from enum import Enum
@@ -240,6 +243,32 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+HARD_STOP_GRACE = 3.0  # seconds past --timeout before a run stuck inside the model is ended
+
+
+@contextlib.contextmanager
+def _hard_stop_after(timeout: float | None):
+    """The last guarantee of --timeout: a run still going ``HARD_STOP_GRACE`` seconds after the
+    limit (a model that never returns while it is loaded and verified) ends with exit 2."""
+    if timeout is None:
+        yield
+        return
+
+    def stop() -> None:
+        sys.stderr.write(f"Error: --timeout: still running {timeout + HARD_STOP_GRACE:g} s after the start "
+                         "(the model did not return); stopped, nothing was reported\n")
+        sys.stderr.flush()
+        os._exit(2)
+
+    timer = threading.Timer(timeout + HARD_STOP_GRACE, stop)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 def _open_output(path: Optional[Path]):
     """stdout, or a report file replaced only when complete (see :func:`scanner.report.open_report`)."""
     from .report import open_report
@@ -310,6 +339,7 @@ def scan(
     engine: Annotated[Engine, typer.Option(case_sensitive=False, help="local: this machine; ray: a Ray cluster (pip install -e \".[ray]\").", rich_help_panel="Scaling out")] = Engine.local,
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to use (e.g. auto, head:6379) [default: RAY_ADDRESS, else a new local cluster].", rich_help_panel="Scaling out")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Scoring actors [default: one per GPU with --device cuda, else one per 2 CPUs].", rich_help_panel="Scaling out")] = None,
+    timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Stop after this many seconds: the inputs not reached are reported as failed ('not scored') and the exit status is 2. If the model itself does not return (while loading), the process stops a few seconds later.", rich_help_panel="CI gate")] = None,
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Write per-input results there as shards (JSONL with -f jsonl, else Parquet); the report keeps the summary only.", rich_help_panel="Scaling out")] = None,
 ) -> None:
     """Score every input with SCALE-UP, report, and gate.
@@ -320,7 +350,10 @@ def scan(
     from .decisions import check_gate, summarize
     from .report import display_name, render_scan, summary_lines
 
-    with _user_errors():
+    started = time.monotonic()
+    with _user_errors(), _hard_stop_after(timeout):
+        if engine is Engine.ray and timeout is not None:
+            raise ScannerError("--timeout is not supported with --engine ray yet")
         if engine is Engine.ray:
             from . import distributed, shards
 
@@ -335,8 +368,9 @@ def scan(
                 raise ScannerError("--ray-address, --workers and --output-dir need --engine ray")
             scanner = _make_scanner(model, prep, device=device, scales=_scales(scales), threshold=threshold,
                                     calibration=calibration, batch_size=batch_size, score=score)
+            left = None if timeout is None else max(0.001, timeout - (time.monotonic() - started))
             with _progress(not _state["quiet"], "scanning") as progress:
-                result = scanner.scan(paths, progress=progress)
+                result = scanner.scan(paths, progress=progress, timeout=left)
         summary = summarize(result, expected_fpr=expected_fpr)
         for warning in summary.warnings:
             typer.echo(f"Warning: {warning}", err=True)
@@ -347,7 +381,7 @@ def scan(
             else:
                 render_scan(result, summary, gate, format, stream)
             # raised inside the block: a report file is then not put in place of an earlier one
-            if result.n_scored == 0:
+            if result.n_scored == 0 and not result.incomplete:
                 first = result.failure_records()[0]
                 raise ScannerError(f"none of the {result.n_found} inputs could be read; first failure: "
                                    f"{display_name(first['input'])}: {display_name(first['reason'])}")
@@ -358,6 +392,9 @@ def scan(
     if not _state["quiet"] and (output is not None or format is not Format.table):
         for line in summary_lines(result.settings, summary, gate):
             typer.echo(line, err=True)
+    if result.incomplete:  # the report (marked incomplete) is written; the run did not finish
+        typer.echo(f"Error: --timeout: {result.incomplete}; the report lists the rest as not scored", err=True)
+        raise typer.Exit(2)
     if gate is not None and not gate.passed:
         raise typer.Exit(1)
 

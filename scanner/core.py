@@ -10,6 +10,7 @@ same loop.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -24,6 +25,7 @@ from ._validation import check_number
 from .errors import InputError, ModelLoadError, ScannerError
 from .inputs import InputSet, MemoryArray, collect_inputs
 from .loader import Model, load_model
+from .runner import RunTerminated
 from .results import ScanResult, ScanSettings, Scores, Tally
 from .spec import ResolvedSpec, Spec
 
@@ -211,24 +213,54 @@ class Scanner:
         return result.scores
 
     def scan(self, paths: Sequence[str | Path] | InputSet, *,
-             progress: Callable[[int, int], None] | None = None) -> ScanResult:
-        """Scan image files, folders and image arrays; every input is scored or listed as failed."""
+             progress: Callable[[int, int], None] | None = None, timeout: float | None = None) -> ScanResult:
+        """Scan image files, folders and image arrays; every input is scored or listed as failed.
+
+        With ``timeout`` (seconds), the scan stops when it runs out, also in the middle of a
+        model call; the inputs not reached are listed as failed and ``result.incomplete`` says
+        why.
+        """
         started = time.perf_counter()
+        if timeout is not None:
+            timeout = check_number(timeout, "timeout", lo=0.0, lo_open=True)
         if isinstance(paths, (str, Path)):  # one path, not a sequence of characters
             paths = [paths]
         inputs = paths if isinstance(paths, InputSet) else collect_inputs(paths)
         tally = self.tally(len(inputs))
         loader = BatchLoader(inputs, height=self.spec.height, width=self.spec.width,
                              channels=self.spec.channels, batch_size=self.batch_size, workers=self.workers)
-        done = 0
-        for batch in loader:
-            if len(batch.indices):
-                tally.add(batch.indices, self.score_batch(batch.images))
-            tally.fail(batch.failures)
-            done += batch.size
-            if progress is not None:
-                progress(done, len(inputs))
-        return self.result(inputs, tally, time.perf_counter() - started)
+        runner = self.model.runner
+        timer = threading.Timer(timeout - (time.perf_counter() - started), runner.terminate) if timeout else None
+        incomplete, done = None, 0
+        if timer is not None:
+            runner.arm()
+            timer.daemon = True
+            timer.start()
+        try:
+            for batch in loader:
+                if timeout is not None and time.perf_counter() - started >= timeout:
+                    incomplete = f"the time limit of {timeout:g} s was reached after {done} of {len(inputs)} inputs"
+                    break
+                try:
+                    if len(batch.indices):
+                        tally.add(batch.indices, self.score_batch(batch.images))
+                except RunTerminated:
+                    incomplete = f"the time limit of {timeout:g} s was reached after {done} of {len(inputs)} inputs"
+                    break
+                tally.fail(batch.failures)
+                done += batch.size
+                if progress is not None:
+                    progress(done, len(inputs))
+        finally:
+            if timer is not None:
+                timer.cancel()
+                runner.disarm()  # the session serves later calls again
+        if incomplete is not None:
+            reached = set(np.flatnonzero(tally.scored).tolist()) | {i for i, _ in tally.failures}
+            tally.fail([(i, "not scored: " + incomplete) for i in range(len(inputs)) if i not in reached])
+        result = self.result(inputs, tally, time.perf_counter() - started)
+        result.incomplete = incomplete
+        return result
 
     def tally(self, total: int) -> Tally:
         """Empty books for ``total`` inputs, filled batch by batch (any engine, any order)."""

@@ -108,6 +108,7 @@ class Summary:
     verdict: Verdict
     seconds: float
     warnings: tuple[str, ...] = ()
+    incomplete: str | None = None  # why the scan stopped before every input was reached
 
     @property
     def flagged_rate(self) -> float:
@@ -124,6 +125,7 @@ class Summary:
                                   for c in self.per_class},
             "verdict": self.verdict.to_dict(),
             "seconds": round(self.seconds, 3),
+            "incomplete": self.incomplete,
         }
 
 
@@ -258,7 +260,7 @@ def summarize(result: ScanResult, *, expected_fpr: float | None = None, alpha: f
     return Summary(
         inputs_found=result.n_found, scored=result.n_scored, failed=len(result.failures),
         flagged=int(s.flagged.sum()), per_class=per_class_counts(s.labels, s.flagged, names),
-        verdict=verdict, seconds=result.seconds, warnings=tuple(warnings),
+        verdict=verdict, seconds=result.seconds, warnings=tuple(warnings), incomplete=result.incomplete,
     )
 
 

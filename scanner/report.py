@@ -133,6 +133,8 @@ def summary_lines(settings: ScanSettings, summary: Summary, gate: Gate | None) -
         lines.append("verdict: no predicted class is flagged significantly more than expected")
     if gate is not None:
         lines.append("gate: PASSED" if gate.passed else "gate: FAILED (" + "; ".join(gate.reasons) + ")")
+    if summary.incomplete:
+        lines.append(f"INCOMPLETE: {summary.incomplete}; the inputs not reached are listed as failed")
     return lines
 
 

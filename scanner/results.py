@@ -114,6 +114,7 @@ class ScanResult:
     settings: ScanSettings
     seconds: float
     score_names: tuple[str, ...] = field(default=())
+    incomplete: str | None = None  # why the scan stopped before every input was reached
 
     @property
     def n_found(self) -> int:

@@ -73,12 +73,20 @@ class Runner:
                                  f"of {len(batch)} (output {self.output_name!r} shaped {out.shape})")
         return out.reshape(len(batch), -1)
 
-    def terminate(self) -> None:
-        """Stop the model call in flight (from another thread) and refuse new ones: a time limit."""
+    def arm(self) -> None:
+        """Run every call with ONNX Runtime run options, so that :meth:`terminate` can stop one."""
         import onnxruntime as ort
 
+        self.run_options = ort.RunOptions()
+        self.run_options.log_severity_level = 4  # the stop is reported by the scan, not as an ORT error line
+
+    def disarm(self) -> None:
+        self.run_options = None
+
+    def terminate(self) -> None:
+        """Stop the model call in flight (from another thread) and refuse new ones: a time limit."""
         if self.run_options is None:
-            self.run_options = ort.RunOptions()
+            self.arm()
         self.run_options.terminate = True
 
 

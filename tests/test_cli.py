@@ -322,3 +322,38 @@ def test_class_names_option_on_every_command(runner, tmp_path, model, images):
     assert wrong.exit_code == 2 and "2 class names given (option) but output logits" in one_error_line(wrong)
     missing = invoke(runner, "scan", model.path, images[0], "--class-names", "@/nonexistent/names.txt")
     assert missing.exit_code == 2 and "--class-names: cannot read" in one_error_line(missing)
+
+
+def test_timeout_reports_what_was_done_and_exits_2(runner, tmp_path):
+    from hanging_models import loop_model
+
+    model = loop_model(tmp_path / "black.onnx", only_black=True)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, value in enumerate([128, 128, 0, 0, 128]):  # images 2-3 (one batch of 2) make the model loop
+        Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "r.json"
+    result = invoke(runner, "-q", "scan", model, folder, "--batch-size", "2", "--timeout", "2", "-f", "json", "-o", out)
+    assert result.exit_code == 2
+    assert "--timeout: the time limit of" in one_error_line(result)
+    doc = json.loads(out.read_text())
+    assert doc["summary"]["scored"] == 2 and doc["summary"]["failed"] == 3
+    assert doc["summary"]["incomplete"].startswith("the time limit of")
+    assert all(f["reason"].startswith("not scored: the time limit") for f in doc["failures"])
+
+
+def test_a_model_that_never_returns_while_loading_is_stopped(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from hanging_models import loop_model
+
+    model = loop_model(tmp_path / "loop.onnx", only_black=False)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "scanner.cli", "scan", model, str(tmp_path / "a.png"), "--timeout", "1"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert time.monotonic() - started < 30
+    assert proc.stderr.strip().splitlines()[-1].startswith("Error: --timeout: still running")

@@ -149,3 +149,20 @@ def _array_inputs(x):
     inputs = InputSet()
     inputs.add_array(MemoryArray(x))
     return inputs
+
+
+def test_scan_timeout_stops_a_model_call_in_flight_and_lists_the_rest(tmp_path):
+    import time
+
+    from hanging_models import loop_model
+
+    scanner = Scanner(loop_model(tmp_path / "black.onnx", only_black=True), device="cpu",
+                      spec={"height": 8, "width": 8}, batch_size=2)
+    x = np.full((5, 8, 8, 3), 0.5, np.float32)
+    x[2:4] = 0  # the second batch is all black: the model loops
+    started = time.monotonic()
+    result = scanner.scan(_array_inputs(x), timeout=1.0)
+    assert time.monotonic() - started < 10
+    assert result.indices.tolist() == [0, 1] and [i for i, _ in result.failures] == [2, 3, 4]
+    assert result.incomplete.startswith("the time limit of 1 s was reached after 2 of 5 inputs")
+    assert scanner.scan(_array_inputs(x[:2])).n_scored == 2  # the session works again afterwards

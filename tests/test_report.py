@@ -42,7 +42,7 @@ def test_json_schema_keys_in_order(scanned):
     assert list(doc["results"][0]) == RECORD_KEYS
     assert list(doc["results"][0]["scaled_labels"]) == ["3", "5", "7", "9", "11"]
     assert list(doc["summary"]) == ["inputs_found", "scored", "failed", "flagged", "flagged_rate",
-                                    "flagged_per_class", "verdict", "seconds"]
+                                    "flagged_per_class", "verdict", "seconds", "incomplete"]
     assert doc["gate"] == {"max_flagged": 0, "max_flagged_rate": None, "passed": False,
                            "reasons": [f"{doc['summary']['flagged']} flagged > --max-flagged 0"]}
     assert all(isinstance(k, str) for k in doc["summary"]["flagged_per_class"])
