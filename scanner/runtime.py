@@ -99,7 +99,9 @@ def create_session(model: str | bytes, device: str, *, threads: int | None = Non
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 4 if quiet else 3
+    # ORT's own error lines stay off the terminal: every failure reaches the user as one error
+    # of ours. Only the CUDA attempt logs errors (captured, to say why CUDA was not used).
+    options.log_severity_level = 4
     if threads:
         options.intra_op_num_threads = threads
 
@@ -110,7 +112,9 @@ def create_session(model: str | bytes, device: str, *, threads: int | None = Non
     if want_cuda and CUDA in ort.get_available_providers():
         with captured_stderr() as err:
             try:
+                options.log_severity_level = 4 if quiet else 3
                 session = build([CUDA, CPU])
+                options.log_severity_level = 4
             except Exception as exc:  # noqa: BLE001 - reported below, CPU retried for auto
                 session, failure = None, str(exc).splitlines()[0]
             else:

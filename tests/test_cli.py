@@ -357,3 +357,23 @@ def test_a_model_that_never_returns_while_loading_is_stopped(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert time.monotonic() - started < 30
     assert proc.stderr.strip().splitlines()[-1].startswith("Error: --timeout: still running")
+
+
+def test_a_model_that_fails_while_running_is_one_line(runner, tmp_path, images):
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    # a Reshape to a fixed [4, 192]: runs only on batches of exactly 4
+    nodes = [h.make_node("Reshape", ["input", "shape"], ["r"]),
+             h.make_node("ReduceMean", ["r"], ["m"], axes=[1], keepdims=1),
+             h.make_node("Concat", ["m", "m"], ["logits"], axis=1)]
+    graph = h.make_graph(nodes, "fixed_reshape", [h.make_tensor_value_info("input", T.FLOAT, ["N", 3, 8, 8])],
+                         [h.make_tensor_value_info("logits", T.FLOAT, ["N", 2])],
+                         initializer=[h.make_tensor("shape", T.INT64, [2], [4, 192])])
+    path = tmp_path / "fixed_reshape.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 13)], ir_version=8), str(path))
+    result = invoke(runner, "-q", "scan", path, images[0])
+    assert result.exit_code == 2
+    assert "Reshape" in one_error_line(result)
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1
