@@ -12,6 +12,9 @@ import os
 import numpy as np
 
 UNIT = np.float32(1 / 255)
+# Pixels an image file may declare before it is decoded (8192 x 8192): a few bytes of a broken or
+# hostile header can claim gigapixels, and decoding happens before resizing to the model's size.
+MAX_DECODE_PIXELS = 1 << 26
 
 try:  # libjpeg-turbo without Pillow's per-file overhead: 3x faster on small JPEGs, same pixels
     import simplejpeg as _simplejpeg
@@ -22,7 +25,11 @@ except ImportError:  # pragma: no cover - optional speed-up
 def _decode_jpeg_fast(path: str) -> np.ndarray | None:
     """RGB pixels of a JPEG via simplejpeg, or None to let Pillow decode (and report) it."""
     try:
-        return _simplejpeg.decode_jpeg(_read_bytes(path), colorspace="RGB")
+        data = _read_bytes(path)
+        height, width, _, _ = _simplejpeg.decode_jpeg_header(data)
+        if height * width > MAX_DECODE_PIXELS:
+            return None  # Pillow reads the header again and reports it
+        return _simplejpeg.decode_jpeg(data, colorspace="RGB")
     except Exception:  # noqa: BLE001 - CMYK, progressive oddities, truncation: Pillow decides
         return None
 
@@ -61,6 +68,9 @@ def decode_image(path: str, height: int, width: int, channels: int) -> np.ndarra
     from PIL import Image  # imported here: a scan of JPEGs at model size never needs Pillow
 
     with Image.open(path) as img:
+        if img.width * img.height > MAX_DECODE_PIXELS:  # checked on the header, before decoding
+            raise ValueError(f"the image declares {img.width}x{img.height} pixels, above the limit of "
+                             f"{MAX_DECODE_PIXELS} pixels for one image")
         img.load()
         if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
             return _resize_float(_high_depth(img), height, width, channels)

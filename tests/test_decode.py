@@ -80,3 +80,14 @@ def test_exif_orientation_is_not_applied(tmp_path):
     assert got.shape == (8, 8, 3)
     np.testing.assert_array_equal(got, decode_image(str(tmp_path / "o.jpg"), 8, 8, 3))
     assert np.abs(got.astype(int) - RGB).mean() < 12  # stored orientation, not rotated
+
+
+def test_huge_declared_sizes_are_refused_before_decoding(tmp_path, monkeypatch):
+    import scanner.decode as decode
+
+    Image.fromarray(RGB).save(tmp_path / "a.png")
+    Image.fromarray(RGB).save(tmp_path / "a.jpg")
+    monkeypatch.setattr(decode, "MAX_DECODE_PIXELS", 63)  # the 8x8 images now count as too large
+    for name in ("a.png", "a.jpg"):
+        with pytest.raises(ValueError, match="declares 8x8 pixels, above the limit of 63"):
+            decode_image(str(tmp_path / name), 8, 8, 3)
