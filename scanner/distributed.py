@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pickle
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -68,7 +69,8 @@ def scan(model: str | Path, paths: Sequence[str | Path] | InputSet, *, address: 
         As for :class:`~scanner.core.Scanner`. The model, the inputs and any spec file must be
         readable at the same path on every node (a shared file system).
     paths : sequence of paths, or an InputSet
-        Files, folders (recursive) and ``.npy``/``.npz`` image arrays (not in-memory arrays).
+        Files, folders (recursive) and ``.npy``/``.npz`` image arrays, on a file system every node
+        sees; not URIs (``s3://``) and not in-memory arrays.
     address : str, optional
         The cluster (``"auto"``, ``"ray://head:10001"``, ``"head:6379"``). Default: the cluster
         Ray is already connected to, else ``RAY_ADDRESS``, else a new local one for this scan.
@@ -96,6 +98,11 @@ def scan(model: str | Path, paths: Sequence[str | Path] | InputSet, *, address: 
     # the driver's own copy: validates everything before a cluster starts, owns settings and books
     driver = Scanner(model, device="cpu", calibration=calibration, threads=1, **options)
     options.update(calibration=driver.calibration, batch_size=driver.batch_size)
+    if not isinstance(paths, InputSet):
+        uris = [str(p) for p in paths if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", str(p))]  # Path("s3://b") is s3:/b
+        if uris:
+            raise InputError(f"{uris[0]}: the Ray engine reads paths of a file system that every node sees (local "
+                             "or shared); URIs are not supported: mount the bucket or copy the files")
     inputs = paths if isinstance(paths, InputSet) else collect_inputs(paths)
     for part in inputs.parts():
         if isinstance(part, MemoryArray):  # everything else is a small picklable description

@@ -224,3 +224,12 @@ def test_without_ray_one_line_and_exit_2(case, monkeypatch):
     assert run.exit_code == 2
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert lines == ['Error: the Ray engine needs Ray, which is not installed: pip install -e ".[ray]"']
+
+
+def test_uris_are_refused_in_one_line(case):
+    pytest.importorskip("ray")
+    fx, _, _ = case
+    run = CliRunner().invoke(app, ["scan", str(fx.path), "s3://bucket/images", "--engine", "ray"])
+    assert run.exit_code == 2
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: s3:/bucket/images: the Ray engine reads paths"), lines
