@@ -17,7 +17,8 @@ import typer
 from scanner.errors import ScannerError
 from scanner.spec import Layout, PixelRange
 
-TORCH_MISSING = "Error: scanner export needs PyTorch: pip install 'scaleup-scanner[export]'"
+TORCH_MISSING = ('Error: scanner export needs PyTorch: pip install "torch==2.13.0" onnxscript '
+                 '(in a checkout of the scanner: pip install -e ".[export]")')
 
 
 def export_command(

@@ -135,7 +135,8 @@ def export(
     try:
         import torch
     except ImportError:
-        raise ExportError("exporting needs PyTorch: pip install 'scaleup-scanner[export]'") from None
+        raise ExportError('exporting needs PyTorch: pip install "torch==2.13.0" onnxscript '
+                          '(in a checkout of the scanner: pip install -e ".[export]")') from None
 
     if not isinstance(model, torch.nn.Module):
         raise ExportError(f"model must be a torch.nn.Module, got {type(model).__name__}")

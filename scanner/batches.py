@@ -138,11 +138,14 @@ class BatchLoader:
         return self._load(pieces)
 
     def __iter__(self) -> Iterator[Batch]:
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="scanner-decode") as pool:
-            queue = []
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="scanner-decode")
+        queue = []
+        try:
             for pieces in self._chunks():
                 queue.append(pool.submit(self._load, pieces))
                 if len(queue) >= self.prefetch:
                     yield queue.pop(0).result()
-            for future in queue:
-                yield future.result()
+            while queue:
+                yield queue.pop(0).result()
+        finally:  # a consumer that stops early (a closed pipe) does not wait for chunks it will not use
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -12,30 +12,32 @@ error (a bug in the scanner).
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect as _inspect
+import io
 import logging
 import os
+import re
 import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional
+from typing import Annotated, Any, Optional
 
+import click
 import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
+from .cli_options import (BatchOpt, CalibrationOpt, Device, DeviceOpt, Engine, ModelArg, OutputOpt, Preprocessing,
+                          ScalesOpt, Score, ScoreOpt, ThresholdOpt, _scales, _user_errors, preprocessing_options)
 from .errors import ScannerError
 from .report import Format, InspectFormat
-from .spec import Layout, PixelRange
+from .report_text import Show
 
 log = logging.getLogger("scanner")
 
 INTERNAL_ERROR = 3  # exit status of a bug in the scanner (0 passed, 1 gate failed, 2 usage/model/input)
+_VERBOSITY = re.compile(r"-[qv]+|--quiet|--verbose")
 
 
 class _Commands(TyperGroup):
@@ -61,6 +63,32 @@ class _Commands(TyperGroup):
         if cmd_name == "export":
             self._add_export()
         return super().get_command(ctx, cmd_name)
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        """``-q``/``-v`` anywhere: the ones after the subcommand move in front of it (a value of an
+        option that takes one, and everything after ``--``, stay where they are)."""
+        args = list(args)
+        sub = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
+        if sub is not None and args[sub] in self.list_commands(ctx):
+            command = self.get_command(ctx, args[sub])
+            takes_value = {o for p in getattr(command, "params", ()) if isinstance(p, click.Option)
+                           and not p.is_flag and not p.count for o in p.opts}
+            moved, kept, i = [], args[:sub + 1], sub + 1
+            while i < len(args):
+                a = args[i]
+                if a == "--":
+                    kept.extend(args[i:])
+                    break
+                if _VERBOSITY.fullmatch(a):
+                    moved.append(a)
+                else:
+                    kept.append(a)
+                    if a in takes_value and i + 1 < len(args):
+                        kept.append(args[i + 1])
+                        i += 1
+                i += 1
+            args = moved + kept if moved else args
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
         """Every command's errors, in one place: a library error is one line and exit 2; anything
@@ -91,156 +119,10 @@ app = typer.Typer(
     "Exit codes: 0 scanned and within the gate, 1 gate failed, 2 usage/model/input error, "
     "3 internal error (a bug).",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     # plain click rendering: a usage error is one "Error: ..." line, not a box (CI logs, pipes)
     rich_markup_mode=None,
 )
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class Engine(str, Enum):
-    """Where ``scan`` runs: this machine, or a Ray cluster (:mod:`scanner.distributed`)."""
-
-    local = "local"
-    ray = "ray"
-
-
-class Score(str, Enum):
-    """What the threshold applies to without a calibration."""
-
-    spc = "spc"
-    prob_consistency = "prob-consistency"
-
-
-# -- options shared by several commands, declared once ------------------------------------------
-ModelArg = Annotated[Path, typer.Argument(help="The ONNX model.")]
-DeviceOpt = Annotated[Device, typer.Option(help="auto: CUDA when a session really gets it, else CPU; cuda: fail if unavailable.")]
-ScalesOpt = Annotated[str, typer.Option(help="Scale set S, e.g. 3,5,7,9,11 or 1-11.")]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per batch (each sent with its |S| amplified copies).")]
-ScoreOpt = Annotated[Score, typer.Option("--score", help="spc (the paper) or prob-consistency (beyond the paper: mean probability of the unscaled label across scales; needs a model that outputs scores).")]
-OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report here instead of stdout.")]
-ThresholdOpt = Annotated[Optional[float], typer.Option(help="Flag when the score >= this [default: 0.5 on SPC, or the calibration's NSPC threshold].")]
-CalibrationOpt = Annotated[Optional[Path], typer.Option(help="Calibration file from `scanner calibrate` (scores become NSPC).")]
-
-PREP = "Preprocessing (overrides the spec file and the model's metadata)"
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """The preprocessing options of one command line, as the library takes them."""
-
-    overrides: dict[str, Any]
-    spec_file: Path | None
-
-
-_PREP_PARAMS = {
-    "layout": (Annotated[Optional[Layout], typer.Option(help="Input layout of the model.", rich_help_panel=PREP)], None),
-    "size": (Annotated[Optional[str], typer.Option(help="Input image size HxW, e.g. 32x32.", rich_help_panel=PREP)], None),
-    "pixel_range": (Annotated[Optional[PixelRange], typer.Option("--pixel-range", help="unit: [0,1]; byte: [0,255].", rich_help_panel=PREP)], None),
-    "mean": (Annotated[Optional[str], typer.Option(help="Per-channel mean, comma-separated, in pixel-range units.", rich_help_panel=PREP)], None),
-    "std": (Annotated[Optional[str], typer.Option(help="Per-channel std, comma-separated, in pixel-range units.", rich_help_panel=PREP)], None),
-    "bgr": (Annotated[bool, typer.Option("--bgr", help="Feed channels in BGR order.", rich_help_panel=PREP)], False),
-    "channels": (Annotated[Optional[int], typer.Option(help="1 (grayscale) or 3 (RGB).", rich_help_panel=PREP)], None),
-    "spec": (Annotated[Optional[Path], typer.Option("--spec", help="JSON spec file (schema in the README).", rich_help_panel=PREP)], None),
-    "output_name": (Annotated[Optional[str], typer.Option("--output-name", help="Model output to read.", rich_help_panel=PREP)], None),
-    "class_names": (Annotated[Optional[str], typer.Option("--class-names", help="Class names in label order: a comma-separated list, or @FILE with one name per line.", rich_help_panel=PREP)], None),
-}
-
-
-def preprocessing_options(func):
-    """Give a command the preprocessing options; it receives them as ``prep: Preprocessing``.
-
-    The options are appended to the command's signature (Typer reads ``__signature__``), so
-    they are declared here once for every command that loads a model.
-    """
-    signature = _inspect.signature(func, eval_str=True)
-    kept = [p for p in signature.parameters.values() if p.name != "prep"]
-    added = [_inspect.Parameter(name, _inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-             for name, (annotation, default) in _PREP_PARAMS.items()]
-
-    @functools.wraps(func)
-    def command(**kwargs):
-        values = {name: kwargs.pop(name) for name in _PREP_PARAMS}
-        spec_file = values.pop("spec")
-        with _user_errors():
-            kwargs["prep"] = Preprocessing(_spec_overrides(**values), spec_file)
-        return func(**kwargs)
-
-    command.__signature__ = signature.replace(parameters=[
-        p.replace(kind=_inspect.Parameter.KEYWORD_ONLY) for p in kept] + added)
-    command.__annotations__ = {}
-    return command
-
-
-def _spec_overrides(*, layout, size, pixel_range, mean, std, bgr, channels, output_name, class_names=None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if layout is not None:
-        out["layout"] = layout.value
-    if size is not None:
-        parts = size.lower().replace(",", "x").split("x")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise ScannerError(f"--size expects HxW such as 32x32, got {size!r}")
-        out["height"], out["width"] = int(parts[0]), int(parts[1])
-    if pixel_range is not None:
-        out["pixel_range"] = pixel_range.value
-    for key, value in (("mean", mean), ("std", std)):
-        if value is not None:
-            try:
-                out[key] = [float(v) for v in value.split(",")]
-            except ValueError:
-                raise ScannerError(f"--{key} expects comma-separated numbers, got {value!r}") from None
-    if bgr:
-        out["bgr"] = True
-    if channels is not None:
-        out["channels"] = channels
-    if output_name is not None:
-        out["output_name"] = output_name
-    if class_names is not None:
-        out["class_names"] = _class_names(class_names)
-    return out
-
-
-def _class_names(text: str) -> list[str]:
-    """``--class-names``: "cat,dog,..." or "@names.txt" (one name per line, blank lines skipped)."""
-    if text.startswith("@"):
-        try:
-            names = [line.strip() for line in Path(text[1:]).read_text().splitlines()]
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ScannerError(f"--class-names: cannot read {text[1:]}: {getattr(exc, 'strerror', None) or exc}") from None
-    else:
-        names = [name.strip() for name in text.split(",")]
-    names = [name for name in names if name]
-    if not names:
-        raise ScannerError(f"--class-names: no names in {text!r}")
-    return names
-
-
-def _scales(text: str):
-    from .detectors.scaleup import parse_scales
-
-    try:
-        return parse_scales(text)
-    except ValueError as exc:
-        raise ScannerError(f"--scales: {exc}") from None
-
-
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn library errors into one 'Error:' line on stderr and exit code 2."""
-    try:
-        yield
-    except ScannerError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        typer.echo("Interrupted", err=True)
-        raise typer.Exit(130) from None
 
 
 HARD_STOP_GRACE = 3.0  # seconds past --timeout before a run stuck inside the model is ended
@@ -278,21 +160,55 @@ def _open_output(path: Optional[Path]):
 
 @contextlib.contextmanager
 def _progress(enabled: bool, label: str):
-    """A progress bar on a terminal; a no-op callback when piped or quiet."""
-    if not enabled or not sys.stderr.isatty():
-        yield None
-        return
-    try:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    except ImportError:  # rich comes with typer, but a slim install may lack it: no bar then
-        yield None
-        return
+    """A progress bar on stderr when it is a terminal (done/total, rate, elapsed, ETA); None when
+    piped or quiet."""
+    from .terminal import ProgressBar, is_terminal
 
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+    if not enabled or not is_terminal(sys.stderr):
+        yield None
+        return
+    bar = ProgressBar(label)
+    try:
+        yield bar
+    finally:
+        bar.clear()
+
+
+@contextlib.contextmanager
+def _closed_pipe_ends_quietly():
+    """A reader that stops reading (``scanner scan ... | head -3``) ends the scan: nothing more is
+    written, no traceback, exit 0 (the reader chose to stop; no gate was decided)."""
+    try:
+        yield
+    except BrokenPipeError:
+        _stdout_closed()
+        raise typer.Exit(0) from None
+
+
+def _stdout_closed() -> None:
+    """The process's stdout was closed by its reader: stop now (exit 0), without waiting for the
+    decoding in flight. In-process (a test runner's stdout) it returns and the caller unwinds."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return
+    if fd != 1:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(0)
+
+
+def _streaming(writer):
+    """``writer.add`` for :meth:`Scanner.scan`'s ``on_batch``: a closed stdout ends the process at once."""
+    def add(chunk, first):
+        log.debug("batch of inputs %d-%d done: %d scored", first, first + chunk.n_found - 1, chunk.n_scored)
+        try:
+            writer.add(chunk, first)
+        except BrokenPipeError:
+            _stdout_closed()
+            raise
+    return add
 
 
 def _make_scanner(model: Path, prep: Preprocessing, *, device: Device, scales=(3, 5, 7, 9, 11), threshold=None,
@@ -304,13 +220,23 @@ def _make_scanner(model: Path, prep: Preprocessing, *, device: Device, scales=(3
                    score=None if score is None else score.value)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from ._version import __version__
+
+        typer.echo(f"scanner {__version__} (scaleup-scanner)")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (repeatable).")] = 0,
-    quiet: Annotated[int, typer.Option("--quiet", "-q", count=True, help="Less log output; no progress bar.")] = 0,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output: -v the scanner's info, -vv its debug, -vvv also third-party debug. Also accepted after the command.")] = 0,
+    quiet: Annotated[int, typer.Option("--quiet", "-q", count=True, help="Less output: no progress bar, no summary on stderr, warnings off (-qq: logged errors too; an Error: line always prints). Also accepted after the command.")] = 0,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
-    level = logging.WARNING - 10 * verbose + 10 * quiet
-    logging.basicConfig(level=max(logging.DEBUG, level), stream=sys.stderr, format="%(levelname)s: %(message)s")
+    from .terminal import set_verbosity
+
+    set_verbosity(verbose, quiet)
     _state["quiet"] = quiet > 0
     _state["verbose"] = verbose > 0
 
@@ -329,8 +255,8 @@ def scan(
     calibration: CalibrationOpt = None,
     format: Annotated[Format, typer.Option("--format", "-f", case_sensitive=False, help="Report format.")] = Format.table,
     output: OutputOpt = None,
-    max_flagged: Annotated[Optional[int], typer.Option(min=0, help="Gate: exit 1 if more inputs are flagged.", rich_help_panel="CI gate")] = None,
-    max_flagged_rate: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Gate: exit 1 if a larger fraction is flagged.", rich_help_panel="CI gate")] = None,
+    max_flagged: Annotated[Optional[int], typer.Option(min=0, help="Gate: exit 1 if more inputs are flagged [default: no limit].", rich_help_panel="CI gate")] = None,
+    max_flagged_rate: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Gate: exit 1 if a larger fraction is flagged [default: no limit].", rich_help_panel="CI gate")] = None,
     strict: Annotated[bool, typer.Option(help="Exit 2 if any input cannot be read (default: list it as failed).", rich_help_panel="CI gate")] = False,
     expected_fpr: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Benign flag rate the verdict tests against [default: from the calibration, else 0.10 assumed].")] = None,
     score: ScoreOpt = Score.spc,
@@ -339,47 +265,75 @@ def scan(
     engine: Annotated[Engine, typer.Option(case_sensitive=False, help="local: this machine; ray: a Ray cluster (pip install -e \".[ray]\").", rich_help_panel="Scaling out")] = Engine.local,
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to use (e.g. auto, head:6379) [default: RAY_ADDRESS, else a new local cluster].", rich_help_panel="Scaling out")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Scoring actors [default: one per GPU with --device cuda, else one per 2 CPUs].", rich_help_panel="Scaling out")] = None,
-    timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Stop after this many seconds: the inputs not reached are reported as failed ('not scored') and the exit status is 2. If the model itself does not return (while loading), the process stops a few seconds later.", rich_help_panel="CI gate")] = None,
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Write per-input results there as shards (JSONL with -f jsonl, else Parquet); the report keeps the summary only.", rich_help_panel="Scaling out")] = None,
+    timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Stop after this many seconds: the inputs not reached are reported as failed ('not scored') and the exit status is 2. If the model itself does not return (while loading), the process stops a few seconds later [default: no limit].", rich_help_panel="CI gate")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Write per-input results there as shards (JSONL with -f jsonl, else Parquet); the report keeps the summary only [default: none, results in the report].", rich_help_panel="Scaling out")] = None,
+    show: Annotated[Optional[Show], typer.Option(case_sensitive=False, help="Table rows to print: all, flagged (flagged and failed inputs) or none; the summary always [default: flagged on a terminal, else all].")] = None,
 ) -> None:
     """Score every input with SCALE-UP, report, and gate.
 
-    Exit codes: 0 scanned and within the gate; 1 gate failed; 2 usage error, unusable model,
-    nothing could be scored, or (with --strict) an unreadable input.
+    Rows leave as their batch completes (table, CSV, JSONL; JSON at the end); the summary comes
+    last. On a terminal the table shows flagged and failed inputs (--show). A failed gate or a
+    named suspect is also one line on stderr, even with -q.
+
+    Exit codes: 0 scanned and within the gate (or the reader of stdout closed it); 1 gate
+    failed; 2 usage error, unusable model, nothing could be scored, or (with --strict) an
+    unreadable input; 3 internal error.
     """
     from .decisions import check_gate, summarize
-    from .report import display_name, render_scan, summary_lines
+    from .report import display_name, summary_lines
+    from .report_text import ScanWriter
+    from .terminal import is_terminal, outcome_line, use_colour
 
     started = time.monotonic()
-    with _user_errors(), _hard_stop_after(timeout):
+    on_terminal = output is None and is_terminal(sys.stdout)
+    if show is None:
+        show = Show.flagged if on_terminal and format is Format.table else Show.all
+    colour = output is None and format is Format.table and use_colour(sys.stdout)
+    with _closed_pipe_ends_quietly(), _user_errors(), _hard_stop_after(timeout), \
+            _progress(not _state["quiet"], "scanning") as progress:
+        around = _lift(progress) if progress is not None and on_terminal else None
         if engine is Engine.ray and timeout is not None:
             raise ScannerError("--timeout is not supported with --engine ray yet")
         if engine is Engine.ray:
             from . import distributed, shards
 
-            with _progress(not _state["quiet"], "scanning") as progress:
-                result = distributed.scan(
-                    model, paths, address=ray_address, workers=workers, output_dir=output_dir,
-                    shard_format="jsonl" if format is Format.jsonl else "parquet", device=device.value,
-                    scales=_scales(scales), threshold=threshold, calibration=calibration, spec=prep.overrides,
-                    spec_file=prep.spec_file, batch_size=batch_size, score=score.value, progress=progress)
+            result = distributed.scan(
+                model, paths, address=ray_address, workers=workers, output_dir=output_dir,
+                shard_format="jsonl" if format is Format.jsonl else "parquet", device=device.value,
+                scales=_scales(scales), threshold=threshold, calibration=calibration, spec=prep.overrides,
+                spec_file=prep.spec_file, batch_size=batch_size, score=score.value, progress=progress)
+            scanner = None
         else:
             if ray_address is not None or workers is not None or output_dir is not None:
                 raise ScannerError("--ray-address, --workers and --output-dir need --engine ray")
             scanner = _make_scanner(model, prep, device=device, scales=_scales(scales), threshold=threshold,
                                     calibration=calibration, batch_size=batch_size, score=score)
-            left = None if timeout is None else max(0.001, timeout - (time.monotonic() - started))
-            with _progress(not _state["quiet"], "scanning") as progress:
-                result = scanner.scan(paths, progress=progress, timeout=left)
-        summary = summarize(result, expected_fpr=expected_fpr)
-        for warning in summary.warnings:
-            typer.echo(f"Warning: {warning}", err=True)
-        gate = check_gate(summary, max_flagged=max_flagged, max_flagged_rate=max_flagged_rate)
+            log.info("model %s: %s, output %s, batch %d (%s), %s", model, scanner.provider,
+                     scanner.model.output.tensor.name, scanner.batch_size, scanner.model.plan.mode,
+                     scanner.detector.describe())
         with _open_output(output) as stream:
             if output_dir is not None:
+                writer = None
+            else:
+                settings = result.settings if scanner is None else scanner.settings()
+                names = result.score_names if scanner is None else scanner.detector.score_names
+                writer = ScanWriter(format, stream, settings, names, show=show, colour=colour, around_write=around)
+                writer.start()
+            if scanner is not None:
+                left = None if timeout is None else max(0.001, timeout - (time.monotonic() - started))
+                result = scanner.scan(paths, progress=progress, timeout=left, on_batch=_streaming(writer))
+            elif writer is not None:
+                writer.add(result)
+            if progress is not None:
+                progress.clear()
+            summary = summarize(result, expected_fpr=expected_fpr)
+            for warning in summary.warnings:
+                typer.echo(f"Warning: {warning}", err=True)
+            gate = check_gate(summary, max_flagged=max_flagged, max_flagged_rate=max_flagged_rate)
+            if writer is None:
                 shards.render_summary(result, summary, gate, format, stream, output_dir)
             else:
-                render_scan(result, summary, gate, format, stream)
+                writer.finish(result, summary, gate)
             # raised inside the block: a report file is then not put in place of an earlier one
             if result.n_scored == 0 and not result.incomplete:
                 first = result.failure_records()[0]
@@ -389,14 +343,32 @@ def scan(
                 first = result.failure_records()[0]
                 raise ScannerError(f"--strict: {len(result.failures)} input(s) could not be read, e.g. "
                                    f"{display_name(first['input'])}: {display_name(first['reason'])}")
+    log.info("scanned %d inputs in %.2f s (%.0f inputs/s)", result.n_found, result.seconds,
+             result.n_found / result.seconds if result.seconds else 0.0)
     if not _state["quiet"] and (output is not None or format is not Format.table):
-        for line in summary_lines(result.settings, summary, gate):
+        for line in summary_lines(result.settings, summary, gate, colour=use_colour(sys.stderr)):
+            typer.echo(line, err=True)
+    else:  # the summary went to stdout or nowhere: the outcome a CI log needs, in one line
+        line = outcome_line(summary, gate, str(output) if output is not None else "stdout")
+        if line:
             typer.echo(line, err=True)
     if result.incomplete:  # the report (marked incomplete) is written; the run did not finish
         typer.echo(f"Error: --timeout: {result.incomplete}; the report lists the rest as not scored", err=True)
         raise typer.Exit(2)
     if gate is not None and not gate.passed:
         raise typer.Exit(1)
+
+
+def _lift(bar):
+    """Take the progress bar off the terminal line while rows are written there."""
+    @contextlib.contextmanager
+    def around():
+        bar.clear()
+        try:
+            yield
+        finally:
+            bar.redraw()
+    return around
 
 
 @app.command()
@@ -445,12 +417,12 @@ def evaluate(
     benign: Annotated[list[Path], typer.Option("--benign", help="Clean inputs (repeatable); ImageFolder subfolders give true labels.")],
     poisoned: Annotated[list[Path], typer.Option("--poisoned", help="Triggered inputs (repeatable).")],
     prep: Preprocessing,
-    target_label: Annotated[Optional[int], typer.Option(help="Attack target: keep poisoned inputs the model sends there.")] = None,
-    labels: Annotated[Optional[Path], typer.Option(help="File of 'input,label' lines giving the benign inputs' true labels.")] = None,
+    target_label: Annotated[Optional[int], typer.Option(help="Attack target: keep poisoned inputs the model sends there [default: keep every poisoned input].")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="File of 'input,label' lines giving the benign inputs' true labels [default: ImageFolder subfolders, else no correct-prediction filter].")] = None,
     calibration: CalibrationOpt = None,
     threshold: ThresholdOpt = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the metrics as JSON here.")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="Write the ROC curve and SPC histograms as PNG.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the metrics as JSON here [default: text on stdout only].")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write the ROC curve and SPC histograms as PNG (needs the plot extra) [default: no plot].")] = None,
     scales: ScalesOpt = "3,5,7,9,11",
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = None,
@@ -494,9 +466,9 @@ def probe(
     model: ModelArg,
     paths: Annotated[list[Path], typer.Argument(help="Sample inputs: files, folders (ImageFolder subfolders give true labels), arrays.")],
     prep: Preprocessing,
-    labels: Annotated[Optional[Path], typer.Option(help="File of 'input,label' lines giving the inputs' true labels.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="File of 'input,label' lines giving the inputs' true labels [default: ImageFolder subfolders, else none].")] = None,
     sample: Annotated[int, typer.Option(min=1, help="Inputs each candidate preprocessing is tried on (a seeded random sample).")] = 100,
-    write_spec: Annotated[Optional[Path], typer.Option("--write-spec", help="Write the best preprocessing as a spec file (use it with --spec).")] = None,
+    write_spec: Annotated[Optional[Path], typer.Option("--write-spec", help="Write the best preprocessing as a spec file (use it with --spec) [default: none].")] = None,
     format: Annotated[InspectFormat, typer.Option("--format", "-f", case_sensitive=False, help="table or json.")] = InspectFormat.table,
     device: DeviceOpt = Device.auto,
 ) -> None:

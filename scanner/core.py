@@ -34,6 +34,23 @@ _MAX_CALL_ELEMENTS = 1 << 24
 _MAX_BATCH = 256
 
 
+class _Window:
+    """Inputs ``first`` .. ``first + size - 1`` of an :class:`InputSet`, indexed from 0 (what
+    :class:`ScanResult` reads of its inputs: ``len``, ``name``, ``names``)."""
+
+    def __init__(self, inputs: InputSet, first: int, size: int) -> None:
+        self._inputs, self._first, self._size = inputs, first, size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def name(self, i: int) -> str:
+        return self._inputs.name(self._first + i)
+
+    def names(self, indices):
+        return self._inputs.names(np.asarray(indices) + self._first)
+
+
 class Scanner:
     """One detector (SCALE-UP by default) over one ONNX image classifier.
 
@@ -213,12 +230,18 @@ class Scanner:
         return result.scores
 
     def scan(self, paths: Sequence[str | Path] | InputSet, *,
-             progress: Callable[[int, int], None] | None = None, timeout: float | None = None) -> ScanResult:
+             progress: Callable[[int, int], None] | None = None, timeout: float | None = None,
+             on_batch: Callable[[ScanResult, int], None] | None = None) -> ScanResult:
         """Scan image files, folders and image arrays; every input is scored or listed as failed.
 
         With ``timeout`` (seconds), the scan stops when it runs out, also in the middle of a
         model call; the inputs not reached are listed as failed and ``result.incomplete`` says
         why.
+
+        ``on_batch(chunk, first)`` is called as each batch completes, in input order: ``chunk``
+        is the :class:`ScanResult` of inputs ``first`` .. ``first + chunk.n_found - 1`` (its
+        indices count from ``first``), with the flags and scores the whole result will hold.
+        An exception it raises ends the scan (and propagates).
         """
         started = time.perf_counter()
         if timeout is not None:
@@ -248,6 +271,8 @@ class Scanner:
                     incomplete = f"the time limit of {timeout:g} s was reached after {done} of {len(inputs)} inputs"
                     break
                 tally.fail(batch.failures)
+                if on_batch is not None:
+                    on_batch(self._chunk(inputs, tally, done, batch.size), done)
                 done += batch.size
                 if progress is not None:
                     progress(done, len(inputs))
@@ -261,6 +286,18 @@ class Scanner:
         result = self.result(inputs, tally, time.perf_counter() - started)
         result.incomplete = incomplete
         return result
+
+    def _chunk(self, inputs: InputSet, tally: Tally, first: int, size: int) -> ScanResult:
+        """The result of inputs ``first`` .. ``first + size - 1`` of a tally being filled."""
+        part = self.tally(size)
+        stop = first + size
+        rows = np.flatnonzero(tally.scored[first:stop])
+        part.labels[rows], part.queries[rows] = tally.labels[first + rows], tally.queries[first + rows]
+        for name, values in tally.raw.items():
+            part.raw[name] = values[first:stop]
+        part.scored[rows] = True
+        part.fail([(i - first, reason) for i, reason in tally.failures if first <= i < stop])
+        return self.result(_Window(inputs, first, size), part, 0.0)
 
     def tally(self, total: int) -> Tally:
         """Empty books for ``total`` inputs, filled batch by batch (any engine, any order)."""

@@ -152,7 +152,7 @@ def plot_evaluation(result: Evaluation, path: str | Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise InputError("--plot needs matplotlib: pip install 'scaleup-scanner[plot]'") from None
+        raise InputError('--plot needs matplotlib: pip install matplotlib (in a checkout of the scanner: pip install -e ".[plot]")') from None
     from sklearn.metrics import roc_curve
 
     b, p = result.benign_spc, result.poisoned_spc

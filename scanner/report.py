@@ -7,7 +7,6 @@ The one place where results become text. Data goes to the given stream (stdout o
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import tempfile
@@ -49,22 +48,18 @@ def report_header(result: ScanResult, summary: Summary, gate: Gate | None) -> di
             "warnings": list(summary.warnings)}
 
 
-def render_scan(result: ScanResult, summary: Summary, gate: Gate | None, fmt: Format, stream: IO[str]) -> None:
-    if fmt is Format.json:
-        _write_json_streaming(result, summary, gate, stream)
-    elif fmt is Format.jsonl:
-        for record in result.records():
-            stream.write(json.dumps({"type": "result", **record}) + "\n")
-        for failure in result.failure_records():
-            stream.write(json.dumps({"type": "failure", **failure}) + "\n")
-        stream.write(json.dumps({"type": "summary", **report_header(result, summary, gate)}) + "\n")
-    elif fmt is Format.csv:
-        _render_csv(result, stream)
-    else:
-        _render_table(result, summary, gate, stream)
+def render_scan(result: ScanResult, summary: Summary, gate: Gate | None, fmt: Format, stream: IO[str], *,
+                show=None, colour: bool = False) -> None:
+    """A finished scan's report: the same text a streamed scan writes (:mod:`scanner.report_text`)."""
+    from .report_text import ScanWriter, Show
+
+    writer = ScanWriter(fmt, stream, result.settings, result.score_names, show=show or Show.all, colour=colour)
+    writer.start()
+    writer.add(result)
+    writer.finish(result, summary, gate)
 
 
-def _write_json_streaming(result: ScanResult, summary: Summary, gate: Gate | None, stream: IO[str]) -> None:
+def write_json_report(result: ScanResult, summary: Summary, gate: Gate | None, stream: IO[str]) -> None:
     """The JSON report, written one record at a time so memory does not grow with the inputs."""
     head = json.dumps(report_header(result, summary, gate), indent=2)
     stream.write(head[:-2] + ',\n  "results": [')
@@ -73,46 +68,18 @@ def _write_json_streaming(result: ScanResult, summary: Summary, gate: Gate | Non
     stream.write("\n  ],\n  \"failures\": " + json.dumps(result.failure_records()) + "\n}\n")
 
 
-def _render_csv(result: ScanResult, stream: IO[str]) -> None:
-    queries = result.settings.query_names
-    key = result.scores.query_labels_key
-    writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(["input", "status", "predicted_label", "predicted_class", "spc", "nspc", "flagged"]
-                    + [f"label_x{n}" for n in queries] + ["reason"])
-    for r in result.records():
-        writer.writerow([csv_text(r["input"]), "scored", r["predicted_label"], csv_text(r["predicted_class"]),
-                         _num(r.get("spc")), _num(r.get("nspc")), int(r["flagged"])]
-                        + list(r[key].values()) + [""])
-    for f in result.failure_records():
-        writer.writerow([csv_text(f["input"]), "failed", "", "", "", "", ""] + [""] * len(queries) + [csv_text(f["reason"])])
-
-
-def _num(value) -> str:
+def num_text(value) -> str:
     return "" if value is None else f"{value:.6g}"
 
 
-def _render_table(result: ScanResult, summary: Summary, gate: Gate | None, stream: IO[str]) -> None:
-    st = result.settings
-    key = result.scores.query_labels_key
-    extra = {"nspc": ("NSPC", "nspc"), "prob-consistency": ("P-CONS", "prob_consistency")}.get(st.score)
-    head = ["input", "label", "SPC"] + ([extra[0]] if extra else []) + ["labels at " + ",".join(st.query_names), "flagged"]
-    rows = []
-    for r in result.records():
-        label = str(r["predicted_label"]) + (f" {display_name(r['predicted_class'])}" if r["predicted_class"] else "")
-        rows.append([display_name(r["input"]), label, f"{r['spc']:.2f}"] + ([f"{r[extra[1]]:.2f}"] if extra else [])
-                    + [" ".join(str(v) for v in r[key].values()), "yes" if r["flagged"] else "no"])
-    if rows:
-        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
-        stream.write("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip() + "\n")
-        for row in rows:
-            stream.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
-    for f in result.failure_records():
-        stream.write(f"FAILED  {display_name(f['input'])}: {display_name(f['reason'])}\n")
-    stream.write("\n" + "\n".join(summary_lines(st, summary, gate)) + "\n")
+def summary_lines(settings: ScanSettings, summary: Summary, gate: Gate | None, *, colour: bool = False) -> list[str]:
+    """The scan's closing block: model, settings, counts, per-class counts, verdict, gate.
 
+    The per-class line lists the classes with a flagged input and sums up the others (every
+    class is in the JSON report). ``colour`` paints the verdict and the gate (ANSI).
+    """
+    from .terminal import paint
 
-def summary_lines(settings: ScanSettings, summary: Summary, gate: Gate | None) -> list[str]:
-    """The scan's closing block: model, settings, counts, per-class counts, verdict, gate."""
     lines = [
         f"model {settings.model} (sha256 {settings.model_sha256[:12]}) on {settings.execution_provider}",
         f"{settings.detector_text}; flagged when {settings.score.upper()} >= {settings.threshold:.4g}",
@@ -121,18 +88,23 @@ def summary_lines(settings: ScanSettings, summary: Summary, gate: Gate | None) -
         f"flagged {summary.flagged} ({summary.flagged_rate:.1%})",
     ]
     if summary.per_class:
-        parts = [f"{c.label}{' ' + c.class_name if c.class_name else ''}: {c.flagged}/{c.inputs}" for c in summary.per_class]
+        hit = [c for c in summary.per_class if c.flagged]
+        rest = [c for c in summary.per_class if not c.flagged]
+        parts = [f"{c.label}{' ' + c.class_name if c.class_name else ''}: {c.flagged}/{c.inputs}" for c in hit]
+        if rest:
+            parts.append(f"{len(rest)} other class{'es' if len(rest) > 1 else ''}: 0/{sum(c.inputs for c in rest)}")
         lines.append("flagged per predicted class: " + ", ".join(parts))
     v = summary.verdict
     lines.append(f"expected benign flag rate {v.expected_fpr:.4g} ({v.expected_fpr_source})")
     if v.suspects:
-        lines.extend("verdict: " + s.text for s in v.suspects)
+        lines.extend(paint("verdict: " + s.text, "red", colour) for s in v.suspects)
     elif v.withheld:
-        lines.append("verdict: no suspect named: " + v.withheld)
+        lines.append(paint("verdict: no suspect named: " + v.withheld, "yellow", colour))
     else:
-        lines.append("verdict: no predicted class is flagged significantly more than expected")
+        lines.append(paint("verdict: no predicted class is flagged significantly more than expected", "green", colour))
     if gate is not None:
-        lines.append("gate: PASSED" if gate.passed else "gate: FAILED (" + "; ".join(gate.reasons) + ")")
+        lines.append(paint("gate: PASSED", "green", colour) if gate.passed
+                     else paint("gate: FAILED (" + "; ".join(gate.reasons) + ")", "red", colour))
     if summary.incomplete:
         lines.append(f"INCOMPLETE: {summary.incomplete}; the inputs not reached are listed as failed")
     return lines

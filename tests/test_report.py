@@ -58,7 +58,7 @@ def test_jsonl_and_json_agree(scanned):
 
 def test_csv_has_a_row_per_input(scanned):
     rows = list(csv.reader(io.StringIO(render(scanned, Format.csv))))
-    assert rows[0] == ["input", "status", "predicted_label", "predicted_class", "spc", "nspc", "flagged",
+    assert rows[0] == ["input", "status", "predicted_label", "predicted_class", "spc", "nspc", "prob_consistency", "flagged",
                        "label_x3", "label_x5", "label_x7", "label_x9", "label_x11", "reason"]
     assert len(rows) == 1 + 24 and rows[1][0] == "array[0]" and rows[1][1] == "scored"
 

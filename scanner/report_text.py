@@ -1,0 +1,182 @@
+"""Scan reports written as the scan goes: table rows, CSV rows and JSONL lines leave with their
+batch, in input order (a failed input where it stands among the scored ones); the summary comes
+last. The JSON document is written whole at the end, its ``results`` array one record at a time.
+
+A :class:`ScanWriter` takes the whole result as one "batch" as well, so a report rendered after
+the fact (the Ray engine, :func:`scanner.report.render_scan`) is the same text as a streamed one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from enum import Enum
+from typing import IO, Any, Callable, Iterator
+
+from .results import ScanResult, ScanSettings
+
+
+class Show(str, Enum):
+    """Which table rows a scan prints (the summary always)."""
+
+    all = "all"
+    flagged = "flagged"  # flagged inputs and failed ones
+    none = "none"
+
+
+# fixed widths: rows are printed before the longest name is known (a longer cell pushes its row)
+_WIDTHS = {"input": 38, "label": 14, "SPC": 5, "NSPC": 6, "P-CONS": 6, "flagged": 7}
+
+
+def rows(result: ScanResult) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """``(input index, "result" | "failure", record)`` in input order."""
+    failures = iter(zip((i for i, _ in result.failures), result.failure_records()))
+    pending = next(failures, None)
+    for index, record in zip(result.indices.tolist(), result.records()):
+        while pending is not None and pending[0] < index:
+            yield pending[0], "failure", pending[1]
+            pending = next(failures, None)
+        yield index, "result", record
+    while pending is not None:
+        yield pending[0], "failure", pending[1]
+        pending = next(failures, None)
+
+
+def csv_columns(settings: ScanSettings, score_names) -> list[str]:
+    return (["input", "status", "predicted_label", "predicted_class", *score_names, "flagged"]
+            + [f"label_x{n}" for n in settings.query_names] + ["reason"])
+
+
+class ScanWriter:
+    """Writes one scan's report to ``stream`` as batches arrive.
+
+    ``start()`` once, ``add(chunk)`` per batch (a :class:`ScanResult` of those inputs, in input
+    order), ``finish(result, summary, gate)`` once with the whole result. ``show`` and ``colour``
+    only change the table. ``around_write`` (a context manager factory) wraps every write, e.g.
+    to lift a progress bar off the terminal line.
+    """
+
+    def __init__(self, fmt, stream: IO[str], settings: ScanSettings, score_names, *, show: Show = Show.all,
+                 colour: bool = False, around_write: Callable | None = None) -> None:
+        from .report import Format
+
+        self.fmt = fmt if isinstance(fmt, Format) else Format(fmt)
+        self.stream, self.settings = stream, settings
+        self.score_names = tuple(score_names)
+        self.show, self.colour = show, colour
+        self.around_write = around_write
+        self.covered = 0  # inputs [0, covered) have been written (or deliberately left out)
+        self.hidden = 0
+        self._csv = csv.writer(stream, lineterminator="\n")
+
+    # -- the three steps --
+    def start(self) -> None:
+        from .report import Format
+
+        if self.fmt is Format.table and self.show is not Show.none:
+            self._emit(self._table_line(self._table_head()) + "\n")
+        elif self.fmt is Format.csv:
+            self._emit(lambda: self._csv.writerow(csv_columns(self.settings, self.score_names)))
+
+    def add(self, chunk: ScanResult, first: int = 0) -> None:
+        """The rows of inputs ``first`` .. ``first + chunk.n_found - 1``."""
+        from .report import Format
+
+        if self.fmt is Format.json:
+            return
+        text = [self._row(kind, record) for _, kind, record in rows(chunk)]
+        self.covered = max(self.covered, first + chunk.n_found)
+        text = [t for t in text if t is not None]
+        if not text:
+            return
+        if self.fmt is Format.csv:
+            self._emit(lambda: self._csv.writerows(text))
+        else:
+            self._emit("".join(text))
+
+    def finish(self, result: ScanResult, summary, gate) -> None:
+        """The failures not written yet (inputs a time limit left unreached), then the summary."""
+        from .report import Format, report_header, summary_lines, write_json_report
+
+        if self.fmt is Format.json:
+            self._emit(lambda: write_json_report(result, summary, gate, self.stream))
+            return
+        late = [(i, reason) for i, reason in result.failures if i >= self.covered]
+        if late:
+            left = ScanResult(result.inputs, result.indices[:0], result.scores, late, result.settings, 0.0,
+                              score_names=result.score_names)
+            text = [self._row("failure", r) for r in left.failure_records()]
+            if self.fmt is Format.csv:
+                self._emit(lambda: self._csv.writerows(text))
+            else:
+                self._emit("".join(t for t in text if t))
+        if self.fmt is Format.jsonl:
+            self._emit(json.dumps({"type": "summary", **report_header(result, summary, gate)}) + "\n")
+        elif self.fmt is Format.table:
+            lines = summary_lines(result.settings, summary, gate, colour=self.colour)
+            if self.hidden:
+                lines.insert(0, f"{self.hidden:,} scored input(s) not shown (--show {self.show.value}); "
+                                "--show all lists every row, -f csv/jsonl/json -o FILE keeps them")
+            self._emit(("\n" if self.show is not Show.none else "") + "\n".join(lines) + "\n")
+
+    # -- rows --
+    def _row(self, kind: str, r: dict[str, Any]):
+        from .report import Format, csv_text, display_name, num_text
+
+        queries = self.settings.query_names
+        if self.fmt is Format.jsonl:
+            return json.dumps({"type": kind, **r}) + "\n"
+        if self.fmt is Format.csv:
+            if kind == "failure":
+                return ([csv_text(r["input"]), "failed", "", ""] + [""] * (len(self.score_names) + 1)
+                        + [""] * len(queries) + [csv_text(r["reason"])])
+            key = next(k for k in r if isinstance(r[k], dict))
+            return ([csv_text(r["input"]), "scored", r["predicted_label"], csv_text(r["predicted_class"])]
+                    + [num_text(r.get(s)) for s in self.score_names] + [int(r["flagged"])]
+                    + list(r[key].values()) + [""])
+        if kind == "failure":
+            if self.show is Show.none:
+                return None
+            return self._paint(f"FAILED  {display_name(r['input'])}: {display_name(r['reason'])}", "yellow") + "\n"
+        if self.show is Show.none or (self.show is Show.flagged and not r["flagged"]):
+            self.hidden += 1
+            return None
+        key = next(k for k in r if isinstance(r[k], dict))
+        label = str(r["predicted_label"]) + (f" {display_name(r['predicted_class'])}" if r["predicted_class"] else "")
+        extra = self._extra()
+        cells = ([display_name(r["input"]), label, f"{r['spc']:.2f}"] + ([f"{r[extra[1]]:.2f}"] if extra else [])
+                 + [" ".join(str(v) for v in r[key].values()), "yes" if r["flagged"] else "no"])
+        line = self._table_line(cells)
+        return (self._paint(line, "red") if r["flagged"] else line) + "\n"
+
+    def _extra(self):
+        return {"nspc": ("NSPC", "nspc"), "prob-consistency": ("P-CONS", "prob_consistency")}.get(self.settings.score)
+
+    def _table_head(self) -> list[str]:
+        extra = self._extra()
+        return (["input", "label", "SPC"] + ([extra[0]] if extra else [])
+                + ["labels at " + ",".join(self.settings.query_names), "flagged"])
+
+    def _table_line(self, cells: list[str]) -> str:
+        head = self._table_head()
+        widths = [_WIDTHS.get(h, len(h)) for h in head]
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    def _paint(self, text: str, colour: str) -> str:
+        from .terminal import paint
+
+        return paint(text, colour, self.colour)
+
+    def _emit(self, what) -> None:
+        if self.around_write is None:
+            self._write(what)
+        else:
+            with self.around_write():
+                self._write(what)
+
+    def _write(self, what) -> None:
+        if callable(what):
+            what()
+        else:
+            self.stream.write(what)
+        self.stream.flush()
