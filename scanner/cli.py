@@ -326,6 +326,8 @@ def scan(
                 writer.add(result)
             if progress is not None:
                 progress.clear()
+            if writer is not None:
+                writer.around_write = None  # the bar is gone for good
             summary = summarize(result, expected_fpr=expected_fpr)
             for warning in summary.warnings:
                 typer.echo(f"Warning: {warning}", err=True)
@@ -348,7 +350,7 @@ def scan(
     if not _state["quiet"] and (output is not None or format is not Format.table):
         for line in summary_lines(result.settings, summary, gate, colour=use_colour(sys.stderr)):
             typer.echo(line, err=True)
-    else:  # the summary went to stdout or nowhere: the outcome a CI log needs, in one line
+    elif not (on_terminal and format is Format.table):  # the summary is not on screen: one line for a CI log
         line = outcome_line(summary, gate, str(output) if output is not None else "stdout")
         if line:
             typer.echo(line, err=True)

@@ -146,6 +146,61 @@ class ScanResult:
     def failure_records(self) -> list[dict[str, str]]:
         return [{"input": self.inputs.name(i), "reason": reason} for i, reason in self.failures]
 
+    # -- for notebooks: the decisions and a data frame -------------------------------------------
+    def summary(self, *, expected_fpr: float | None = None, alpha: float | None = None):
+        """Counts, flagged rate per predicted class and the verdict: a typed
+        :class:`~scanner.decisions.Summary` (what :func:`scanner.summarize` returns)."""
+        from .decisions import DEFAULT_ALPHA, summarize
+
+        return summarize(self, expected_fpr=expected_fpr, alpha=DEFAULT_ALPHA if alpha is None else alpha)
+
+    @property
+    def verdict(self):
+        """The model-level :class:`~scanner.decisions.Verdict` (default expected rate and alpha)."""
+        return self.summary().verdict
+
+    def gate(self, *, max_flagged: int | None = None, max_flagged_rate: float | None = None,
+             expected_fpr: float | None = None):
+        """The CI gate as a :class:`~scanner.decisions.Gate` (truthy when passed), or None without a limit."""
+        from .decisions import check_gate
+
+        return check_gate(self.summary(expected_fpr=expected_fpr), max_flagged=max_flagged,
+                          max_flagged_rate=max_flagged_rate)
+
+    def to_pandas(self):
+        """One row per input, in input order, with the CSV report's columns (``input``, ``status``
+        scored/failed, ``predicted_label``, ``predicted_class``, every score, ``flagged``,
+        ``label_x<n>`` per query, ``reason``), typed (nullable integers and booleans). Needs pandas."""
+        try:
+            import pandas as pd
+        except ImportError:
+            from .errors import ScannerError
+
+            raise ScannerError('to_pandas() needs pandas: pip install pandas (in a checkout of the scanner: '
+                               'pip install -e ".[pandas]")') from None
+        from .report_text import csv_columns, rows
+
+        columns = csv_columns(self.settings, self.score_names)
+        queries = [f"label_x{n}" for n in self.settings.query_names]
+        data: dict[str, list] = {c: [] for c in columns}
+        for _, kind, r in rows(self):
+            scored = kind == "result"
+            values = {"input": r["input"], "status": "scored" if scored else "failed",
+                      "predicted_label": r.get("predicted_label"), "predicted_class": r.get("predicted_class"),
+                      "flagged": r.get("flagged"), "reason": None if scored else r["reason"],
+                      **{s: r.get(s) for s in self.score_names}}
+            if scored:
+                values.update(zip(queries, r[self.scores.query_labels_key].values()))
+            for c in columns:
+                data[c].append(values.get(c))
+        frame = pd.DataFrame(data)
+        for c in ["predicted_label", *queries]:
+            frame[c] = frame[c].astype("Int64")
+        frame["flagged"] = frame["flagged"].astype("boolean")
+        for s in self.score_names:
+            frame[s] = frame[s].astype("float64")
+        return frame
+
 
 def _column(values: np.ndarray | None, n: int) -> list:
     return [None] * n if values is None else values.tolist()

@@ -117,7 +117,8 @@ class ProgressBar:
             self._shown = False
 
     def redraw(self) -> None:
-        self.update(self.done, self.total, force=True)
+        if self.done or self.total:
+            self.update(self.done, self.total, force=True)
 
 
 # -- the CI line ---------------------------------------------------------------------------------

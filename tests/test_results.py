@@ -1,0 +1,49 @@
+"""ScanResult for notebooks: summary, verdict and gate as typed objects, and to_pandas()."""
+
+import sys
+
+import numpy as np
+import pytest
+
+import onnx_models as om
+from helpers import write_pngs
+from scanner import Gate, Scanner, ScannerError, Summary, Verdict, summarize
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    fx = om.trigger_nchw(root / "model", embed_spec=True)
+    folder = write_pngs(root / "imgs", om.make_images(20, seed=5, triggered_fraction=0.25))
+    (folder / "img_003b.png").write_text("not an image")
+    return Scanner(fx.path).scan([folder])
+
+
+def test_summary_verdict_and_gate_are_typed(result):
+    summary = result.summary()
+    assert isinstance(summary, Summary) and summary.to_dict() == {**summarize(result).to_dict(), "seconds": summary.to_dict()["seconds"]}
+    assert isinstance(result.verdict, Verdict) and [s.label for s in result.verdict.suspects] == [0]
+    gate = result.gate(max_flagged=0)
+    assert isinstance(gate, Gate) and not gate and gate.reasons == ("5 flagged > --max-flagged 0",)
+    assert result.gate(max_flagged=5) and result.gate() is None
+    assert result.summary(expected_fpr=0.9).verdict.suspects == ()
+
+
+def test_to_pandas_has_the_csv_columns_in_input_order(result):
+    pd = pytest.importorskip("pandas")
+    frame = result.to_pandas()
+    assert list(frame.columns) == ["input", "status", "predicted_label", "predicted_class", "spc", "nspc",
+                                   "prob_consistency", "flagged", "label_x3", "label_x5", "label_x7", "label_x9",
+                                   "label_x11", "reason"]
+    assert len(frame) == 21 and frame["input"].iloc[4].endswith("img_003b.png")
+    failed = frame[frame["status"] == "failed"]
+    assert len(failed) == 1 and pd.isna(failed["predicted_label"].iloc[0]) and failed["reason"].iloc[0]
+    scored = frame[frame["status"] == "scored"]
+    assert scored["flagged"].sum() == 5 and np.allclose(scored["spc"], result.scores.spc)
+    assert str(frame["predicted_label"].dtype) == "Int64" and str(frame["flagged"].dtype) == "boolean"
+
+
+def test_to_pandas_without_pandas_is_a_clear_error(result, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ScannerError, match=r'needs pandas: pip install pandas .*pip install -e "\.\[pandas\]"'):
+        result.to_pandas()
