@@ -253,7 +253,7 @@ def scan(
     scales: ScalesOpt = "3,5,7,9,11",
     threshold: ThresholdOpt = None,
     calibration: CalibrationOpt = None,
-    format: Annotated[Format, typer.Option("--format", "-f", case_sensitive=False, help="Report format.")] = Format.table,
+    format: Annotated[Format, typer.Option("--format", "-f", case_sensitive=False, help="Report format; html: a self-contained audit report (charts, the most suspicious inputs beside their amplified copies), best with -o report.html.")] = Format.table,
     output: OutputOpt = None,
     max_flagged: Annotated[Optional[int], typer.Option(min=0, help="Gate: exit 1 if more inputs are flagged [default: no limit].", rich_help_panel="CI gate")] = None,
     max_flagged_rate: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Gate: exit 1 if a larger fraction is flagged [default: no limit].", rich_help_panel="CI gate")] = None,
@@ -292,6 +292,8 @@ def scan(
     with _closed_pipe_ends_quietly(), _user_errors(), _hard_stop_after(timeout), \
             _progress(not _state["quiet"], "scanning") as progress:
         around = _lift(progress) if progress is not None and on_terminal else None
+        if format is Format.html and output_dir is not None:
+            raise ScannerError("--format html needs the per-input results in the report; drop --output-dir")
         if engine is Engine.ray and timeout is not None:
             raise ScannerError("--timeout is not supported with --engine ray yet")
         if engine is Engine.ray:

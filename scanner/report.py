@@ -32,6 +32,7 @@ class Format(str, Enum):
     json = "json"
     jsonl = "jsonl"
     csv = "csv"
+    html = "html"  # the audit report (scanner.report_html), written at the end
 
 
 class InspectFormat(str, Enum):
@@ -181,6 +182,9 @@ def open_report(path: Path | None, stdout: IO[str]):
     except OSError as exc:
         raise ScannerError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # a report is readable like any file the user writes, not mkstemp's 0600
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             yield fh
         os.replace(tmp, path)

@@ -82,7 +82,7 @@ class ScanWriter:
         """The rows of inputs ``first`` .. ``first + chunk.n_found - 1``."""
         from .report import Format
 
-        if self.fmt is Format.json:
+        if self.fmt in (Format.json, Format.html):
             return
         text = [self._row(kind, record) for _, kind, record in rows(chunk)]
         self.covered = max(self.covered, first + chunk.n_found)
@@ -100,6 +100,11 @@ class ScanWriter:
 
         if self.fmt is Format.json:
             self._emit(lambda: write_json_report(result, summary, gate, self.stream))
+            return
+        if self.fmt is Format.html:
+            from .report_html import write_html
+
+            self._emit(lambda: write_html(result, summary, gate, self.stream))
             return
         late = [(i, reason) for i, reason in result.failures if i >= self.covered]
         if late:
