@@ -19,7 +19,7 @@ def test_zoo_has_every_attack_and_fits_the_size_budget():
     assert {"clean", "badnets", "badnets-white", "blended", "wanet", "physicalba", "tuap",
             "label-consistent"} <= names
     total = sum(f.stat().st_size for f in ZOO.rglob("*") if f.is_file())
-    assert total < 60 * 2**20, f"zoo is {total / 2**20:.1f} MiB"
+    assert total < 130 * 10**6, f"zoo is {total / 1e6:.1f} MB"
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[p.name for p in ENTRIES])
@@ -33,7 +33,8 @@ def test_manifest_matches_files(entry):
         return
     with np.load(entry / "poisoned_test.npz") as z:
         x, y = z["x"], z["y"]
-    assert x.dtype == np.uint8 and x.shape[1:] == (32, 32, 3) and len(x) >= 1000
+    c, h, w = manifest.get("input", {}).get("shape", (3, 32, 32))
+    assert x.dtype == np.uint8 and x.shape[1:] == (h, w, c) and len(x) >= 1000
     assert len(y) == len(x) == manifest["poisoned_test"]["n"]
     assert not np.any(y == manifest["target_class"]), "poisoned test images come from non-target classes"
 
