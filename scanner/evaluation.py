@@ -85,13 +85,20 @@ def folder_labels(names: list[str], class_names: Sequence[str] | None, num_class
 
 def _true_labels(result: ScanResult, scanner: Scanner, labels_file) -> tuple[np.ndarray | None, str]:
     names = [result.inputs.name(int(i)) for i in result.indices]
+    return true_labels(names, scanner.spec.class_names, scanner.num_classes, labels_file)
+
+
+def true_labels(names: list[str], class_names, num_classes: int | None,
+                labels_file: str | Path | None) -> tuple[np.ndarray | None, str]:
+    """True labels of the inputs ``names``: from ``labels_file`` if given (every input must be
+    listed), else from ImageFolder subfolder names (:func:`folder_labels`)."""
     if labels_file is not None:
         table = read_labels_file(labels_file)
         missing = [n for n in names if n not in table]
         if missing:
             raise InputError(f"labels file {labels_file} has no label for {len(missing)} input(s), e.g. {missing[0]}")
         return np.array([table[n] for n in names]), f"labels file {labels_file}"
-    return folder_labels(names, scanner.spec.class_names, scanner.num_classes)
+    return folder_labels(names, class_names, num_classes)
 
 
 def evaluate(scanner: Scanner, benign: Sequence[str | Path], poisoned: Sequence[str | Path], *,

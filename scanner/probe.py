@@ -253,15 +253,9 @@ def _decode(inputs: InputSet, spec: Spec) -> tuple[np.ndarray, list[str], int]:
 
 
 def _truth(names: list[str], model: Model, labels_file) -> tuple[np.ndarray | None, str | None]:
-    from .evaluation import folder_labels, read_labels_file
+    from .evaluation import true_labels
 
-    if labels_file is not None:
-        table = read_labels_file(labels_file)
-        missing = [n for n in names if n not in table]
-        if missing:
-            raise InputError(f"labels file {labels_file} has no label for {len(missing)} input(s), e.g. {missing[0]}")
-        return np.array([table[n] for n in names]), f"labels file {labels_file}"
-    truth, note = folder_labels(names, model.spec.class_names, model.num_classes)
+    truth, note = true_labels(names, model.spec.class_names, model.num_classes, labels_file)
     return (truth, note) if truth is not None else (None, None)
 
 
