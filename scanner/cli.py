@@ -11,23 +11,16 @@ error (a bug in the scanner).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
-import os
-import re
 import sys
-import threading
 import time
-import traceback
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
-import click
 import typer
-from typer.core import TyperGroup
-from typer.exceptions import TyperException
 
+from .cli_support import (INTERNAL_ERROR, _closed_pipe_ends_quietly, _Commands, _hard_stop_after, _lift,  # noqa: F401
+                          _progress, _state, _streaming)
 from .cli_options import (BatchOpt, CalibrationOpt, Device, DeviceOpt, Engine, ModelArg, OutputOpt, Preprocessing,
                           ScalesOpt, Score, ScoreOpt, ThresholdOpt, _scales, _user_errors, preprocessing_options)
 from .errors import ScannerError
@@ -35,82 +28,6 @@ from .report import Format, InspectFormat
 from .report_text import Show
 
 log = logging.getLogger("scanner")
-
-INTERNAL_ERROR = 3  # exit status of a bug in the scanner (0 passed, 1 gate failed, 2 usage/model/input)
-_VERBOSITY = re.compile(r"-[qv]+|--quiet|--verbose")
-
-
-class _Commands(TyperGroup):
-    """The command group; ``export`` (in ``exporters/``) is added only when it is asked for, so
-    that ``scanner scan`` never imports ``exporters``."""
-
-    def _add_export(self) -> None:
-        if "export" in self.commands:
-            return
-        try:
-            from exporters.cli import export_command
-        except ImportError:  # exporters not installed alongside: no export command
-            return
-        holder = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-        holder.command("export", help=export_command.__doc__)(export_command)
-        self.add_command(typer.main.get_command(holder), "export")
-
-    def list_commands(self, ctx) -> list[str]:
-        self._add_export()
-        return super().list_commands(ctx)
-
-    def get_command(self, ctx, cmd_name: str):
-        if cmd_name == "export":
-            self._add_export()
-        return super().get_command(ctx, cmd_name)
-
-    def parse_args(self, ctx, args: list[str]) -> list[str]:
-        """``-q``/``-v`` anywhere: the ones after the subcommand move in front of it (a value of an
-        option that takes one, and everything after ``--``, stay where they are)."""
-        args = list(args)
-        sub = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
-        if sub is not None and args[sub] in self.list_commands(ctx):
-            command = self.get_command(ctx, args[sub])
-            takes_value = {o for p in getattr(command, "params", ()) if isinstance(p, click.Option)
-                           and not p.is_flag and not p.count for o in p.opts}
-            moved, kept, i = [], args[:sub + 1], sub + 1
-            while i < len(args):
-                a = args[i]
-                if a == "--":
-                    kept.extend(args[i:])
-                    break
-                if _VERBOSITY.fullmatch(a):
-                    moved.append(a)
-                else:
-                    kept.append(a)
-                    if a in takes_value and i + 1 < len(args):
-                        kept.append(args[i + 1])
-                        i += 1
-                i += 1
-            args = moved + kept if moved else args
-        return super().parse_args(ctx, args)
-
-    def invoke(self, ctx):
-        """Every command's errors, in one place: a library error is one line and exit 2; anything
-        else is a bug in the scanner: one line saying so and exit 3 (the traceback with -v)."""
-        try:
-            return super().invoke(ctx)
-        except ScannerError as exc:
-            typer.echo(f"Error: {exc}", err=True)
-            raise typer.Exit(2) from None
-        except (TyperException, typer.Exit, typer.Abort):
-            raise
-        except KeyboardInterrupt:
-            typer.echo("Interrupted", err=True)
-            raise typer.Exit(130) from None
-        except Exception as exc:  # noqa: BLE001 - the last line of defence
-            if _state["verbose"]:
-                traceback.print_exc()
-            text = " ".join(str(exc).split())[:200]
-            typer.echo(f"Error: internal error, a bug in the scanner ({type(exc).__name__}{': ' + text if text else ''}); "
-                       "please report it" + ("" if _state["verbose"] else "; rerun with -v for the traceback"), err=True)
-            raise typer.Exit(INTERNAL_ERROR) from None
-
 
 app = typer.Typer(
     name="scanner",
@@ -125,90 +42,11 @@ app = typer.Typer(
 )
 
 
-HARD_STOP_GRACE = 3.0  # seconds past --timeout before a run stuck inside the model is ended
-
-
-@contextlib.contextmanager
-def _hard_stop_after(timeout: float | None):
-    """The last guarantee of --timeout: a run still going ``HARD_STOP_GRACE`` seconds after the
-    limit (a model that never returns while it is loaded and verified) ends with exit 2."""
-    if timeout is None:
-        yield
-        return
-
-    def stop() -> None:
-        sys.stderr.write(f"Error: --timeout: still running {timeout + HARD_STOP_GRACE:g} s after the start "
-                         "(the model did not return); stopped, nothing was reported\n")
-        sys.stderr.flush()
-        os._exit(2)
-
-    timer = threading.Timer(timeout + HARD_STOP_GRACE, stop)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-
-
 def _open_output(path: Optional[Path]):
     """stdout, or a report file replaced only when complete (see :func:`scanner.report.open_report`)."""
     from .report import open_report
 
     return open_report(path, sys.stdout)
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool, label: str):
-    """A progress bar on stderr when it is a terminal (done/total, rate, elapsed, ETA); None when
-    piped or quiet."""
-    from .terminal import ProgressBar, is_terminal
-
-    if not enabled or not is_terminal(sys.stderr):
-        yield None
-        return
-    bar = ProgressBar(label)
-    try:
-        yield bar
-    finally:
-        bar.clear()
-
-
-@contextlib.contextmanager
-def _closed_pipe_ends_quietly():
-    """A reader that stops reading (``scanner scan ... | head -3``) ends the scan: nothing more is
-    written, no traceback, exit 0 (the reader chose to stop; no gate was decided)."""
-    try:
-        yield
-    except BrokenPipeError:
-        _stdout_closed()
-        raise typer.Exit(0) from None
-
-
-def _stdout_closed() -> None:
-    """The process's stdout was closed by its reader: stop now (exit 0), without waiting for the
-    decoding in flight. In-process (a test runner's stdout) it returns and the caller unwinds."""
-    try:
-        fd = sys.stdout.fileno()
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        return
-    if fd != 1:
-        return
-    with contextlib.suppress(OSError, ValueError):
-        sys.stderr.flush()
-    os._exit(0)
-
-
-def _streaming(writer):
-    """``writer.add`` for :meth:`Scanner.scan`'s ``on_batch``: a closed stdout ends the process at once."""
-    def add(chunk, first):
-        log.debug("batch of inputs %d-%d done: %d scored", first, first + chunk.n_found - 1, chunk.n_scored)
-        try:
-            writer.add(chunk, first)
-        except BrokenPipeError:
-            _stdout_closed()
-            raise
-    return add
 
 
 def _make_scanner(model: Path, prep: Preprocessing, *, device: Device, scales=(3, 5, 7, 9, 11), threshold=None,
@@ -241,7 +79,6 @@ def _main(
     _state["verbose"] = verbose > 0
 
 
-_state: dict[str, Any] = {"quiet": False, "verbose": False}
 
 
 @app.command()
@@ -267,6 +104,7 @@ def scan(
     workers: Annotated[Optional[int], typer.Option(min=1, help="Scoring actors [default: one per GPU with --device cuda, else one per 2 CPUs].", rich_help_panel="Scaling out")] = None,
     timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Stop after this many seconds: the inputs not reached are reported as failed ('not scored') and the exit status is 2. If the model itself does not return (while loading), the process stops a few seconds later [default: no limit].", rich_help_panel="CI gate")] = None,
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Write per-input results there as shards (JSONL with -f jsonl, else Parquet); the report keeps the summary only [default: none, results in the report].", rich_help_panel="Scaling out")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the HTML audit report there (one file, besides the -f/-o report) [default: none].")] = None,
     show: Annotated[Optional[Show], typer.Option(case_sensitive=False, help="Table rows to print: all, flagged (flagged and failed inputs) or none; the summary always [default: flagged on a terminal, else all].")] = None,
 ) -> None:
     """Score every input with SCALE-UP, report, and gate.
@@ -292,7 +130,7 @@ def scan(
     with _closed_pipe_ends_quietly(), _user_errors(), _hard_stop_after(timeout), \
             _progress(not _state["quiet"], "scanning") as progress:
         around = _lift(progress) if progress is not None and on_terminal else None
-        if format is Format.html and output_dir is not None:
+        if (format is Format.html or html is not None) and output_dir is not None:
             raise ScannerError("--format html needs the per-input results in the report; drop --output-dir")
         if engine is Engine.ray and timeout is not None:
             raise ScannerError("--timeout is not supported with --engine ray yet")
@@ -338,6 +176,11 @@ def scan(
                 shards.render_summary(result, summary, gate, format, stream, output_dir)
             else:
                 writer.finish(result, summary, gate)
+            if html is not None and output_dir is None:
+                from .report_html import write_html
+
+                with _open_output(html) as page:
+                    write_html(result, summary, gate, page)
             # raised inside the block: a report file is then not put in place of an earlier one
             if result.n_scored == 0 and not result.incomplete:
                 first = result.failure_records()[0]
@@ -361,18 +204,6 @@ def scan(
         raise typer.Exit(2)
     if gate is not None and not gate.passed:
         raise typer.Exit(1)
-
-
-def _lift(bar):
-    """Take the progress bar off the terminal line while rows are written there."""
-    @contextlib.contextmanager
-    def around():
-        bar.clear()
-        try:
-            yield
-        finally:
-            bar.redraw()
-    return around
 
 
 @app.command()
