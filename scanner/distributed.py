@@ -139,20 +139,23 @@ def _connect(ray, address: str | None) -> bool:
     return True
 
 
-def _plan(ray, device: str, workers: int | None, threads: int | None) -> tuple[int, int, dict[str, float]]:
+def _plan(ray, device: str, workers: int | None, threads: int | None, chunks: int) -> tuple[int, int, dict[str, float]]:
     """(actors, ONNX Runtime threads per actor, Ray resources per actor)."""
     total = ray.cluster_resources()
     cpus, gpus = int(total.get("CPU", 1)), int(total.get("GPU", 0))
     if device == "cuda":
         if gpus < 1:
             raise ScannerError("--device cuda: the Ray cluster has no GPU")
-        workers = workers or gpus
+        workers = workers or min(gpus, chunks)
+        if workers > gpus:
+            raise ScannerError(f"--workers {workers} with --device cuda needs {workers} GPUs; the Ray cluster has {gpus}")
         threads = threads or 1
         return workers, threads, {"num_gpus": 1, "num_cpus": 1}
-    workers = workers or max(1, cpus // 2)
+    workers = workers or max(1, min(cpus // 2, chunks))
     threads = threads or max(1, cpus // workers)
-    # actors reserve a little less than they use, so that the decoding tasks always find a slot
-    return workers, threads, {"num_cpus": min(float(threads), max(0.5, 0.75 * cpus / workers))}
+    # actors reserve a little less than they use, so that the decoding tasks (0.25 CPU each) always
+    # find a slot, and any number of actors fits (oversubscribed if more than the CPUs)
+    return workers, threads, {"num_cpus": min(float(threads), 0.75 * cpus / workers)}
 
 
 def _run(ray, driver, model, inputs: InputSet, options: dict, *, device: str, workers: int | None,
@@ -162,7 +165,9 @@ def _run(ray, driver, model, inputs: InputSet, options: dict, *, device: str, wo
     shape = (spec.height, spec.width, spec.channels)
     loader = BatchLoader(inputs, height=shape[0], width=shape[1], channels=shape[2], batch_size=driver.batch_size)
     chunks = [{"start": pieces[0][3], "pieces": pickle.dumps(pieces, protocol=5)} for pieces in loader.chunks()]
-    workers, threads, resources = _plan(ray, device, workers, threads)
+    # no more actors than chunks: an idle actor only costs its start-up
+    workers, threads, resources = _plan(ray, device, min(workers, len(chunks)) if workers else None, threads,
+                                        len(chunks))
     log.info("ray: %d chunks of up to %d inputs, %d actor(s) x %d thread(s)", len(chunks), driver.batch_size,
              workers, threads)
     ds = _pipeline(ray, chunks, shape, str(model), dict(options, device=device, threads=threads),
@@ -204,7 +209,8 @@ def _run(ray, driver, model, inputs: InputSet, options: dict, *, device: str, wo
 
 def _pipeline(ray, chunks: list[dict], shape: tuple[int, int, int], model: str, options: dict, workers: int,
               resources: dict[str, float], output_dir: Path | None, shard_format: str):
-    """Chunks -> decoding tasks -> scoring actors, one chunk per call at each stage."""
+    """Chunks -> decoding tasks -> scoring actors, one chunk per call at each stage (quiets Ray
+    Data's progress bars and start-up messages in this process)."""
     from ray.data import ActorPoolStrategy, DataContext
 
     ctx = DataContext.get_current()
