@@ -258,6 +258,7 @@ def evaluate(
     threshold: ThresholdOpt = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the metrics as JSON here [default: text on stdout only].")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write the ROC curve and SPC histograms as PNG (needs the plot extra) [default: no plot].")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Write the metrics, the ROC curve and the SPC histograms as one self-contained HTML page [default: none].")] = None,
     scales: ScalesOpt = "3,5,7,9,11",
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = None,
@@ -275,6 +276,11 @@ def evaluate(
         if output is not None:
             with _open_output(output) as fh:
                 write_evaluation_json(result, fh)
+        if html is not None:
+            from .report_html import write_evaluation_html
+
+            with _open_output(html) as fh:
+                write_evaluation_html(result, fh)
     render_evaluation(result, sys.stdout)
 
 

@@ -168,7 +168,7 @@ def _histograms(result: ScanResult) -> str:
 
 def _histogram(name: str, values: np.ndarray, threshold: float | None) -> str:
     lo, hi = float(values.min()), float(values.max())
-    if name in ("spc", "prob_consistency"):
+    if name.endswith(("spc", "prob_consistency")) and not name.endswith("nspc"):
         lo, hi = 0.0, 1.0
     if hi <= lo:
         hi = lo + 1.0
@@ -288,3 +288,50 @@ def _data_uri(image: np.ndarray) -> str:
         picture.save(buffer, "PNG", optimize=True)
         kind = "png"
     return f"data:image/{kind};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# -- scanner evaluate --html ---------------------------------------------------------------------
+def write_evaluation_html(evaluation, stream: IO[str]) -> None:
+    """The paper's protocol as one self-contained page: settings, protocol counts, every metric,
+    the SPC ROC curve and the SPC of the kept benign and poisoned inputs."""
+    from sklearn.metrics import roc_curve
+
+    doc = evaluation.to_dict()
+    p = doc["protocol"]
+    spc_threshold = doc["metrics"]["spc"]["at_threshold"]["threshold"]
+    b, q = np.asarray(evaluation.benign_spc, float), np.asarray(evaluation.poisoned_spc, float)
+    fpr, tpr, _ = roc_curve(np.r_[np.zeros(b.size), np.ones(q.size)], np.r_[b, q])
+    w, pad = 300, 34
+    points = " ".join(f"{pad + x * w:.1f},{pad + (1 - y) * w:.1f}" for x, y in zip(fpr, tpr))
+    roc = (f"<div class='card'><b>ROC, SPC</b> <span class='muted'>(AUROC {doc['metrics']['spc']['auroc']:.4f})</span>"
+           f"<br><svg xmlns='http://www.w3.org/2000/svg' width='{w + 2 * pad}' height='{w + 2 * pad}' role='img' "
+           f"aria-label='ROC curve'><rect x='{pad}' y='{pad}' width='{w}' height='{w}' fill='none' stroke='#1d2330'/>"
+           f"<line x1='{pad}' y1='{pad + w}' x2='{pad + w}' y2='{pad}' stroke='#b9c0cc' stroke-dasharray='3 3'/>"
+           f"<polyline points='{points}' fill='none' stroke='#d9363e' stroke-width='2'/>"
+           f"<text x='{pad + w / 2}' y='{2 * pad + w - 6}' text-anchor='middle'>false-positive rate</text>"
+           f"<text x='12' y='{pad + w / 2}' transform='rotate(-90 12 {pad + w / 2})' text-anchor='middle'>"
+           f"true-positive rate</text></svg></div>")
+    rows = [("benign", f"{p['benign_found']} found, {p['benign_scored']} scored, {p['benign_kept']} kept "
+                       f"({p['benign_filter']})"),
+            ("poisoned", f"{p['poisoned_found']} found, {p['poisoned_scored']} scored, {p['poisoned_kept']} kept "
+                         f"({p['poisoned_filter']})"),
+            ("clean accuracy", p["benign_accuracy"]), ("attack success rate", p["attack_success_rate"]),
+            ("failures", len(p["failures"])), ("model", doc["model"]), ("sha256", doc["model_sha256"]),
+            ("execution provider", doc["execution_provider"]), ("scales", ",".join(map(str, doc["scales"])))]
+    table = "<table>" + "".join(f"<tr><th>{_e(k)}</th><td class='mono'>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
+    head = "<tr><th>score</th><th>AUROC</th><th>threshold</th><th>TPR</th><th>FPR</th><th>F1</th>" + \
+           "".join(f"<th>TPR at FPR {r['target_fpr']}</th>" for r in next(iter(doc["metrics"].values()))["tpr_at_fpr"]) + \
+           "<th>best F1 (oracle)</th></tr>"
+    body = "".join(
+        f"<tr><td>{_e(name)}</td><td>{m['auroc']:.4f}</td><td>{m['at_threshold']['threshold']:.4g}</td>"
+        f"<td>{m['at_threshold']['tpr']:.4f}</td><td>{m['at_threshold']['fpr']:.4f}</td><td>{m['at_threshold']['f1']:.4f}</td>"
+        + "".join(f"<td>{r['tpr']:.4f} (FPR {r['fpr']:.4f})</td>" for r in m["tpr_at_fpr"])
+        + f"<td>{m['best_f1']['f1']:.4f}</td></tr>" for name, m in doc["metrics"].items())
+    stream.write("\n".join([
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>",
+        f"<title>SCALE-UP evaluation: {_e(doc['model'])}</title><style>{_CSS}</style></head><body>",
+        "<h1>SCALE-UP evaluation (the paper's protocol)</h1>", "<h2>Protocol</h2>" + table,
+        "<h2>Metrics</h2><table class='mono'>" + head + body + "</table>",
+        "<h2>Curves</h2><div class='row'>" + roc + _histogram("benign spc", b, spc_threshold)
+        + _histogram("poisoned spc", q, spc_threshold) + "</div>",
+        "</body></html>\n"]))

@@ -113,3 +113,18 @@ def test_a_real_browser_renders_it_without_errors(report, tmp_path):
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200  # images and colours, not a flat error page
     if os.environ.get("SCANNER_SCREENSHOT"):  # docs/report-html.png is made this way
         shutil.copyfile(shot, os.environ["SCANNER_SCREENSHOT"])
+
+
+def test_evaluate_writes_a_self_contained_page(tmp_path):
+    fx = om.trigger_nchw(tmp_path / "model", embed_spec=True)
+    x = om.make_images(30, seed=9, triggered_fraction=0.0)
+    benign = write_pngs(tmp_path / "benign", x[:20])
+    poisoned = write_pngs(tmp_path / "poisoned", om.make_images(10, seed=10, triggered_fraction=1.0))
+    page = tmp_path / "eval.html"
+    run = CliRunner().invoke(app, ["-q", "evaluate", str(fx.path), "--benign", str(benign), "--poisoned", str(poisoned),
+                                   "--html", str(page)])
+    assert run.exit_code == 0, run.output
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and "<script" not in text and "aria-label='ROC curve'" in text
+    auroc = next(line for line in run.stdout.splitlines() if line.startswith("SPC: AUROC ")).split()[2].rstrip(";")
+    assert f"<td>spc</td><td>{auroc}</td>" in text and "benign spc histogram" in text
