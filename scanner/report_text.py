@@ -67,12 +67,19 @@ class ScanWriter:
         self.around_write = around_write
         self.covered = 0  # inputs [0, covered) have been written (or deliberately left out)
         self.hidden = 0
+        self._pending_start = False
         self._csv = csv.writer(stream, lineterminator="\n")
 
     # -- the three steps --
     def start(self) -> None:
+        """Write the header (table, CSV) with the first rows: a run that fails before any input
+        is reached (no inputs found) leaves stdout empty."""
+        self._pending_start = True
+
+    def _start(self) -> None:
         from .report import Format
 
+        self._pending_start = False
         if self.fmt is Format.table and self.show is not Show.none:
             self._emit(self._table_line(self._table_head()) + "\n")
         elif self.fmt is Format.csv:
@@ -84,6 +91,8 @@ class ScanWriter:
 
         if self.fmt in (Format.json, Format.html):
             return
+        if self._pending_start:
+            self._start()
         text = [self._row(kind, record) for _, kind, record in rows(chunk)]
         self.covered = max(self.covered, first + chunk.n_found)
         text = [t for t in text if t is not None]
@@ -106,6 +115,8 @@ class ScanWriter:
 
             self._emit(lambda: write_html(result, summary, gate, self.stream))
             return
+        if self._pending_start:
+            self._start()
         late = [(i, reason) for i, reason in result.failures if i >= self.covered]
         if late:
             left = ScanResult(result.inputs, result.indices[:0], result.scores, late, result.settings, 0.0,
