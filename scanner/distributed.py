@@ -216,7 +216,8 @@ def _pipeline(ray, chunks: list[dict], shape: tuple[int, int, int], model: str, 
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    # a worker's error reaches the caller as one ScannerError line, not as Ray Data's logged traceback
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
     ds = ray.data.from_items(chunks, override_num_blocks=max(1, len(chunks)))
     ds = ds.map_batches(_decode_chunks, batch_size=1, batch_format="numpy", num_cpus=0.25,
                         fn_kwargs={"shape": shape, "names": output_dir is not None})
@@ -281,15 +282,22 @@ class _ScoreActor:
 
 
 def _cause(exc: BaseException) -> str:
-    """One line for an error raised in a Ray worker: the innermost cause's type and message."""
+    """One line for an error raised in a Ray worker: the innermost cause's message (a Ray error
+    that carries no cause object, such as a failed actor constructor, ends its text with it)."""
     inner = exc
     for _ in range(10):
-        nxt = getattr(inner, "cause", None) or inner.__cause__
-        if nxt is None or nxt is inner:
+        nxt = getattr(inner, "cause", None)
+        if not isinstance(nxt, BaseException) or nxt is inner:
             break
         inner = nxt
-    text = " ".join(str(inner).split())
     if isinstance(inner, ScannerError):
-        return text[:300]
-    return f"{type(inner).__name__}: {text[:300]}"
+        return " ".join(str(inner).split())[:300]
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(inner)).splitlines() if line.strip()]
+    last = lines[-1] if lines else type(inner).__name__
+    named = re.match(r"(?:[\w.]+\.)?(\w+): (.*)", last)
+    if named and named.group(1) in _SCANNER_ERRORS:
+        return named.group(2)[:300]
+    return (last if named else f"{type(inner).__name__}: {last}")[:300]
 
+
+_SCANNER_ERRORS = {"ScannerError", "ModelLoadError", "SpecError", "InputError", "CalibrationError"}

@@ -233,3 +233,20 @@ def test_uris_are_refused_in_one_line(case):
     assert run.exit_code == 2
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: s3:/bucket/images: the Ray engine reads paths"), lines
+
+
+def test_actor_that_cannot_load_the_model_is_one_line(ray_cluster, case, monkeypatch, tmp_path):
+    """The driver reads the model but the nodes do not (no shared file system): the actors'
+    constructor fails; the scan ends with one ScannerError line instead of hanging."""
+    from scanner import distributed
+    from scanner.errors import ScannerError
+
+    fx, paths, _ = case
+    real = distributed._pipeline
+    missing = tmp_path / "elsewhere" / "model.onnx"
+    monkeypatch.setattr(distributed, "_pipeline", lambda ray, chunks, shape, model, *rest: real(
+        ray, chunks, shape, str(missing), *rest))
+    with pytest.raises(ScannerError) as err:
+        distributed.scan(fx.path, [paths[1]], workers=1)
+    text = str(err.value)
+    assert text.startswith("distributed scan failed: ") and str(missing) in text and "\n" not in text, text
