@@ -4,6 +4,7 @@ stop behind --timeout. Kept apart from :mod:`scanner.cli` so that the commands s
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import io
 import logging
@@ -108,22 +109,34 @@ HARD_STOP_GRACE = 3.0  # seconds past --timeout before a run stuck inside the mo
 @contextlib.contextmanager
 def _hard_stop_after(timeout: float | None):
     """The last guarantee of --timeout: a run still going ``HARD_STOP_GRACE`` seconds after the
-    limit (a model that never returns while it is loaded and verified) ends with exit 2."""
+    limit (a model that never returns while it is loaded and verified) ends with exit 2.
+
+    As its own process the command ends there (``os._exit``). Run in-process (a test runner or a
+    notebook calling the app: stdout is not the process's), it must not end its host: the main
+    thread gets an interrupt instead, which ends the command with exit 2 when it returns."""
     if timeout is None:
         yield
         return
+    fired = threading.Event()
 
     def stop() -> None:
+        fired.set()
         sys.stderr.write(f"Error: --timeout: still running {timeout + HARD_STOP_GRACE:g} s after the start "
                          "(the model did not return); stopped, nothing was reported\n")
         sys.stderr.flush()
-        os._exit(2)
+        if sys.stdout is sys.__stdout__:
+            os._exit(2)
+        _thread.interrupt_main()
 
     timer = threading.Timer(timeout + HARD_STOP_GRACE, stop)
     timer.daemon = True
     timer.start()
     try:
         yield
+    except KeyboardInterrupt:
+        if fired.is_set():
+            raise typer.Exit(2) from None
+        raise
     finally:
         timer.cancel()
 
