@@ -19,6 +19,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
+from ._validation import check_number
 from .errors import ScannerError
 
 log = logging.getLogger("scanner")
@@ -117,6 +118,7 @@ def _hard_stop_after(timeout: float | None):
     if timeout is None:
         yield
         return
+    timeout = check_number(timeout, "--timeout", lo=0.0, lo_open=True)  # NaN passes click's min=
     fired = threading.Event()
 
     def stop() -> None:

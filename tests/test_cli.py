@@ -377,3 +377,8 @@ def test_a_model_that_fails_while_running_is_one_line(runner, tmp_path, images):
     assert result.exit_code == 2
     assert "Reshape" in one_error_line(result)
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1
+
+
+def test_timeout_nan_is_a_usage_error(runner, model, images):
+    result = invoke(runner, "scan", model.path, images[0], "--timeout", "nan")
+    assert result.exit_code == 2 and "--timeout: expected a finite number, got nan" in one_error_line(result)
