@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._validation import check_number, check_rate
-from .results import ScanResult
+
+if TYPE_CHECKING:  # types only: decisions read a ScanResult, they do not import the results module
+    from .results import ScanResult
 
 DEFAULT_ASSUMED_FPR = 0.10  # used for the verdict when no calibration states the benign rate
 DEFAULT_ALPHA = 0.01

@@ -21,6 +21,7 @@ from typing import IO, Any
 import numpy as np
 
 from .decisions import Gate, Summary
+from .report_format import display_name
 from .results import ScanResult
 
 GALLERY = 24  # inputs in the gallery at most
@@ -48,9 +49,7 @@ svg text{font:11px system-ui,sans-serif;fill:#1d2330}
 def write_html(result: ScanResult, summary: Summary, gate: Gate | None, stream: IO[str], *,
                gallery: int = GALLERY) -> None:
     """Write the audit report of a finished scan to ``stream``."""
-    from .report import display_name
-
-    st, v = result.settings, summary.verdict
+    st = result.settings
     out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
            "<meta name='viewport' content='width=device-width,initial-scale=1'><link rel='icon' href='data:,'>",
            f"<title>SCALE-UP scan: {_e(display_name(st.model))}</title><style>{_CSS}</style></head><body>",
@@ -196,7 +195,6 @@ def _histogram(name: str, values: np.ndarray, threshold: float | None) -> str:
 
 
 def _failures(result: ScanResult) -> str:
-    from .report import display_name
 
     records = result.failure_records()
     rows = "".join(f"<tr><td class='mono'>{_e(display_name(f['input']))}</td><td>{_e(display_name(f['reason']))}</td></tr>"
@@ -208,7 +206,6 @@ def _failures(result: ScanResult) -> str:
 
 # -- the gallery ---------------------------------------------------------------------------------
 def _gallery(result: ScanResult, cap: int) -> str:
-    from .report import display_name
 
     s, st = result.scores, result.settings
     if result.n_scored == 0 or cap <= 0:

@@ -11,9 +11,14 @@ from __future__ import annotations
 import csv
 import json
 from enum import Enum
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any, Callable
 
-from .results import ScanResult, ScanSettings
+from .report_format import (
+    Format, csv_text, display_name, num_text, report_header, summary_lines, write_json_report,
+)
+from .report_html import write_html
+from .results import ScanResult, ScanSettings, csv_columns, rows
+from .terminal import paint
 
 
 class Show(str, Enum):
@@ -28,25 +33,6 @@ class Show(str, Enum):
 _WIDTHS = {"input": 38, "label": 14, "SPC": 5, "NSPC": 6, "P-CONS": 6, "flagged": 7}
 
 
-def rows(result: ScanResult) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    """``(input index, "result" | "failure", record)`` in input order."""
-    failures = iter(zip((i for i, _ in result.failures), result.failure_records()))
-    pending = next(failures, None)
-    for index, record in zip(result.indices.tolist(), result.records()):
-        while pending is not None and pending[0] < index:
-            yield pending[0], "failure", pending[1]
-            pending = next(failures, None)
-        yield index, "result", record
-    while pending is not None:
-        yield pending[0], "failure", pending[1]
-        pending = next(failures, None)
-
-
-def csv_columns(settings: ScanSettings, score_names) -> list[str]:
-    return (["input", "status", "predicted_label", "predicted_class", *score_names, "flagged"]
-            + [f"label_x{n}" for n in settings.query_names] + ["reason"])
-
-
 class ScanWriter:
     """Writes one scan's report to ``stream`` as batches arrive.
 
@@ -58,7 +44,6 @@ class ScanWriter:
 
     def __init__(self, fmt, stream: IO[str], settings: ScanSettings, score_names, *, show: Show = Show.all,
                  colour: bool = False, around_write: Callable | None = None) -> None:
-        from .report import Format
 
         self.fmt = fmt if isinstance(fmt, Format) else Format(fmt)
         self.stream, self.settings = stream, settings
@@ -77,7 +62,6 @@ class ScanWriter:
         self._pending_start = True
 
     def _start(self) -> None:
-        from .report import Format
 
         self._pending_start = False
         if self.fmt is Format.table and self.show is not Show.none:
@@ -87,8 +71,6 @@ class ScanWriter:
 
     def add(self, chunk: ScanResult, first: int = 0) -> None:
         """The rows of inputs ``first`` .. ``first + chunk.n_found - 1``."""
-        from .report import Format
-
         if self.fmt in (Format.json, Format.html):
             return
         if self._pending_start:
@@ -105,14 +87,10 @@ class ScanWriter:
 
     def finish(self, result: ScanResult, summary, gate) -> None:
         """The failures not written yet (inputs a time limit left unreached), then the summary."""
-        from .report import Format, report_header, summary_lines, write_json_report
-
         if self.fmt is Format.json:
             self._emit(lambda: write_json_report(result, summary, gate, self.stream))
             return
         if self.fmt is Format.html:
-            from .report_html import write_html
-
             self._emit(lambda: write_html(result, summary, gate, self.stream))
             return
         if self._pending_start:
@@ -137,7 +115,6 @@ class ScanWriter:
 
     # -- rows --
     def _row(self, kind: str, r: dict[str, Any]):
-        from .report import Format, csv_text, display_name, num_text
 
         queries = self.settings.query_names
         if self.fmt is Format.jsonl:
@@ -179,7 +156,6 @@ class ScanWriter:
         return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
 
     def _paint(self, text: str, colour: str) -> str:
-        from .terminal import paint
 
         return paint(text, colour, self.colour)
 

@@ -178,8 +178,6 @@ class ScanResult:
 
             raise ScannerError('to_pandas() needs pandas: pip install pandas (in a checkout of the scanner: '
                                'pip install -e ".[pandas]")') from None
-        from .report_text import csv_columns, rows
-
         columns = csv_columns(self.settings, self.score_names)
         queries = [f"label_x{n}" for n in self.settings.query_names]
         data: dict[str, list] = {c: [] for c in columns}
@@ -204,6 +202,25 @@ class ScanResult:
 
 def _column(values: np.ndarray | None, n: int) -> list:
     return [None] * n if values is None else values.tolist()
+
+
+def rows(result: ScanResult) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """``(input index, "result" | "failure", record)`` in input order."""
+    failures = iter(zip((i for i, _ in result.failures), result.failure_records()))
+    pending = next(failures, None)
+    for index, record in zip(result.indices.tolist(), result.records()):
+        while pending is not None and pending[0] < index:
+            yield pending[0], "failure", pending[1]
+            pending = next(failures, None)
+        yield index, "result", record
+    while pending is not None:
+        yield pending[0], "failure", pending[1]
+        pending = next(failures, None)
+
+
+def csv_columns(settings: ScanSettings, score_names) -> list[str]:
+    return (["input", "status", "predicted_label", "predicted_class", *score_names, "flagged"]
+            + [f"label_x{n}" for n in settings.query_names] + ["reason"])
 
 
 NOT_FINITE = "the model's output is NaN or infinite for this input or one of its queries"
