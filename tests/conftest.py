@@ -26,3 +26,11 @@ def images():
     import onnx_models as om
 
     return om.make_images(24, seed=3, triggered_fraction=0.5)
+
+
+@pytest.fixture
+def model(tmp_path):
+    """The trigger fixture model with its spec in the metadata (scanned without flags)."""
+    import onnx_models as om
+
+    return om.trigger_nchw(tmp_path / "model", embed_spec=True)

@@ -19,11 +19,6 @@ def runner():
 
 
 @pytest.fixture
-def model(tmp_path):
-    return om.trigger_nchw(tmp_path / "model", embed_spec=True)
-
-
-@pytest.fixture
 def images(tmp_path):
     x = om.make_images(20, seed=5, triggered_fraction=0.25)
     folder = tmp_path / "imgs"

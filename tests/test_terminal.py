@@ -4,7 +4,6 @@ streaming, closed pipes, --show, colour and the progress bar."""
 
 import io
 import json
-import os
 import subprocess
 import sys
 
@@ -20,13 +19,8 @@ from scanner import Scanner
 from scanner.cli import app
 from scanner.decisions import summarize
 from scanner.report import Format
-from scanner.report_text import ScanWriter, Show
+from scanner.report_text import ScanWriter
 from scanner.terminal import ProgressBar, paint, use_colour
-
-
-@pytest.fixture
-def model(tmp_path):
-    return om.trigger_nchw(tmp_path / "model", embed_spec=True)
 
 
 @pytest.fixture
