@@ -94,6 +94,7 @@ def main(argv=None) -> int:
     manifests = load_manifests(args.zoo)
     only = set(args.only.split(",")) if args.only else None
     groups = []
+    refused: dict[str, str] = {}
     for (dataset, arch), names in ordered(manifests):
         names = [n for n in names if only is None or n in only]
         if not names:
@@ -111,11 +112,18 @@ def main(argv=None) -> int:
                 row = {"entry": name, "target": target, "mix": mix, "triggered": k, "inputs": args.stream, "cells": {}}
                 for score, calibrated in CONFIGS:
                     cfg = config_name(score, calibrated)
+                    if cfg in refused:  # a usage refusal does not depend on the model: run it once
+                        row["cells"][cfg] = {"cell": "n/a", "error": refused[cfg]}
+                        continue
                     extra = ["--score", score] + (["--calibration", str(cal_file)] if calibrated else [])
                     try:
                         rep, _ = scancli.run("scan", model, [stream], extra, cache=not args.no_cache)
                     except scancli.ScanError as exc:
-                        row["cells"][cfg] = {"cell": "n/a", "error": str(exc).split(": exit ", 1)[-1].split(": ", 1)[-1][-300:]}
+                        msg = str(exc).split(": exit ", 1)[-1]
+                        code, _, msg = msg.partition(": ")
+                        row["cells"][cfg] = {"cell": "n/a", "error": msg[-300:]}
+                        if code == "2" and "cannot be combined" in msg:
+                            refused[cfg] = msg[-300:]
                         continue
                     summ = rep["summary"]
                     named = [int(s["label"]) for s in summ["verdict"]["suspected_targets"]]
@@ -173,11 +181,14 @@ def render(doc) -> str:
         cs = [r["cells"].get(c, {}).get("cell", "") for g in doc["groups"] for r in g["rows"] if r["triggered"]]
         lines.append(f"| {c} | {sum(x == 'target named' for x in cs)} | {sum(x.startswith('target named +') for x in cs)} | "
                      f"{sum(x == 'missed' for x in cs)} | {sum(x.startswith('false') for x in cs)} | {sum(x == 'n/a' for x in cs)} |")
-    lines += ["", "| config | 0% streams: silent | 0% streams: false alarm | n/a |", "|---|---|---|---|"]
+    lines += ["", "Streams without triggered inputs (0% mixes of attacked entries, and clean models). On a "
+              "backdoored model a verdict that names the target here was not caused by triggered inputs: "
+              "benign inputs alone made that class stand out (the sink, or the backdoor's own second sink).", "",
+              "| config | silent | target named (no triggered inputs) | wrong class named | n/a |", "|---|---|---|---|---|"]
     for c in cfgs:
         cs = [r["cells"].get(c, {}).get("cell", "") for g in doc["groups"] for r in g["rows"] if not r["triggered"]]
-        lines.append(f"| {c} | {sum(x == 'silent' for x in cs)} | {sum(x.startswith('false') for x in cs)} | "
-                     f"{sum(x == 'n/a' for x in cs)} |")
+        lines.append(f"| {c} | {sum(x == 'silent' for x in cs)} | {sum(x.startswith('target named') for x in cs)} | "
+                     f"{sum(x.startswith('false') or '+ false' in x for x in cs)} | {sum(x == 'n/a' for x in cs)} |")
     return "\n".join(lines) + "\n"
 
 
