@@ -350,7 +350,7 @@ def _ort_runner(model_path: Path, torch, output: str = OUTPUT_NAME):
     from scanner.runtime import create_session
 
     try:
-        session, _ = create_session(str(model_path), "cpu", threads=max(1, torch.get_num_threads()), quiet=True)
+        session, _ = create_session(str(model_path), "cpu", threads=max(1, torch.get_num_threads()))
     except ModelLoadError as exc:
         raise ExportError(f"ONNX Runtime cannot load the exported model: {exc}") from None
 

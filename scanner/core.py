@@ -217,9 +217,6 @@ class Scanner:
         images = np.asarray(images)
         if images.ndim not in (3, 4) or images.dtype.kind not in "uif":
             raise InputError(f"expected images shaped (N, H, W[, C]) of uint8 or float, got {images.shape} {images.dtype}")
-        if images.dtype.kind == "f" and (not np.isfinite(images).all() or images.min(initial=0) < 0
-                                         or images.max(initial=0) > 1):
-            raise InputError("float images must have values in [0, 1]")
         inputs = InputSet()
         inputs.add_array(MemoryArray(images))
         result = self.scan(inputs)
@@ -255,6 +252,10 @@ class Scanner:
         runner = self.model.runner
         timer = threading.Timer(timeout - (time.perf_counter() - started), runner.terminate) if timeout else None
         incomplete, done = None, 0
+
+        def limit_reached() -> str:
+            return f"the time limit of {timeout:g} s was reached after {done} of {len(inputs)} inputs"
+
         if timer is not None:
             runner.arm()
             timer.daemon = True
@@ -262,17 +263,18 @@ class Scanner:
         try:
             for batch in loader:
                 if timeout is not None and time.perf_counter() - started >= timeout:
-                    incomplete = f"the time limit of {timeout:g} s was reached after {done} of {len(inputs)} inputs"
+                    incomplete = limit_reached()
                     break
+                failed_before = len(tally.failures)
                 try:
                     if len(batch.indices):
                         tally.add(batch.indices, self.score_batch(batch.images))
                 except RunTerminated:
-                    incomplete = f"the time limit of {timeout:g} s was reached after {done} of {len(inputs)} inputs"
+                    incomplete = limit_reached()
                     break
                 tally.fail(batch.failures)
                 if on_batch is not None:
-                    on_batch(self._chunk(inputs, tally, done, batch.size), done)
+                    on_batch(self._chunk(inputs, tally, done, batch.size, tally.failures[failed_before:]), done)
                 done += batch.size
                 if progress is not None:
                     progress(done, len(inputs))
@@ -287,8 +289,9 @@ class Scanner:
         result.incomplete = incomplete
         return result
 
-    def _chunk(self, inputs: InputSet, tally: Tally, first: int, size: int) -> ScanResult:
-        """The result of inputs ``first`` .. ``first + size - 1`` of a tally being filled."""
+    def _chunk(self, inputs: InputSet, tally: Tally, first: int, size: int, failures) -> ScanResult:
+        """The result of inputs ``first`` .. ``first + size - 1`` of a tally being filled;
+        ``failures`` are the ones this batch added (the tally's list is not searched again)."""
         part = self.tally(size)
         stop = first + size
         rows = np.flatnonzero(tally.scored[first:stop])
@@ -296,7 +299,7 @@ class Scanner:
         for name, values in tally.raw.items():
             part.raw[name] = values[first:stop]
         part.scored[rows] = True
-        part.fail([(i - first, reason) for i, reason in tally.failures if first <= i < stop])
+        part.fail([(i - first, reason) for i, reason in failures])
         return self.result(_Window(inputs, first, size), part, 0.0)
 
     def tally(self, total: int) -> Tally:

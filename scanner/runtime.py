@@ -88,12 +88,11 @@ def captured_stderr():
             captured["text"] = tmp.read().decode("utf-8", "replace").strip()
 
 
-def create_session(model: str | bytes, device: str, *, threads: int | None = None, quiet: bool = False):
+def create_session(model: str | bytes, device: str, *, threads: int | None = None):
     """An ONNX Runtime session on ``device`` ("auto", "cpu" or "cuda") and the provider in use.
 
     "auto" tries CUDA only when a driver is present and keeps it only if the session really
     got it (``get_providers()[0]``); onnxruntime-gpu lists CUDA as available even without a GPU.
-    ``quiet`` silences ORT's own error log too (for callers that report failures themselves).
     """
     import onnxruntime as ort
 
@@ -112,7 +111,7 @@ def create_session(model: str | bytes, device: str, *, threads: int | None = Non
     if want_cuda and CUDA in ort.get_available_providers():
         with captured_stderr() as err:
             try:
-                options.log_severity_level = 4 if quiet else 3
+                options.log_severity_level = 3  # captured: says why CUDA was not used
                 session = build([CUDA, CPU])
                 options.log_severity_level = 4
             except Exception as exc:  # noqa: BLE001 - reported below, CPU retried for auto
