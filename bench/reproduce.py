@@ -1,20 +1,24 @@
-"""The paper's detection table over every zoo entry, grouped by data set and network.
+"""The detection table over every zoo entry, grouped by data set and network.
 
-    python -m bench.reproduce [--zoo bench/zoo] [--benign-per-class 1000] [--cal-per-class 100] [--no-cache]
+    python -m bench.reproduce [--zoo bench/zoo] [--benign-per-class 200] [--cal-per-class 100] [--no-cache]
 
 Drives the scanner's command line (``bench/scancli.py``; reports cached by model and input hash
 in ``bench/.work/scans/``). For every entry:
 
-- calibration: ``scanner calibrate`` on images of the TRAINING split (``--cal-per-class`` per
-  class, seeded), never the evaluated ones; NSPC comes from that file;
-- benign = test-split images the model classifies correctly; poisoned = the entry's triggered
-  non-target test images (``poisoned_test.npz``) that the model sends to the target;
-- for every score the scanner offers (SPC, NSPC, prob-consistency): AUROC, and TPR at 5% FPR
-  with the threshold fitted on the training-split calibration images (the smallest threshold
-  flagging at most 5% of them), together with the FPR that threshold actually gives on the
-  evaluated benign images; TPR / FPR of the data-free default (SPC >= 0.5); the share of
-  benign images with SPC = 1 (saturation);
-- clean models: the false-positive rates at the same thresholds.
+- calibration: ``scanner calibrate`` (its default detectors: SCALE-UP, STRIP, TeCo) on images of
+  the TRAINING split (``--cal-per-class`` per class, seeded), never the evaluated ones;
+- one scan with that calibration over the benign and the poisoned set: benign = test-split
+  images the model classifies correctly; poisoned = the entry's triggered non-target test images
+  (``poisoned_test.npz``) that the model sends to the target;
+- for every score and every combination of detectors the scanner offers (:data:`DECISIONS`;
+  the combinations' calibrated scores come from the scanner's own ``Calibration.references``
+  over the scan's raw scores, exactly what ``scan --detector A,B --calibration`` computes):
+  AUROC, and TPR at the scanner's flag for 5% FPR (calibrated scores: per-class conformal
+  p-value <= 0.05; raw scores: the pooled threshold flagging at most 5% of the calibration
+  images), the FPR measured on the evaluated benign images, and the FPR on the clean test images
+  of the target class (a detector that flags the target class wholesale has not found the
+  trigger); inputs SCALE-UP cannot judge are left out of the scores that use it (counted);
+- clean models: the false-positive rates.
 
 Writes bench/results/detection.md and detection.json.
 """
@@ -30,15 +34,30 @@ from pathlib import Path
 
 import numpy as np
 
+from scanner.calibration import Calibration
+
 from . import datasets, scancli
 from .summarize import load_manifests, ordered
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER = {"spc": 0.928, "nspc": 0.933}  # the paper's CIFAR-10 averages, as quoted in the literature
 REFERENCE = REPO.parent / "shared" / "reference" / "scaleup-official-spc"
-SCORES = ("spc", "nspc", "prob_consistency")
-SCORE_NAMES = {"spc": "SPC", "nspc": "NSPC", "prob_consistency": "prob-consistency"}
 TARGET_FPR = 0.05
+VERSION = "v2"  # part of the scan cache key: reports of the first scanner are not reused
+# decision -> (what it is, raw scores combined, uses SCALE-UP, queries per input with the
+# calibrate defaults: SCALE-UP 5 scales, STRIP 16 blends, TeCo 12 corruptions x 3 severities)
+DECISIONS = {
+    "spc": ("SPC, data-free (the paper), pooled 5% threshold", ("spc",), True, 6),
+    "nspc": ("NSPC (the paper, data-limited)", ("spc",), True, 6),
+    "scaleup": ("SCALE-UP prob-consistency, calibrated", ("prob_consistency",), True, 6),
+    "strip": ("STRIP, calibrated", ("strip",), False, 17),
+    "teco": ("TeCo, calibrated", ("teco",), False, 37),
+    "scaleup+strip": ("Fisher: SCALE-UP + STRIP", ("prob_consistency", "strip"), True, 22),
+    "strip+teco": ("Fisher: STRIP + TeCo", ("strip", "teco"), False, 53),
+    "scaleup+teco": ("Fisher: SCALE-UP + TeCo", ("prob_consistency", "teco"), True, 42),
+    "all": ("Fisher: SCALE-UP + STRIP + TeCo (the default)", ("prob_consistency", "strip", "teco"), True, 58),
+}
+TABLE = ("spc", "nspc", "scaleup", "strip", "teco", "all")
 SETS = WORK = REPO / "bench" / ".work" / "reproduce"
 
 
@@ -99,26 +118,36 @@ def image_sets(dataset: str, benign_per_class: int, cal_per_class: int, split_se
 
 # ------------------------------------------------------------------------------ one entry
 
+def decision_scores(cal: Calibration, col: dict, labels: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
+    """Each decision's per-input score and the scanner's flag threshold on it."""
+    out = {"spc": (col["spc"], fit_threshold(cal.values["spc"])), "nspc": (col["nspc"], cal.threshold)}
+    for name, (_, raw, _, _) in DECISIONS.items():
+        if name in ("spc", "nspc"):
+            continue
+        refs = cal.references(list(raw), list(raw))
+        q = refs.calibrated({r: col[r] for r in raw}, labels)
+        key = "q_fisher" if len(raw) > 1 else f"q_{raw[0]}"
+        out[name] = (q[key], 1.0 - cal.target_fpr - 1e-12)
+    return out
+
+
 def score_entry(entry: Path, manifest: dict, sets, cache: bool = True) -> dict:
     test_npz, y_test, cal_npz, y_cal, _ = sets
     model = entry / "model.onnx"
     poisoned = entry / "poisoned_test.npz"
-    inputs = [cal_npz, test_npz] + ([poisoned] if poisoned.exists() else [])
-    _, cal_file = scancli.run("calibrate", model, [cal_npz], ["--fpr", str(TARGET_FPR)], cache=cache)
-    # the scanner gives NSPC only with --score spc: one scan with the calibration (SPC, NSPC), one
-    # with --score prob-consistency
-    report, _ = scancli.run("scan", model, inputs, ["--calibration", str(cal_file)], cache=cache)
+    inputs = [test_npz] + ([poisoned] if poisoned.exists() else [])
+    _, cal_file = scancli.run("calibrate", model, [cal_npz], ["--fpr", str(TARGET_FPR)], cache=cache,
+                              extra_key=VERSION)
+    cal = Calibration.load(cal_file)
+    report, _ = scancli.run("scan", model, inputs, ["--calibration", str(cal_file)], cache=cache, extra_key=VERSION)
     col = scancli.columns(report)
-    other, _ = scancli.run("scan", model, inputs, ["--score", "prob-consistency"], cache=cache)
-    other = scancli.columns(other)
-    if not np.array_equal(other["labels"], col["labels"]):
-        raise RuntimeError(f"{entry.name}: the two scans disagree on predicted labels")
-    col["prob_consistency"] = other["prob_consistency"]
-    n_cal, n_test = len(y_cal), len(y_test)
-    if len(col["labels"]) != n_cal + n_test + (manifest.get("poisoned_test", {}).get("n", 0) if poisoned.exists() else 0):
-        raise RuntimeError(f"{entry.name}: {len(col['labels'])} results for {n_cal} + {n_test} + poisoned inputs")
-    part = {k: (v[:n_cal], v[n_cal:n_cal + n_test], v[n_cal + n_test:]) for k, v in col.items()}
-    cal_lab, test_lab, pois_lab = part["labels"]
+    n_test = len(y_test)
+    n_pois = manifest.get("poisoned_test", {}).get("n", 0) if poisoned.exists() else 0
+    if len(col["labels"]) != n_test + n_pois:
+        raise RuntimeError(f"{entry.name}: {len(col['labels'])} results for {n_test} + {n_pois} inputs")
+    scores = decision_scores(cal, col, col["labels"])
+    test_lab, pois_lab = col["labels"][:n_test], col["labels"][n_test:]
+    undec_b, undec_p = col["undecidable"][:n_test], col["undecidable"][n_test:]
     benign = test_lab == y_test
     target = manifest.get("target_class")
     pois = pois_lab == target if target is not None else np.zeros(0, bool)
@@ -127,17 +156,20 @@ def score_entry(entry: Path, manifest: dict, sets, cache: bool = True) -> dict:
            "attack_success_rate": manifest.get("attack_success_rate"), "shortfall": manifest.get("shortfall"),
            "benign_kept": int(benign.sum()), "benign_total": int(n_test),
            "poisoned_kept": int(pois.sum()), "poisoned_total": int(len(pois_lab)),
-           "calibration_images": int(n_cal), "calibration_accuracy": float(np.mean(cal_lab == y_cal)),
-           "benign_spc1_share": float(np.mean(part["spc"][1][benign] == 1.0)),
-           "poisoned_spc1_share": float(np.mean(part["spc"][2][pois] == 1.0)) if pois.any() else None}
-    for s in SCORES:
-        cal_s, ben_s, poi_s = part[s][0], part[s][1][benign], part[s][2][pois] if len(pois) else np.zeros(0)
-        t = fit_threshold(cal_s)
-        row[s] = {"auroc": auroc(poi_s, ben_s) if len(poi_s) else None, "threshold": t,
-                  "calibration_fpr": rate(cal_s, t), "fpr": rate(ben_s, t),
-                  "tpr": rate(poi_s, t) if len(poi_s) else None}
-    row["spc_at_0.5"] = {"tpr": rate(part["spc"][2][pois], 0.5) if pois.any() else None,
-                         "fpr": rate(part["spc"][1][benign], 0.5)}
+           "undecidable": {"benign": int(undec_b[benign].sum()), "poisoned": int(undec_p[pois].sum()),
+                           "calibration_left_out": int(len(y_cal) - cal.n_samples)},
+           "calibration_images": int(len(y_cal)), "calibration_used": int(cal.n_samples),
+           "benign_spc1_share": float(np.mean(col["spc"][:n_test][benign] == 1.0))}
+    for name, (values, t) in scores.items():
+        uses_scaleup = DECISIONS[name][2]
+        ok_b = benign & ~(undec_b if uses_scaleup else False)
+        ok_p = pois & ~(undec_p if uses_scaleup else False) if len(pois) else pois
+        ben_s, poi_s = values[:n_test][ok_b], values[n_test:][ok_p] if len(pois) else np.zeros(0)
+        tgt_s = values[:n_test][ok_b & (y_test == target)] if target is not None else np.zeros(0)
+        row[name] = {"auroc": auroc(poi_s, ben_s) if len(poi_s) and len(ben_s) else None, "threshold": t,
+                     "fpr": rate(ben_s, t) if len(ben_s) else None, "tpr": rate(poi_s, t) if len(poi_s) else None,
+                     "fpr_target_class": rate(tgt_s, t) if len(tgt_s) else None,
+                     "n_benign": int(len(ben_s)), "n_poisoned": int(len(poi_s))}
     return row
 
 
@@ -163,7 +195,7 @@ def reference_rows() -> list[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.reproduce", description=__doc__.split("\n\n")[0])
     ap.add_argument("--zoo", type=Path, default=REPO / "bench" / "zoo")
-    ap.add_argument("--benign-per-class", type=int, default=1000, help="test images per class (at most)")
+    ap.add_argument("--benign-per-class", type=int, default=200, help="test images per class (at most)")
     ap.add_argument("--cal-per-class", type=int, default=100, help="training-split calibration images per class (at most)")
     ap.add_argument("--only", default=None, help="comma-separated entry names (default: all)")
     ap.add_argument("--no-cache", action="store_true", help="rescan even where a cached report exists")
@@ -185,7 +217,7 @@ def main(argv=None) -> int:
             row = score_entry(args.zoo / name, manifests[name], sets, cache=not args.no_cache)
             row["seconds"] = round(time.time() - t0, 1)
             rows.append(row)
-            au = ", ".join(f"{SCORE_NAMES[s]} {row[s]['auroc']:.4f}" for s in SCORES if row[s]["auroc"] is not None)
+            au = ", ".join(f"{s} {row[s]['auroc']:.3f}/{row[s]['tpr']:.2f}" for s in TABLE if row[s]["auroc"] is not None)
             print(f"[{time.strftime('%H:%M:%S')}] {dataset}/{arch} {name}: {au or 'clean'} ({row['seconds']} s)",
                   file=sys.stderr, flush=True)
         groups.append({"dataset": dataset, "network": arch, "rows": rows})
@@ -194,6 +226,7 @@ def main(argv=None) -> int:
            "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPU cores",
            "seconds": round(time.time() - started, 1), "benign_per_class": args.benign_per_class,
            "cal_per_class": args.cal_per_class, "scales": [3, 5, 7, 9, 11], "target_fpr": TARGET_FPR,
+           "decisions": {k: {"what": v[0], "scores": list(v[1]), "queries": v[3]} for k, v in DECISIONS.items()},
            "groups": groups, "paper": PAPER, "reference_arrays": reference_rows()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "detection.json").write_text(json.dumps(doc, indent=2) + "\n")
@@ -206,54 +239,83 @@ def _f(v, digits=4) -> str:
     return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
 
 
+def _cell(m: dict) -> str:
+    if m["auroc"] is None:
+        return "-"
+    return f"{m['auroc']:.3f} / {_f(m['tpr'], 2)} ({_f(m['fpr'], 3)}, {_f(m['fpr_target_class'], 2)})"
+
+
+def _summary(rows: list[dict], name: str) -> dict:
+    ms = [r[name] for r in rows if r[name]["auroc"] is not None]
+    if not ms:
+        return {}
+    return {"auroc": float(np.mean([m["auroc"] for m in ms])), "tpr": float(np.mean([m["tpr"] for m in ms])),
+            "min_tpr": float(np.min([m["tpr"] for m in ms])), "fpr": float(np.mean([m["fpr"] for m in ms])),
+            "max_fpr_target": float(np.nanmax([np.nan if m["fpr_target_class"] is None else m["fpr_target_class"]
+                                                for m in ms])), "n": len(ms)}
+
+
 def render(doc) -> str:
     lines = [
-        "# SCALE-UP on the backdoor zoo",
+        "# Detection on the backdoor zoo: SCALE-UP, STRIP, TeCo and their combination",
         "",
         f"Command: `{doc['command'].strip()}` ({doc['date']}, {doc['machine']}, {doc['seconds']} s including "
-        "cached scans). Scales 3,5,7,9,11. Benign = test-split images the model classifies correctly "
+        "cached scans). Benign = test-split images the model classifies correctly "
         f"(at most {doc['benign_per_class']} per class before filtering); poisoned = the entry's triggered "
-        "non-target test images that the model sends to the target. Calibration (NSPC statistics and every "
-        f"threshold below) = at most {doc['cal_per_class']} TRAINING-split images per class, never evaluated.",
+        "non-target test images that the model sends to the target. Calibration = `scanner calibrate` on at most "
+        f"{doc['cal_per_class']} TRAINING-split images per class (16 of them held by STRIP), never evaluated.",
         "",
-        f"TPR@5%: threshold = the smallest score value that flags at most 5% of the calibration images; "
-        "TPR on the poisoned set and, in brackets, the FPR that threshold actually gives on the evaluated "
-        "benign images. SPC takes |S| + 1 values: where more than 5% of calibration images sit at SPC = 1 "
-        "no SPC threshold below 'nothing flagged' exists (TPR 0). 'SPC=1' = share of benign images whose "
-        "SPC is 1 (saturated: every scale keeps the label).",
+        "Cells: **AUROC / TPR (FPR, FPR on the target class)** at the scanner's flag for 5% FPR: calibrated "
+        "scores flag when the per-class conformal p-value is at most 0.05; SPC uses the pooled threshold that "
+        "flags at most 5% of the calibration images (where more than 5% of them sit at SPC = 1 no such "
+        "threshold flags anything); NSPC its calibration threshold. FPR = on the evaluated benign images; "
+        "FPR on the target class = on the clean test images of the target class (a detector that flags "
+        "the target class wholesale has not found the trigger). Inputs SCALE-UP cannot judge (`undecidable`) "
+        "are left out of the columns that use it.",
+        "",
+        "Decisions: " + "; ".join(f"**{k}**: {v['what']} ({v['queries']} queries per input)"
+                                   for k, v in doc["decisions"].items() if k in TABLE) + ".",
     ]
+    attacked_all = []
     for g in doc["groups"]:
         lines += ["", f"## {g['dataset']}, {g['network']}", "",
-                  "| entry | target | clean acc | ASR | AUROC SPC | AUROC NSPC | AUROC prob-cons | "
-                  "TPR@5% SPC (FPR) | TPR@5% NSPC (FPR) | TPR@5% prob-cons (FPR) | TPR / FPR @ SPC>=0.5 | "
-                  "SPC=1 | benign / poisoned kept |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| entry | target | clean acc | ASR | " + " | ".join(TABLE) + " | undecidable (benign / poisoned) |",
+                  "|---|---|---|---|" + "---|" * len(TABLE) + "---|"]
         attacked = [r for r in g["rows"] if r["target"] is not None]
+        attacked_all += [(g["dataset"], r) for r in attacked]
         for r in g["rows"]:
             tgt = "-" if r["target"] is None else f"{r['target']} {r['target_name']}"
             asr = _f(r["attack_success_rate"]) + (" (short)" if r.get("shortfall") else "")
+            und = f"{r['undecidable']['benign']} / {r['undecidable']['poisoned']}"
             if r["target"] is None:
-                fprs = " | ".join(f"FPR {_f(r[s]['fpr'], 3)}" for s in SCORES)
-                lines.append(f"| {r['entry']} (clean) | - | {_f(r['clean_accuracy'])} | - | - | - | - | {fprs} | "
-                             f"FPR {_f(r['spc_at_0.5']['fpr'], 3)} | {_f(r['benign_spc1_share'], 3)} | "
-                             f"{r['benign_kept']} / - |")
+                cells = " | ".join(f"FPR {_f(r[s]['fpr'], 3)}" for s in TABLE)
+                lines.append(f"| {r['entry']} (clean) | - | {_f(r['clean_accuracy'])} | - | {cells} | {und} |")
                 continue
-            au = " | ".join(_f(r[s]["auroc"]) for s in SCORES)
-            tp = " | ".join(f"{_f(r[s]['tpr'], 3)} ({_f(r[s]['fpr'], 3)})" for s in SCORES)
-            lines.append(f"| {r['entry']} | {tgt} | {_f(r['clean_accuracy'])} | {asr} | {au} | {tp} | "
-                         f"{_f(r['spc_at_0.5']['tpr'], 3)} / {_f(r['spc_at_0.5']['fpr'], 3)} | "
-                         f"{_f(r['benign_spc1_share'], 3)} | {r['benign_kept']} / {r['poisoned_kept']} |")
+            lines.append(f"| {r['entry']} | {tgt} | {_f(r['clean_accuracy'])} | {asr} | "
+                         + " | ".join(_cell(r[s]) for s in TABLE) + f" | {und} |")
         if attacked:
-            means = " | ".join(f"**{_f(float(np.mean([r[s]['auroc'] for r in attacked])))}**" for s in SCORES)
-            lines.append(f"| **mean ({len(attacked)} attacked)** | | | | {means} | | | | | | |")
+            means = " | ".join(f"**{_f(_summary(attacked, s).get('auroc'), 3)} / {_f(_summary(attacked, s).get('tpr'), 2)}**"
+                               for s in TABLE)
+            lines.append(f"| **mean ({len(attacked)} attacked)** | | | | {means} | |")
+    lines += ["", "## Every decision the scanner offers (attacked entries)", "",
+              "Mean AUROC, mean and lowest TPR at the 5% flag, mean FPR on the evaluated benign images, highest FPR "
+              "on a target class. CIFAR-10 and GTSRB (the issue's targets: TPR >= 0.90 on every entry, mean AUROC "
+              ">= 0.98, FPR within 2 points of 5%, target-class FPR <= 10%), and MNIST apart.", "",
+              "| decision | queries | data | entries | mean AUROC | mean TPR | min TPR | mean FPR | max target-class FPR |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name, d in doc["decisions"].items():
+        for label, sel in (("CIFAR-10 + GTSRB", ("cifar10", "gtsrb")), ("MNIST", ("mnist",))):
+            rows = [r for ds, r in attacked_all if ds in sel]
+            m = _summary(rows, name)
+            if m:
+                lines.append(f"| {name} | {d['queries']} | {label} | {m['n']} | {m['auroc']:.3f} | {m['tpr']:.3f} | "
+                             f"{m['min_tpr']:.3f} | {m['fpr']:.3f} | {_f(m['max_fpr_target'], 3)} |")
     lines += ["", f"Paper (CIFAR-10 averages as quoted in the literature): AUROC {doc['paper']['spc']} data-free, "
               f"{doc['paper']['nspc']} data-limited."]
     if doc["reference_arrays"]:
         lines += ["", "The paper's published arrays (Tiny-ImageNet, ResNet-18), AUROC of SPC computed here:", "",
                   "| attack | official protocol (3000 rows, S = 1..11) | all rows, S = 3,5,7,9,11 |", "|---|---|---|"]
         lines += [f"| {r['attack']} | {r['official_3000_1-11']:.4f} | {r['all_3-11']:.4f} |" for r in doc["reference_arrays"]]
-    lines += ["", "prob-consistency (beyond the paper, `--score prob-consistency`): mean over the scales of the "
-              "probability the amplified copy gives the unscaled label."]
     return "\n".join(lines) + "\n"
 
 

@@ -75,14 +75,19 @@ def run(command: str, model: Path, inputs: list[Path], args: list[str], *, cache
 
 
 def columns(report: dict) -> dict[str, np.ndarray]:
-    """Per-input arrays from a scan report: labels, spc, nspc, prob_consistency (NaN where absent), flagged."""
+    """Per-input arrays from a scan report: labels, flagged, undecidable (bool), and every score
+    the report holds (``spc``, ``nspc``, ``prob_consistency``, ``strip``, ``teco``, ``q_*``; NaN
+    where absent)."""
     res = report["results"]
     if report.get("failures"):
         raise ScanError(f"{len(report['failures'])} inputs failed, e.g. {report['failures'][0]}")
-
-    def col(name, dtype=np.float64):
-        return np.array([np.nan if r.get(name) is None else r[name] for r in res], dtype=dtype)
-
-    return {"labels": np.array([r["predicted_label"] for r in res], dtype=np.int64), "spc": col("spc"),
-            "nspc": col("nspc"), "prob_consistency": col("prob_consistency"),
-            "flagged": np.array([bool(r["flagged"]) for r in res])}
+    skip = {"input", "predicted_label", "predicted_class", "flagged", "undecidable"}
+    names = [k for k, v in (res[0].items() if res else []) if k not in skip and not isinstance(v, dict)]
+    out = {"labels": np.array([r["predicted_label"] for r in res], dtype=np.int64),
+           "flagged": np.array([bool(r["flagged"]) for r in res]),
+           "undecidable": np.array([bool(r.get("undecidable")) for r in res])}
+    for name in names:
+        out[name] = np.array([np.nan if r.get(name) is None else r[name] for r in res], dtype=np.float64)
+    for name in ("spc", "nspc", "prob_consistency"):
+        out.setdefault(name, np.full(len(res), np.nan))
+    return out

@@ -1,4 +1,6 @@
-"""The data-limited variant of SCALE-UP (paper Eq. 3-4): per-class benign SPC statistics.
+"""Calibrations: what trusted clean inputs look like to each detector.
+
+The data-limited variant of SCALE-UP (paper Eq. 3-4): per-class benign SPC statistics.
 
 From trusted benign inputs, for each predicted class k: the mean ``mu_k`` and standard deviation
 ``sigma_k`` of their SPC. An input predicted as y is scored ``NSPC = (SPC - mu_y) / sigma_y``
@@ -6,12 +8,19 @@ From trusted benign inputs, for each predicted class k: the mean ``mu_k`` and st
 use the pooled statistics, and sigma has a floor so a class whose benign SPC never varies does
 not divide by zero. A threshold on NSPC is chosen to give a target false-positive rate on the
 calibration set.
+
+Format version 2 adds what every other score needs (:mod:`scanner.reference`): the detectors
+that ran, each calibration input's raw scores and predicted label (so a scan may use any
+subset of the detectors and get the references of that subset), the clean images STRIP
+blends with, and the decision (the calibrated score flags come from). Version 1 files (NSPC
+only) still load.
 """
 
 from __future__ import annotations
 
+import base64
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +29,11 @@ import numpy as np
 from ._validation import check_number, check_rate, check_scales
 from .errors import CalibrationError
 from .metrics import threshold_at_fpr
+from .reference import References
 
 FORMAT = "scanner-calibration"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,29 @@ class Calibration:
     sigma_floor: float
     model_sha256: str | None = None
     spec: dict[str, Any] | None = None
+    #: version 2: the detectors that ran ({"name": ..., settings}), in order
+    detectors: tuple[dict[str, Any], ...] = ()
+    #: version 2: raw score name -> (n_samples,) values of the calibration inputs; and their labels
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    labels: np.ndarray | None = None
+    #: version 2: clean images (n, H, W, C) uint8 a detector holds (STRIP blends with them)
+    clean_images: np.ndarray | None = None
+    #: version 2: the calibrated score that flags by default (e.g. "q_fisher")
+    decision: str | None = None
+
+    @property
+    def detector_names(self) -> tuple[str, ...]:
+        return tuple(d["name"] for d in self.detectors) or ("scaleup",)
+
+    def references(self, scores, combine=None) -> References:
+        """Per-class references of the raw ``scores`` (those calibrated), Fisher-combined over
+        ``combine`` (default: all of them)."""
+        if self.labels is None:
+            raise CalibrationError("this calibration (format version 1) holds SPC statistics only; "
+                                   "recalibrate with this version of `scanner calibrate` for other scores")
+        raw = {n: self.values[n] for n in scores if n in self.values}
+        return References.fit(raw, self.labels, combine=raw if combine is None else combine,
+                              min_class_samples=self.min_class_samples, target_fpr=self.target_fpr)
 
     def stats_for(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """mu and sigma (floored) for each predicted label, pooled where a class has too few samples."""
@@ -80,10 +114,19 @@ class Calibration:
 
     # -- file format ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {k: getattr(self, k) for k in _V1_FIELDS}
+        data["pooled"] = asdict(self.pooled)
         data["scales"] = list(self.scales)
         data["per_class"] = {str(k): asdict(v) for k, v in sorted(self.per_class.items())}
-        return {"format": FORMAT, "format_version": FORMAT_VERSION, **data}
+        if self.labels is None:  # an NSPC-only calibration keeps the first format
+            return {"format": FORMAT, "format_version": 1, **data}
+        images = None
+        if self.clean_images is not None:
+            images = {"shape": list(self.clean_images.shape), "dtype": "uint8",
+                      "base64": base64.b64encode(np.ascontiguousarray(self.clean_images).tobytes()).decode("ascii")}
+        return {"format": FORMAT, "format_version": 2, **data, "detectors": [dict(d) for d in self.detectors],
+                "decision": self.decision, "labels": self.labels.tolist(),
+                "values": {k: v.tolist() for k, v in self.values.items()}, "clean_images": images}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
@@ -99,7 +142,7 @@ class Calibration:
             raise CalibrationError(f"calibration file {path} is not valid JSON: {exc.msg}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise CalibrationError(f"{path} is not a scanner calibration file (made by `scanner calibrate`)")
-        if data.get("format_version") != FORMAT_VERSION:
+        if data.get("format_version") not in SUPPORTED_VERSIONS:
             raise CalibrationError(f"{path}: calibration format_version {data.get('format_version')!r} is not supported")
         return _from_dict(data, f"calibration file {path}")
 
@@ -115,6 +158,10 @@ class Calibration:
                 f"the calibration was made with scales {','.join(map(str, self.scales))}, not "
                 f"{','.join(map(str, scales))}; scan with the same --scales or recalibrate"
             )
+
+
+_V1_FIELDS = ("scales", "per_class", "pooled", "threshold", "target_fpr", "achieved_fpr", "n_samples",
+              "min_class_samples", "sigma_floor", "model_sha256", "spec")
 
 
 def fit_calibration(spc: np.ndarray, labels: np.ndarray, *, scales, target_fpr: float = 0.05,
@@ -187,7 +234,7 @@ def _from_dict(data: dict, source: str) -> Calibration:
     spec = data.get("spec")
     if spec is not None and not isinstance(spec, dict):
         raise CalibrationError(f"{source}: field 'spec' must be an object")
-    return Calibration(
+    cal = Calibration(
         scales=check_scales(data.get("scales", ()), f"{source}: field 'scales'", error=CalibrationError),
         per_class=per_class,
         pooled=stats(data.get("pooled"), "pooled"),
@@ -200,3 +247,45 @@ def _from_dict(data: dict, source: str) -> Calibration:
         model_sha256=sha,
         spec=spec,
     )
+    if data.get("format_version") == 2:
+        _read_v2(cal, data, source)
+    return cal
+
+
+def _read_v2(cal: Calibration, data: dict, source: str) -> None:
+    """The version 2 fields, each checked (a hand-edited file cannot blind the gate)."""
+    detectors = data.get("detectors")
+    if not isinstance(detectors, list) or not detectors or not all(isinstance(d, dict) and isinstance(d.get("name"), str)
+                                                                  for d in detectors):
+        raise CalibrationError(f"{source}: field 'detectors' must be a non-empty list of objects with a name")
+    labels = data.get("labels")
+    if not isinstance(labels, list) or len(labels) != cal.n_samples or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in labels):
+        raise CalibrationError(f"{source}: field 'labels' must list {cal.n_samples} class labels")
+    values = data.get("values")
+    if not isinstance(values, dict) or not values:
+        raise CalibrationError(f"{source}: field 'values' must be an object of score name -> list of numbers")
+    out = {}
+    for name, raw in values.items():
+        if (not isinstance(raw, list) or len(raw) != cal.n_samples
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)):
+            raise CalibrationError(f"{source}: values[{name!r}] must list {cal.n_samples} numbers")
+        arr = np.asarray(raw, dtype=np.float64)
+        if not np.isfinite(arr).all():
+            raise CalibrationError(f"{source}: values[{name!r}] holds a value that is not finite")
+        out[str(name)] = arr
+    images = data.get("clean_images")
+    if images is not None:
+        try:
+            shape = tuple(int(v) for v in images["shape"])
+            buf = base64.b64decode(images["base64"], validate=True)
+            if images.get("dtype") != "uint8" or len(shape) != 4 or min(shape) < 1 or len(buf) != int(np.prod(shape)):
+                raise ValueError
+        except (KeyError, TypeError, ValueError):
+            raise CalibrationError(f"{source}: field 'clean_images' must hold a uint8 (n, H, W, C) array") from None
+        images = np.frombuffer(buf, dtype=np.uint8).reshape(shape).copy()
+    decision = data.get("decision")
+    if decision is not None and not isinstance(decision, str):
+        raise CalibrationError(f"{source}: field 'decision' must be a score name")
+    cal.detectors = tuple(dict(d) for d in detectors)
+    cal.labels, cal.values, cal.clean_images, cal.decision = np.asarray(labels, np.int64), out, images, decision

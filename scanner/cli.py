@@ -22,7 +22,7 @@ import typer
 from .cli_support import (INTERNAL_ERROR, _closed_pipe_ends_quietly, _Commands, _hard_stop_after, _lift,  # noqa: F401
                           _progress, _state, _streaming)
 from .cli_options import (BatchOpt, CalibrationOpt, Device, DeviceOpt, Engine, ModelArg, OutputOpt, Preprocessing,
-                          ScalesOpt, Score, ScoreOpt, ThresholdOpt, _scales, _user_errors, preprocessing_options)
+                          ScalesOpt, Score, ScoreOpt, DetectorOpt, ThresholdOpt, _scales, _user_errors, preprocessing_options)
 from .errors import ScannerError
 from .report import Format, InspectFormat
 from .report_text import Show
@@ -50,12 +50,12 @@ def _open_output(path: Optional[Path]):
 
 
 def _make_scanner(model: Path, prep: Preprocessing, *, device: Device, scales=(3, 5, 7, 9, 11), threshold=None,
-                  calibration=None, batch_size=None, score: Score | None = None):
+                  calibration=None, batch_size=None, score: str | None = None, detectors: str | None = None):
     from .core import Scanner
 
     return Scanner(model, device=device.value, scales=scales, threshold=threshold, calibration=calibration,
-                   spec=prep.overrides, spec_file=prep.spec_file, batch_size=batch_size,
-                   score=None if score is None else score.value)
+                   spec=prep.overrides, spec_file=prep.spec_file, batch_size=batch_size, score=score,
+                   detectors=detectors)
 
 
 def _version(value: bool) -> None:
@@ -96,7 +96,9 @@ def scan(
     max_flagged_rate: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Gate: exit 1 if a larger fraction is flagged [default: no limit].", rich_help_panel="CI gate")] = None,
     strict: Annotated[bool, typer.Option(help="Exit 2 if any input cannot be read (default: list it as failed).", rich_help_panel="CI gate")] = False,
     expected_fpr: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Benign flag rate the verdict tests against [default: from the calibration, else 0.10 assumed].")] = None,
-    score: ScoreOpt = Score.spc,
+    score: ScoreOpt = None,
+    detector: DetectorOpt = None,
+    fail_on_suspect: Annotated[bool, typer.Option("--fail-on-suspect", help="Gate: exit 1 when the verdict names a suspected target class (needs --calibration to name one).", rich_help_panel="CI gate")] = False,
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = None,
     engine: Annotated[Engine, typer.Option(case_sensitive=False, help="local: this machine; ray: a Ray cluster (pip install -e \".[ray]\").", rich_help_panel="Scaling out")] = Engine.local,
@@ -141,13 +143,13 @@ def scan(
                 model, paths, address=ray_address, workers=workers, output_dir=output_dir,
                 shard_format="jsonl" if format is Format.jsonl else "parquet", device=device.value,
                 scales=_scales(scales), threshold=threshold, calibration=calibration, spec=prep.overrides,
-                spec_file=prep.spec_file, batch_size=batch_size, score=score.value, progress=progress)
+                spec_file=prep.spec_file, batch_size=batch_size, score=score, detectors=detector, progress=progress)
             scanner = None
         else:
             if ray_address is not None or workers is not None or output_dir is not None:
                 raise ScannerError("--ray-address, --workers and --output-dir need --engine ray")
             scanner = _make_scanner(model, prep, device=device, scales=_scales(scales), threshold=threshold,
-                                    calibration=calibration, batch_size=batch_size, score=score)
+                                    calibration=calibration, batch_size=batch_size, score=score, detectors=detector)
             log.info("model %s: %s, output %s, batch %d (%s), %s", model, scanner.provider,
                      scanner.model.output.tensor.name, scanner.batch_size, scanner.model.plan.mode,
                      scanner.detector.describe())
@@ -156,7 +158,7 @@ def scan(
                 writer = None
             else:
                 settings = result.settings if scanner is None else scanner.settings()
-                names = result.score_names if scanner is None else scanner.detector.score_names
+                names = result.score_names if scanner is None else scanner.score_names
                 writer = ScanWriter(format, stream, settings, names, show=show, colour=colour, around_write=around)
                 writer.start()
             if scanner is not None:
@@ -171,7 +173,8 @@ def scan(
             summary = summarize(result, expected_fpr=expected_fpr)
             for warning in summary.warnings:
                 typer.echo(f"Warning: {warning}", err=True)
-            gate = check_gate(summary, max_flagged=max_flagged, max_flagged_rate=max_flagged_rate)
+            gate = check_gate(summary, max_flagged=max_flagged, max_flagged_rate=max_flagged_rate,
+                              fail_on_suspect=fail_on_suspect)
             if writer is None:
                 shards.render_summary(result, summary, gate, format, stream, output_dir)
             else:
@@ -213,36 +216,43 @@ def calibrate(
     clean_paths: Annotated[list[Path], typer.Argument(help="Trusted benign inputs (files, folders, arrays).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Calibration file to write (JSON).")],
     prep: Preprocessing,
-    fpr: Annotated[float, typer.Option(min=0.0, max=1.0, help="Target false-positive rate on this set.")] = 0.05,
+    fpr: Annotated[float, typer.Option(min=0.0, max=1.0, help="Target false-positive rate, per predicted class.")] = 0.05,
+    detector: Annotated[str, typer.Option("--detector", help="Detectors to calibrate, comma-separated; scaleup is always among them (a scan may use a subset).")] = "scaleup,strip,teco",
+    blends: Annotated[Optional[int], typer.Option(min=1, max=256, help="STRIP: clean images each input is blended with [default: 16].")] = None,
+    severities: Annotated[Optional[int], typer.Option(min=1, max=5, help="TeCo: corruption severities 1..N [default: 3].")] = None,
     min_class_samples: Annotated[int, typer.Option(min=2, help="Classes with fewer calibration inputs use pooled statistics.")] = 10,
-    sigma_floor: Annotated[float, typer.Option(min=1e-6, help="Lower bound on a class's SPC standard deviation.")] = 0.05,
+    sigma_floor: Annotated[float, typer.Option(min=1e-6, help="Lower bound on a class's SPC standard deviation (NSPC).")] = 0.05,
     scales: ScalesOpt = "3,5,7,9,11",
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = None,
 ) -> None:
-    """Fit the data-limited variant on trusted benign inputs: per-class SPC mean/std and an NSPC threshold."""
-    from .calibration import fit_calibration
+    """Score trusted clean inputs with every detector: per-class references for each score, the clean
+    images STRIP blends with, and the paper's NSPC statistics."""
+    from .calibrating import calibrate as run_calibration
+    from .calibration_report import calibration_lines
 
+    params: dict = {"scaleup": {"scales": _scales(scales)}}
+    if blends is not None:
+        params["strip"] = {"n_blends": blends}
+    if severities is not None:
+        params["teco"] = {"severities": severities}
     with _user_errors():
-        scanner = _make_scanner(model, prep, device=device, scales=_scales(scales), batch_size=batch_size)
         with _progress(not _state["quiet"], "calibrating") as progress:
-            result = scanner.scan(clean_paths, progress=progress)
+            cal, result = run_calibration(
+                model, clean_paths, detectors=detector, detector_params=params, target_fpr=fpr,
+                min_class_samples=min_class_samples, sigma_floor=sigma_floor, progress=progress,
+                device=device.value, spec=prep.overrides, spec_file=prep.spec_file, batch_size=batch_size)
         if result.failures:
             log.warning("%d calibration input(s) could not be read and were left out, e.g. %s",
                         len(result.failures), result.failure_records()[0]["input"])
-        cal = fit_calibration(result.scores.spc, result.scores.labels, scales=scanner.scales, target_fpr=fpr,
-                              min_class_samples=min_class_samples, sigma_floor=sigma_floor,
-                              model_sha256=scanner.info.sha256, spec=scanner.spec.to_dict())
         try:
             cal.save(output)
         except OSError as exc:
             raise ScannerError(f"cannot write {output}: {exc.strerror or exc}") from None
-    small = sum(1 for s in cal.per_class.values() if s.n < cal.min_class_samples)
-    typer.echo(
-        f"calibrated on {cal.n_samples} benign inputs ({len(cal.per_class)} predicted classes, {small} using pooled "
-        f"statistics); NSPC threshold {cal.threshold:.4g} gives FPR {cal.achieved_fpr:.4f} on this set "
-        f"(target {cal.target_fpr}); scales {','.join(map(str, cal.scales))}; wrote {output}"
-    )
+    lines = calibration_lines(cal, result)
+    for line in lines[:-1]:
+        typer.echo(line, err=line.startswith("Warning"))
+    typer.echo(f"{lines[-1]}; wrote {output}")
 
 
 @app.command()

@@ -43,10 +43,11 @@ ModelArg = Annotated[Path, typer.Argument(help="The ONNX model.")]
 DeviceOpt = Annotated[Device, typer.Option(help="auto: CUDA when a session really gets it, else CPU; cuda: fail if unavailable.")]
 ScalesOpt = Annotated[str, typer.Option(help="Scale set S, e.g. 3,5,7,9,11 or 1-11.")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per batch (each sent with its |S| amplified copies) [default: up to 256, fewer for large images].")]
-ScoreOpt = Annotated[Score, typer.Option("--score", help="spc (the paper) or prob-consistency (beyond the paper: mean probability of the unscaled label across scales; needs a model that outputs scores).")]
+ScoreOpt = Annotated[Optional[str], typer.Option("--score", help="The score that flags: spc (the paper), prob-consistency (beyond the paper: mean probability of the unscaled label across scales), strip, teco; with a calibration also nspc and the calibrated q-<score> and q-fisher (the detectors combined) [default: spc; with a calibration its decision, usually q-fisher].")]
+DetectorOpt = Annotated[Optional[str], typer.Option("--detector", help="Detectors to run, comma-separated: scaleup (6 queries per input), strip (1 + blends; needs a calibration's clean images), teco (1 + 12 x severities) [default: scaleup; with --calibration the calibration's detectors, or a subset of them].")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report here (replaced only when complete) [default: stdout].")]
-ThresholdOpt = Annotated[Optional[float], typer.Option(help="Flag when the score >= this [default: 0.5 on SPC, or the calibration's NSPC threshold].")]
-CalibrationOpt = Annotated[Optional[Path], typer.Option(help="Calibration file from `scanner calibrate` (scores become NSPC) [default: none, data-free SPC].")]
+ThresholdOpt = Annotated[Optional[float], typer.Option(help="Flag when the score >= this [default: 0.5 on SPC; with a calibration 1 - its FPR on q- scores (p-value at most the FPR), its threshold on NSPC].")]
+CalibrationOpt = Annotated[Optional[Path], typer.Option(help="Calibration file from `scanner calibrate`: per-class benign references for every score, the detectors and their clean images [default: none, data-free SPC].")]
 
 PREP = "Preprocessing (overrides the spec file and the model's metadata)"
 _FROM_MODEL = " [default: from --spec, else the model's metadata or graph, else guessed]."

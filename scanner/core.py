@@ -19,9 +19,10 @@ import numpy as np
 
 from .batches import BatchLoader
 from .calibration import Calibration
-from .detectors import Detector, ScaleUp
+from .detectors import Detector, ScaleUp, build_detector, from_settings, parts_of
 from .detectors.scaleup import DEFAULT_SCALES
-from ._validation import check_number
+from .reference import COMBINED, References, q_name
+from ._validation import check_number, check_scales
 from .errors import InputError, ModelLoadError, ScannerError
 from .inputs import InputSet, MemoryArray, collect_inputs
 from .loader import Model, load_model
@@ -32,6 +33,9 @@ from .spec import ResolvedSpec, Spec
 # Elements (float32) of one session call's input, at most: bounds memory for large images.
 _MAX_CALL_ELEMENTS = 1 << 24
 _MAX_BATCH = 256
+# With a calibration and no recorded decision, the first of these the scan offers flags.
+DECISION_ORDER = (q_name(COMBINED), q_name("prob_consistency"), q_name("strip"), q_name("teco"), "nspc",
+                  q_name("spc"))
 
 
 class _Window:
@@ -79,11 +83,15 @@ class Scanner:
     threads : int, optional
         ONNX Runtime intra-op threads.
     score : str, optional
-        The detector's score compared with the threshold without a calibration (default: its
-        first; for SCALE-UP "spc", or "prob-consistency", beyond the paper, which needs a model
-        that outputs class scores).
+        The score compared with the threshold. Default: without a calibration the detector's
+        first raw score (SCALE-UP: "spc"); with one, the calibration's decision (``q_fisher``
+        for several detectors, see :data:`DECISION_ORDER`). Any raw score, ``nspc``, or a
+        calibrated ``q_<score>`` of the detectors that run may be named.
     detector : Detector, optional
-        Another detector instance (default: ``ScaleUp(scales)``).
+        A detector instance (default: ``ScaleUp(scales)``, or what the calibration recorded).
+    detectors : str or sequence of str, optional
+        Detectors by name ("scaleup", "strip", "teco", or several: "scaleup,strip,teco"), with a
+        calibration a subset of its detectors. ``detector_params`` maps a name to its parameters.
 
     Examples
     --------
@@ -96,33 +104,52 @@ class Scanner:
                  threshold: float | None = None, calibration: str | Path | Calibration | None = None,
                  spec: dict[str, Any] | None = None, spec_file: str | Path | None = None,
                  batch_size: int | None = None, workers: int | None = None, threads: int | None = None,
-                 score: str | None = None, detector: Detector | None = None) -> None:
+                 score: str | None = None, detector: Detector | None = None,
+                 detectors: str | Sequence[str] | None = None,
+                 detector_params: dict[str, dict[str, Any]] | None = None) -> None:
         if device not in ("auto", "cpu", "cuda"):
             raise ScannerError(f"device must be auto, cpu or cuda, got {device!r}")
         if detector is not None and not isinstance(detector, Detector):
             raise ScannerError(f"detector must be a scanner.detectors.Detector, got {type(detector).__name__}")
-        detector = detector if detector is not None else ScaleUp(scales)
         if threshold is not None:
             threshold = check_number(threshold, "threshold")
         for name, value in (("batch_size", batch_size), ("workers", workers), ("threads", threads)):
             if value is not None:
                 check_number(value, name, lo=1, integer=True)
-        # a raw score of the detector; its calibrated variants come only from a calibration
-        choices = [n.replace("_", "-") for n in detector.score_names if n not in detector.calibrated]
-        score = choices[0] if score is None else score
-        if score not in choices:
-            raise ScannerError(f"score must be {' or '.join(choices)}, got {score!r}")
-        if score != choices[0] and calibration is not None:
-            raise ScannerError("a calibration applies to SPC (NSPC); it cannot be combined with --score prob-consistency")
-        self.model: Model = load_model(model, device=device, options=spec, spec_file=spec_file, threads=threads)
+        cal = calibration if calibration is None or isinstance(calibration, Calibration) else Calibration.load(calibration)
+        if detector is None:
+            if cal is not None and cal.labels is not None:
+                detector = from_settings(cal.detectors, cal.clean_images, detectors)
+            elif detectors is not None:
+                params = dict(detector_params or {})
+                params.setdefault("scaleup", {}).setdefault("scales", scales)
+                detector = build_detector(detectors, params)
+            else:
+                detector = ScaleUp(scales)
         self.detector = detector
-        if score.replace("-", "_") in detector.probability_scores and self.model.output_kind != "scores":
+        if cal is not None and "scaleup" in cal.detector_names:
+            cal.check_compatible(model_sha256=cal.model_sha256 or "", scales=check_scales(scales))
+        self.model: Model = load_model(model, device=device, options=spec, spec_file=spec_file, threads=threads)
+        self.calibration = self._check_calibration(cal)
+        self.references = self._references()
+        # scores: raw ones of the detector, then what the calibration adds
+        self.score_names = tuple(detector.score_names)  # NSPC is null without a calibration (schema 1 keeps the key)
+        if self.references is not None:
+            self.score_names += tuple(self.references.names)
+        choices = [n.replace("_", "-") for n in self.score_names
+                   if self.calibration is not None or n not in detector.calibrated]
+        if score is None:
+            score = self._default_score().replace("_", "-")
+        score = score.replace("_", "-")
+        if score not in choices:
+            raise ScannerError(f"score must be one of {', '.join(choices)}, got {score!r}")
+        raw_probability = score.replace("-", "_") in detector.probability_scores
+        if raw_probability and self.model.output_kind != "scores":
             raise ScannerError(f"--score {score} needs class scores, but the model's output "
                                f"{self.model.output.tensor.name!r} holds labels only")
         self.score_kind = score
-        self.calibration = self._load_calibration(calibration)
         if threshold is None:
-            threshold = self.calibration.threshold if self.calibration else self.detector.default_threshold
+            threshold = self._default_threshold(score.replace("-", "_"))
         self.threshold = float(threshold)
         spec_ = self.spec
         per_image = spec_.height * spec_.width * spec_.channels * self.detector.queries_per_input
@@ -131,14 +158,49 @@ class Scanner:
         self.workers = int(workers or max(1, min(4, (os.cpu_count() or 1) - 1)))
         self._buffer: np.ndarray | None = None
 
-    def _load_calibration(self, calibration) -> Calibration | None:
-        if calibration is None:
+    def _check_calibration(self, cal: Calibration | None) -> Calibration | None:
+        if cal is None:
             return None
-        if not self.detector.calibrated:
-            raise ScannerError(f"the {self.detector.name} detector has no calibrated score")
-        cal = calibration if isinstance(calibration, Calibration) else Calibration.load(calibration)
-        cal.check_compatible(model_sha256=self.info.sha256, scales=getattr(self.detector, "scales", ()))
+        names = [p.name for p in parts_of(self.detector)]
+        missing = [n for n in names if n not in cal.detector_names]
+        if missing:
+            raise ScannerError(f"the calibration was made with {', '.join(cal.detector_names)}, not "
+                               f"{', '.join(missing)}; recalibrate with --detector {','.join(names)}")
+        cal.check_compatible(model_sha256=self.info.sha256,
+                             scales=self.scales if "scaleup" in names else cal.scales)
         return cal
+
+    def _references(self) -> References | None:
+        """References of this detector's raw scores from a version 2 calibration."""
+        cal = self.calibration
+        if cal is None or cal.labels is None:
+            return None
+        raw = [n for n in self.detector.score_names if n in cal.values]
+        has_probs = self.model.output_kind == "scores"
+        raw = [n for n in raw if has_probs or n not in self.detector.probability_scores]
+        # SPC is a coarse copy of prob-consistency where both exist: combine the finer one
+        combine = [n for n in raw if not (n == "spc" and "prob_consistency" in raw)]
+        return cal.references(raw, combine)
+
+    def _default_score(self) -> str:
+        cal = self.calibration
+        if cal is None:
+            return next(n for n in self.detector.score_names if n not in self.detector.calibrated)
+        if self.references is None:
+            return "nspc"  # a version 1 calibration: the paper's data-limited variant
+        available = set(self.score_names)
+        if cal.decision in available:
+            return cal.decision
+        return next(n for n in DECISION_ORDER if n in available)
+
+    def _default_threshold(self, score: str) -> float:
+        if score.startswith("q_"):
+            # q = 1 - p flags p <= target FPR (the small margin keeps p == target on the flagged side)
+            return 1.0 - self.calibration.target_fpr - 1e-12
+        if score == "nspc":
+            return self.calibration.threshold
+        owner = next((p for p in parts_of(self.detector) if score in p.score_names), self.detector)
+        return owner.default_threshold
 
     # -- what the model boundary decided ------------------------------------------------------
     @property
@@ -167,8 +229,8 @@ class Scanner:
 
     @property
     def score_name(self) -> str:
-        """The score the threshold applies to, as reports spell it ("spc", "nspc", "prob-consistency")."""
-        return next(iter(self.detector.calibrated)) if self.calibration else self.score_kind
+        """The score the threshold applies to, as reports spell it ("spc", "nspc", "q-fisher", ...)."""
+        return self.score_kind
 
     def settings(self) -> ScanSettings:
         """What produced the numbers: model, spec, provider, detector, threshold, calibration."""
@@ -201,6 +263,9 @@ class Scanner:
             raise ModelLoadError(f"the model's output {self.model.output.tensor.name!r} gives {probs.shape[1]} "
                                  "class score per input; a classifier with at least 2 classes is needed")
         out = det.score(labels, probs, b)
+        found = det.undecidable(images)
+        if found is not None:
+            out.undecidable, out.undecidable_reason = found
         if probs is not None:
             bad_rows = ~np.isfinite(probs).all(axis=1)
             if bad_rows.any():  # query-major rows: row i * b + k belongs to input k
@@ -299,6 +364,8 @@ class Scanner:
         for name, values in tally.raw.items():
             part.raw[name] = values[first:stop]
         part.scored[rows] = True
+        part.undecidable[rows] = tally.undecidable[first + rows]
+        part.reasons.update({int(i - first): r for i, r in tally.reasons.items() if first <= i < stop})
         part.fail([(i - first, reason) for i, reason in failures])
         return self.result(_Window(inputs, first, size), part, 0.0)
 
@@ -310,22 +377,31 @@ class Scanner:
         """The scan's result from filled books: flags, calibrated scores, settings."""
         indices = np.flatnonzero(tally.scored)
         raw = {k: v[indices] for k, v in tally.raw.items()}
-        scores = self._scores(tally.labels[indices], tally.queries[indices], raw)
+        scores = self._scores(tally.labels[indices], tally.queries[indices], raw, tally.undecidable[indices])
+        scores.undecidable_reasons = {int(i): tally.reasons[int(j)] for i, j in enumerate(indices)
+                                      if tally.undecidable[j]}
         return ScanResult(inputs, indices, scores, sorted(tally.failures), self.settings(), seconds,
-                          score_names=self.detector.score_names)
+                          score_names=self.score_names)
 
-    def _scores(self, labels: np.ndarray, queries: np.ndarray, raw: dict[str, np.ndarray]) -> Scores:
+    def _scores(self, labels: np.ndarray, queries: np.ndarray, raw: dict[str, np.ndarray],
+                undecidable: np.ndarray) -> Scores:
         det = self.detector
         has_probs = self.model.output_kind == "scores"
         named: dict[str, np.ndarray | None] = {}
         for name in det.score_names:
             if name in raw:
                 named[name] = raw[name]
-            else:  # not produced: needs probabilities the model lacks, or no input was scored
+            elif name not in det.calibrated:  # not produced: needs probabilities the model lacks, or nothing scored
                 usable = has_probs or name not in det.probability_scores
                 named[name] = np.empty(0) if usable and len(labels) == 0 else None
         for calibrated, base in det.calibrated.items():
             named[calibrated] = self.calibration.nspc(named[base], labels) if self.calibration else None
+        if self.references is not None:
+            named.update(self.references.calibrated(named, labels))
+        named = {n: named.get(n) for n in self.score_names}
         score = named[self.score_name.replace("-", "_")]
-        return Scores(labels, queries, named, self.score_name, score, score >= self.threshold,
-                      query_labels_key=det.query_labels_key)
+        if score is None:
+            raise ScannerError(f"the score {self.score_name} could not be computed for this model")
+        flagged = (score >= self.threshold) & ~undecidable
+        return Scores(labels, queries, named, self.score_name, score, flagged,
+                      query_labels_key=det.query_labels_key, undecidable=undecidable)

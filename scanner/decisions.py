@@ -30,6 +30,11 @@ MIN_RATE_EXCESS = 0.05
 # from it is an artefact, so none is named.
 COLLAPSE_SHARE = 0.90
 COLLAPSE_MIN_INPUTS = 20
+# Above this share of undecidable inputs the verdict is "cannot judge".
+CANNOT_JUDGE_SHARE = 0.5
+NO_REFERENCE = ("no benign reference: without a calibration the scanner cannot tell a backdoor's target from "
+                "the class amplified or corrupted inputs drift to on any model, so it names none; run "
+                "`scanner calibrate` on trusted clean inputs and scan with --calibration")
 # where a stated preprocessing comes from (a uint8 input implies [0, 255]: "inferred from graph")
 STATED_SOURCES = ("option", "spec file", "model metadata")
 PROBE_HINT = "run `scanner probe MODEL IMAGES` to find the preprocessing and pass the flags it prints"
@@ -75,6 +80,11 @@ class Verdict:
     suspects: tuple[Suspect, ...]
     withheld: str | None = None  # why no suspect is named although the test found some
     withheld_suspects: tuple[Suspect, ...] = ()
+    #: "suspect" (a class named), "no suspect" (tested against a benign reference, none named),
+    #: "no reference" (nothing to test against: no class is named), "cannot judge" (most
+    #: inputs undecidable), "withheld" (suspects found but not named, see ``withheld``)
+    status: str = "no suspect"
+    note: str | None = None  # one line saying why for the statuses other than suspect / no suspect
 
     @property
     def model_suspicious(self) -> bool:
@@ -82,7 +92,8 @@ class Verdict:
 
     def withhold(self, reason: str) -> "Verdict":
         """The same verdict naming no suspect, recording which ones were withheld and why."""
-        return replace(self, suspects=(), withheld=reason, withheld_suspects=self.suspects)
+        return replace(self, suspects=(), withheld=reason, withheld_suspects=self.suspects, status="withheld",
+                       note=reason)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +106,8 @@ class Verdict:
             "model_suspicious": self.model_suspicious,
             "suspects_withheld": self.withheld,
             "withheld_targets": [s.to_dict() for s in self.withheld_suspects],
+            "status": self.status,
+            "note": self.note,
         }
 
 
@@ -111,6 +124,7 @@ class Summary:
     seconds: float
     warnings: tuple[str, ...] = ()
     incomplete: str | None = None  # why the scan stopped before every input was reached
+    undecidable: int = 0  # scored inputs the detector cannot judge (never flagged, not in the verdict)
 
     @property
     def flagged_rate(self) -> float:
@@ -128,6 +142,7 @@ class Summary:
             "verdict": self.verdict.to_dict(),
             "seconds": round(self.seconds, 3),
             "incomplete": self.incomplete,
+            "undecidable": self.undecidable,
         }
 
 
@@ -138,6 +153,7 @@ class Gate:
     max_flagged: int | None
     max_flagged_rate: float | None
     reasons: tuple[str, ...] = field(default=())
+    fail_on_suspect: bool = False
 
     @property
     def passed(self) -> bool:
@@ -148,7 +164,7 @@ class Gate:
 
     def to_dict(self) -> dict[str, Any]:
         return {"max_flagged": self.max_flagged, "max_flagged_rate": self.max_flagged_rate,
-                "passed": self.passed, "reasons": list(self.reasons)}
+                "fail_on_suspect": self.fail_on_suspect, "passed": self.passed, "reasons": list(self.reasons)}
 
 
 def binomial_sf(k: int, n: int, p: float) -> float:
@@ -224,7 +240,7 @@ def model_verdict(labels: np.ndarray, flagged: np.ndarray, *, expected_fpr: floa
         expected_fpr=expected_fpr, expected_fpr_source=source, alpha=alpha, expected_fpr_per_class=dict(per_class),
         test=(f"one-sided binomial per predicted class, Holm-corrected; a suspect is also flagged at least "
               f"{MIN_RATE_RATIO:g}x and {MIN_RATE_EXCESS:g} above its expected rate"),
-        suspects=tuple(suspects),
+        suspects=tuple(suspects), status="suspect" if suspects else "no suspect",
     )
 
 
@@ -234,17 +250,32 @@ def summarize(result: ScanResult, *, expected_fpr: float | None = None, alpha: f
     cal = result.settings.calibration
     expected_per_class = None
     check_rate(alpha, "alpha")
+    reference = True
     if expected_fpr is not None:
         expected_fpr = check_rate(expected_fpr, "expected benign flag rate (--expected-fpr)")
         source = "given (--expected-fpr)"
+    elif cal is not None and result.settings.score.startswith("q"):
+        # conformal p-values per predicted class: each class's benign flag rate is at most the target
+        expected_fpr, source = cal.target_fpr, "calibration: per-class conformal p-values, rate at most the target"
     elif cal is not None:
         expected_fpr, source = cal.expected_fpr(), "calibration, per predicted class"
         expected_per_class = cal.expected_fpr_per_class()
     else:
         expected_fpr, source = DEFAULT_ASSUMED_FPR, "assumed: no calibration; pass --calibration or --expected-fpr"
-    verdict = model_verdict(s.labels, s.flagged, expected_fpr=expected_fpr, source=source,
-                            per_class=expected_per_class, alpha=alpha, class_names=names)
-    warnings = []
+        reference = False
+    verdict, warnings = decide(s.labels, s.flagged, s.undecidable, expected_fpr=expected_fpr, source=source,
+                               reference=reference, per_class=expected_per_class, alpha=alpha, class_names=names,
+                               undecidable_reason=next(iter(s.undecidable_reasons.values()), ""))
+    undecidable = int(s.undecidable.sum())
+    if cal is not None:
+        from .calibration_report import unflaggable
+
+        score = result.settings.score.replace("-", "_")
+        blind = {k: v for k, v in unflaggable(cal, score).items() if np.any(s.labels == k)}
+        if blind:
+            first = min(blind)
+            warnings.append(f"{score.replace('_', '-')} cannot flag predicted class(es) "
+                            f"{', '.join(map(str, sorted(blind)))} of this scan (class {first}: {blind[first]})")
     guessed = guessed_preprocessing(result.settings.spec_sources)
     if guessed:
         warnings.append(f"preprocessing guessed: {' and '.join(guessed)} not given by a flag, spec file or the "
@@ -263,7 +294,41 @@ def summarize(result: ScanResult, *, expected_fpr: float | None = None, alpha: f
         inputs_found=result.n_found, scored=result.n_scored, failed=len(result.failures),
         flagged=int(s.flagged.sum()), per_class=per_class_counts(s.labels, s.flagged, names),
         verdict=verdict, seconds=result.seconds, warnings=tuple(warnings), incomplete=result.incomplete,
+        undecidable=undecidable,
     )
+
+
+def decide(labels: np.ndarray, flagged: np.ndarray, undecidable: np.ndarray, *, expected_fpr: float, source: str,
+           reference: bool, per_class: dict[int, float] | None = None, alpha: float = DEFAULT_ALPHA,
+           class_names=None, undecidable_reason: str = "") -> tuple[Verdict, list[str]]:
+    """The verdict from per-input labels, flags and undecidable marks, and its warnings.
+
+    Undecidable inputs are left out. Most of them undecidable: "cannot judge". Without a benign
+    reference (``reference=False``: no calibration, no stated rate): no class is named, since the
+    class inputs drift to under the detector's queries looks like a target on any model; the
+    most flagged class is mentioned as such.
+    """
+    labels, flagged, undecidable = np.asarray(labels), np.asarray(flagged, bool), np.asarray(undecidable, bool)
+    decidable = ~undecidable
+    verdict = model_verdict(labels[decidable], flagged[decidable], expected_fpr=expected_fpr, source=source,
+                            per_class=per_class, alpha=alpha, class_names=class_names)
+    warnings = []
+    n_undecidable = int(undecidable.sum())
+    if labels.size and n_undecidable / labels.size > CANNOT_JUDGE_SHARE:
+        note = (f"cannot judge: {n_undecidable} of {labels.size} scored inputs are undecidable for the detector"
+                + (f" ({undecidable_reason})" if undecidable_reason else ""))
+        verdict = replace(verdict.withhold(note) if verdict.suspects else verdict, status="cannot judge", note=note)
+        warnings.append(note)
+    elif not reference:
+        most = max(per_class_counts(labels[decidable], flagged[decidable]),
+                   key=lambda c: (c.flagged / c.inputs, c.inputs), default=None)
+        note = NO_REFERENCE
+        if most is not None and most.flagged:
+            name = _class_name(class_names, most.label)
+            note += (f"; most flagged: class {most.label}{f' ({name})' if name else ''}, {most.flagged} of "
+                     f"{most.inputs}, which may be a target or only where inputs drift to")
+        verdict = replace(verdict.withhold(note) if verdict.suspects else verdict, status="no reference", note=note)
+    return verdict, warnings
 
 
 def _range(pixel_range: str) -> str:
@@ -295,9 +360,10 @@ def collapsed(labels: np.ndarray) -> tuple[int, float] | None:
 
 
 
-def check_gate(summary: Summary, *, max_flagged: int | None, max_flagged_rate: float | None) -> Gate | None:
-    """The CI gate, or None when no limit is set."""
-    if max_flagged is None and max_flagged_rate is None:
+def check_gate(summary: Summary, *, max_flagged: int | None, max_flagged_rate: float | None,
+               fail_on_suspect: bool = False) -> Gate | None:
+    """The CI gate, or None when no limit is set. ``fail_on_suspect``: a named class fails it."""
+    if max_flagged is None and max_flagged_rate is None and not fail_on_suspect:
         return None
     if max_flagged is not None:
         max_flagged = check_number(max_flagged, "--max-flagged", lo=0, integer=True)
@@ -308,4 +374,6 @@ def check_gate(summary: Summary, *, max_flagged: int | None, max_flagged_rate: f
         reasons.append(f"{summary.flagged} flagged > --max-flagged {max_flagged}")
     if max_flagged_rate is not None and summary.flagged_rate > max_flagged_rate:
         reasons.append(f"flagged rate {summary.flagged_rate:.4f} > --max-flagged-rate {max_flagged_rate}")
-    return Gate(max_flagged, max_flagged_rate, tuple(reasons))
+    if fail_on_suspect and summary.verdict.suspects:
+        reasons.append("--fail-on-suspect: " + "; ".join(s.text for s in summary.verdict.suspects))
+    return Gate(max_flagged, max_flagged_rate, tuple(reasons), fail_on_suspect)

@@ -60,12 +60,13 @@ def scan(model: str | Path, paths: Sequence[str | Path] | InputSet, *, address: 
          shard_format: str = "parquet", device: str = "auto", scales: Sequence[float] = DEFAULT_SCALES,
          threshold: float | None = None, calibration: str | Path | Calibration | None = None,
          spec: dict[str, Any] | None = None, spec_file: str | Path | None = None, batch_size: int | None = None,
-         score: str | None = None, progress: Callable[[int, int], None] | None = None) -> ScanResult:
+         score: str | None = None, detectors: str | Sequence[str] | None = None,
+         progress: Callable[[int, int], None] | None = None) -> ScanResult:
     """Scan image files, folders and image arrays on a Ray cluster; same result as ``Scanner.scan``.
 
     Parameters
     ----------
-    model, device, scales, threshold, calibration, spec, spec_file, batch_size, score
+    model, device, scales, threshold, calibration, spec, spec_file, batch_size, score, detectors
         As for :class:`~scanner.core.Scanner`. The model, the inputs and any spec file must be
         readable at the same path on every node (a shared file system).
     paths : sequence of paths, or an InputSet
@@ -94,7 +95,7 @@ def scan(model: str | Path, paths: Sequence[str | Path] | InputSet, *, address: 
     from .core import Scanner
 
     options = dict(scales=tuple(scales), threshold=threshold, spec=spec, spec_file=spec_file,
-                   batch_size=batch_size, score=score)
+                   batch_size=batch_size, score=score, detectors=detectors)
     # the driver's own copy: validates everything before a cluster starts, owns settings and books
     driver = Scanner(model, device="cpu", calibration=calibration, threads=1, **options)
     options.update(calibration=driver.calibration, batch_size=driver.batch_size)

@@ -1,8 +1,9 @@
 """The paper's evaluation protocol over a benign and a poisoned input set.
 
 Benign = clean inputs the model classifies correctly (when true labels are known); poisoned =
-triggered inputs the model sends to the target class (when ``target_label`` is given). Scores:
-SPC, and NSPC when the scanner has a calibration. Metrics from :mod:`scanner.metrics`.
+triggered inputs the model sends to the target class (when ``target_label`` is given). Every score the scan offers is evaluated
+(SPC, prob-consistency, STRIP, TeCo, and with a calibration NSPC and the calibrated ``q_*``);
+inputs a detector cannot judge are left out and counted. Metrics from :mod:`scanner.metrics`.
 """
 
 from __future__ import annotations
@@ -23,13 +24,22 @@ from .metrics import detection_report
 @dataclass
 class Evaluation:
     """The paper's protocol on one benign and one poisoned set: what was kept, every figure, and
-    the kept SPC values (for plots)."""
+    the kept values of every score (for plots)."""
 
     settings: ScanSettings
     protocol: dict[str, Any]
     metrics: dict[str, dict[str, Any]]
-    benign_spc: np.ndarray
-    poisoned_spc: np.ndarray
+    benign: dict[str, np.ndarray]
+    poisoned: dict[str, np.ndarray]
+    names: tuple[str, str] = ("benign", "poisoned")  # how the two sets are shown (their paths)
+
+    @property
+    def benign_spc(self) -> np.ndarray:
+        return self.benign.get("spc", np.empty(0))
+
+    @property
+    def poisoned_spc(self) -> np.ndarray:
+        return self.poisoned.get("spc", np.empty(0))
 
     def to_dict(self) -> dict[str, Any]:
         """The ``scanner evaluate -o`` JSON document."""
@@ -110,10 +120,10 @@ def evaluate(scanner: Scanner, benign: Sequence[str | Path], poisoned: Sequence[
     if ben.n_scored == 0 or poi.n_scored == 0:
         raise InputError("nothing could be scored in the benign or the poisoned set")
     truth, truth_note = _true_labels(ben, scanner, labels_file)
-    keep_benign = np.ones(ben.n_scored, dtype=bool)
+    keep_benign = ~ben.scores.undecidable
     if truth is not None:
-        keep_benign = ben.scores.labels == truth
-    keep_poisoned = np.ones(poi.n_scored, dtype=bool)
+        keep_benign &= ben.scores.labels == truth
+    keep_poisoned = ~poi.scores.undecidable
     poisoned_note = "no filter (pass --target-label to keep only inputs sent to the target)"
     if target_label is not None:
         keep_poisoned = poi.scores.labels == target_label
@@ -136,23 +146,28 @@ def evaluate(scanner: Scanner, benign: Sequence[str | Path], poisoned: Sequence[
         "poisoned_filter": poisoned_note,
         "attack_success_rate": float((poi.scores.labels == target_label).mean()) if target_label is not None else None,
         "failures": ben.failure_records() + poi.failure_records(),
+        "undecidable_left_out": {"benign": int(ben.scores.undecidable.sum()), "poisoned": int(poi.scores.undecidable.sum())},
     }
     metrics: dict[str, dict[str, Any]] = {}
-    b_spc, p_spc = ben.scores.spc[keep_benign], poi.scores.spc[keep_poisoned]
-    spc_threshold = scanner.threshold if scanner.calibration is None else 0.5
-    metrics["spc"] = detection_report(b_spc, p_spc, threshold=spc_threshold, fprs=fprs, seed=seed)
-    if scanner.calibration is not None:
-        metrics["nspc"] = detection_report(ben.scores.nspc[keep_benign], poi.scores.nspc[keep_poisoned],
-                                                  threshold=scanner.threshold, fprs=fprs, seed=seed)
-    if ben.scores.prob_consistency is not None:  # beyond the paper; AUROC is what matters here
-        metrics["prob_consistency"] = detection_report(
-            ben.scores.prob_consistency[keep_benign], poi.scores.prob_consistency[keep_poisoned],
-            threshold=scanner.threshold if scanner.score_name == "prob-consistency" else 0.5, fprs=fprs, seed=seed)
-    return Evaluation(scanner.settings(), protocol, metrics, b_spc, p_spc)
+    kept_b, kept_p = {}, {}
+    decision = scanner.score_name.replace("-", "_")
+    for name in scanner.score_names:
+        b, p = ben.scores.named.get(name), poi.scores.named.get(name)
+        if b is None or p is None:
+            continue
+        kept_b[name], kept_p[name] = b[keep_benign], p[keep_poisoned]
+        # each score at its own default operating point; the scan's decision at the scan's threshold
+        threshold = scanner.threshold if name == decision else scanner._default_threshold(name)
+        metrics[name] = detection_report(kept_b[name], kept_p[name], threshold=threshold, fprs=fprs, seed=seed)
+        metrics[name]["threshold"] = threshold
+        metrics[name]["decision"] = name == decision
+    names = (", ".join(map(str, benign)), ", ".join(map(str, poisoned)))
+    return Evaluation(scanner.settings(), protocol, metrics, kept_b, kept_p, names)
 
 
 def plot_evaluation(result: Evaluation, path: str | Path) -> None:
-    """ROC curve and SPC histograms of both sets, as one PNG."""
+    """ROC curves of every score (the decision's operating point marked) and a histogram of each
+    score for both sets, as one PNG; the model and the set names in the title."""
     try:
         import matplotlib
 
@@ -162,19 +177,34 @@ def plot_evaluation(result: Evaluation, path: str | Path) -> None:
         raise InputError('--plot needs matplotlib: pip install matplotlib (in a checkout of the scanner: pip install -e ".[plot]")') from None
     from sklearn.metrics import roc_curve
 
-    b, p = result.benign_spc, result.poisoned_spc
-    fpr, tpr, _ = roc_curve(np.r_[np.zeros(b.size), np.ones(p.size)], np.r_[b, p])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(fpr, tpr, label=f"SPC, AUROC {result.metrics['spc']['auroc']:.4f}")
-    ax1.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax1.set(xlabel="false-positive rate", ylabel="true-positive rate", title="ROC")
-    ax1.legend(loc="lower right")
-    k = len(result.settings.query_names)
-    bins = np.linspace(-0.5 / k, 1 + 0.5 / k, k + 2)  # one bin centred on each SPC value i / k
-    ax2.hist(b, bins=bins, alpha=0.6, density=True, label=f"benign (n={b.size})")
-    ax2.hist(p, bins=bins, alpha=0.6, density=True, label=f"poisoned (n={p.size})")
-    ax2.set(xlabel="SPC", ylabel="density", title="SPC histograms, scales " + ",".join(result.settings.query_names))
-    ax2.legend()
+    names = list(result.metrics)
+    cols = 3
+    rows = 1 + (len(names) + cols - 1) // cols
+    fig = plt.figure(figsize=(4.2 * cols, 3.4 * rows))
+    fig.suptitle(f"{Path(result.settings.model).name}: benign {result.names[0]} vs poisoned {result.names[1]}",
+                 fontsize=10)
+    roc = fig.add_subplot(rows, cols, 1)
+    for name in names:
+        b, p = result.benign[name], result.poisoned[name]
+        fpr, tpr, _ = roc_curve(np.r_[np.zeros(b.size), np.ones(p.size)], np.r_[b, p])
+        line, = roc.plot(fpr, tpr, label=f"{name} {result.metrics[name]['auroc']:.3f}", lw=2 if result.metrics[name]["decision"] else 1)
+        if result.metrics[name]["decision"]:
+            at = result.metrics[name]["at_threshold"]
+            roc.plot([at["fpr"]], [at["tpr"]], "o", color=line.get_color(), label=f"operating point ({name} >= "
+                     f"{result.metrics[name]['threshold']:.3g})")
+    roc.plot([0, 1], [0, 1], "k:", lw=0.8)
+    roc.set(xlabel="false-positive rate", ylabel="true-positive rate", title="ROC (AUROC)")
+    roc.legend(loc="lower right", fontsize=7)
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(rows, cols, cols + 1 + i)
+        b, p = result.benign[name], result.poisoned[name]
+        both = np.r_[b, p]
+        bins = np.linspace(both.min(), both.max() + 1e-9, 31) if both.size else 10
+        ax.hist(b, bins=bins, alpha=0.6, density=True, label=f"benign (n={b.size})")
+        ax.hist(p, bins=bins, alpha=0.6, density=True, label=f"poisoned (n={p.size})")
+        ax.axvline(result.metrics[name]["threshold"], color="k", lw=0.8, ls="--")
+        ax.set(xlabel=name, ylabel="density", title=name + (" (decision)" if result.metrics[name]["decision"] else ""))
+        ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
     plt.close(fig)

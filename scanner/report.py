@@ -47,7 +47,7 @@ def render_model(model: "Model", fmt: InspectFormat, stream: IO[str]) -> None:
 
 def render_evaluation(evaluation: "Evaluation", stream: IO[str]) -> None:
     """The paper's figures as lines of text."""
-    stream.write("\n".join(evaluation_lines(evaluation.to_dict())) + "\n")
+    stream.write("\n".join(evaluation_lines(evaluation.to_dict(), evaluation.settings.detector_text)) + "\n")
 
 
 def write_evaluation_json(evaluation: "Evaluation", stream: IO[str]) -> None:
@@ -55,10 +55,10 @@ def write_evaluation_json(evaluation: "Evaluation", stream: IO[str]) -> None:
     stream.write("\n")
 
 
-def evaluation_lines(doc: dict[str, Any]) -> list[str]:
+def evaluation_lines(doc: dict[str, Any], detectors: str = "") -> list[str]:
     p = doc["protocol"]
     lines = [
-        f"model {doc['model']} on {doc['execution_provider']}; scales {','.join(map(str, doc['scales']))}",
+        f"model {doc['model']} on {doc['execution_provider']}; {detectors or 'scales ' + ','.join(map(str, doc.get('scales', [])))}",
         f"benign: {p['benign_found']} found, {p['benign_scored']} scored, {p['benign_kept']} kept ({p['benign_filter']})",
         f"poisoned: {p['poisoned_found']} found, {p['poisoned_scored']} scored, {p['poisoned_kept']} kept ({p['poisoned_filter']})",
     ]
@@ -69,7 +69,7 @@ def evaluation_lines(doc: dict[str, Any]) -> list[str]:
     for name, m in doc["metrics"].items():
         t = m["at_threshold"]
         fixed = ", ".join(f"TPR {r['tpr']:.4f} at FPR {r['fpr']:.4f} (target {r['target_fpr']})" for r in m["tpr_at_fpr"])
-        lines.append(f"{name.upper()}: AUROC {m['auroc']:.4f}; at threshold {t['threshold']:.4g}: TPR {t['tpr']:.4f}, "
+        lines.append(f"{name.upper()}{' (decision)' if m.get('decision') else ''}: AUROC {m['auroc']:.4f}; at threshold {t['threshold']:.4g}: TPR {t['tpr']:.4f}, "
                      f"FPR {t['fpr']:.4f}, F1 {t['f1']:.4f}; {fixed}; best F1 {m['best_f1']['f1']:.4f} (oracle)")
     if p["failures"]:
         lines.append(f"{len(p['failures'])} input(s) could not be read, e.g. {p['failures'][0]['input']}: {p['failures'][0]['reason']}")

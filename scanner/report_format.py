@@ -71,7 +71,8 @@ def summary_lines(settings: ScanSettings, summary: Summary, gate: Gate | None, *
         f"{settings.detector_text}; flagged when {settings.score.upper()} >= {settings.threshold:.4g}",
         *([f"batch: {settings.batch_note}"] if settings.batch_note else []),
         f"inputs found {summary.inputs_found}, scored {summary.scored}, failed {summary.failed}, "
-        f"flagged {summary.flagged} ({summary.flagged_rate:.1%})",
+        f"flagged {summary.flagged} ({summary.flagged_rate:.1%})"
+        + (f", undecidable {summary.undecidable} (never flagged, not in the verdict)" if summary.undecidable else ""),
     ]
     if summary.per_class:
         hit = [c for c in summary.per_class if c.flagged]
@@ -84,6 +85,8 @@ def summary_lines(settings: ScanSettings, summary: Summary, gate: Gate | None, *
     lines.append(f"expected benign flag rate {v.expected_fpr:.4g} ({v.expected_fpr_source})")
     if v.suspects:
         lines.extend(paint("verdict: " + s.text, "red", colour) for s in v.suspects)
+    elif v.status == "cannot judge":
+        lines.append(paint("verdict: " + (v.note or "cannot judge"), "yellow", colour))
     elif v.withheld:
         lines.append(paint("verdict: no suspect named: " + v.withheld, "yellow", colour))
     else:

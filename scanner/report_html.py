@@ -19,6 +19,7 @@ import math
 from typing import IO, Any
 
 import numpy as np
+from pathlib import Path
 
 from .decisions import Gate, Summary
 from .report_format import display_name
@@ -295,26 +296,41 @@ def write_evaluation_html(evaluation, stream: IO[str]) -> None:
 
     doc = evaluation.to_dict()
     p = doc["protocol"]
-    spc_threshold = doc["metrics"]["spc"]["at_threshold"]["threshold"]
-    b, q = np.asarray(evaluation.benign_spc, float), np.asarray(evaluation.poisoned_spc, float)
-    fpr, tpr, _ = roc_curve(np.r_[np.zeros(b.size), np.ones(q.size)], np.r_[b, q])
     w, pad = 300, 34
-    points = " ".join(f"{pad + x * w:.1f},{pad + (1 - y) * w:.1f}" for x, y in zip(fpr, tpr))
-    roc = (f"<div class='card'><b>ROC, SPC</b> <span class='muted'>(AUROC {doc['metrics']['spc']['auroc']:.4f})</span>"
-           f"<br><svg xmlns='http://www.w3.org/2000/svg' width='{w + 2 * pad}' height='{w + 2 * pad}' role='img' "
-           f"aria-label='ROC curve'><rect x='{pad}' y='{pad}' width='{w}' height='{w}' fill='none' stroke='#1d2330'/>"
-           f"<line x1='{pad}' y1='{pad + w}' x2='{pad + w}' y2='{pad}' stroke='#b9c0cc' stroke-dasharray='3 3'/>"
-           f"<polyline points='{points}' fill='none' stroke='#d9363e' stroke-width='2'/>"
+    colours = ("#d9363e", "#2f6fdb", "#1f9d55", "#b7791f", "#805ad5", "#319795", "#d53f8c", "#4a5568", "#975a16")
+    curves, legend, marks = [], [], []
+    for i, (name, m) in enumerate(doc["metrics"].items()):
+        b, q = np.asarray(evaluation.benign[name], float), np.asarray(evaluation.poisoned[name], float)
+        fpr, tpr, _ = roc_curve(np.r_[np.zeros(b.size), np.ones(q.size)], np.r_[b, q])
+        c = colours[i % len(colours)]
+        points = " ".join(f"{pad + x * w:.1f},{pad + (1 - y) * w:.1f}" for x, y in zip(fpr, tpr))
+        curves.append(f"<polyline points='{points}' fill='none' stroke='{c}' stroke-width='{3 if m['decision'] else 1.5}'/>")
+        legend.append(f"<span style='color:{c}'>&#9632;</span> {_e(name)} {m['auroc']:.4f}")
+        if m["decision"]:
+            at = m["at_threshold"]
+            marks.append(f"<circle cx='{pad + at['fpr'] * w:.1f}' cy='{pad + (1 - at['tpr']) * w:.1f}' r='5' "
+                         f"fill='none' stroke='{c}' stroke-width='2'><title>operating point: {_e(name)} >= "
+                         f"{m['threshold']:.4g}</title></circle>")
+    roc = (f"<div class='card'><b>ROC, every score</b> <span class='muted'>(AUROC; circle: the decision's operating "
+           f"point)</span><br><svg xmlns='http://www.w3.org/2000/svg' width='{w + 2 * pad}' height='{w + 2 * pad}' "
+           f"role='img' aria-label='ROC curves'><rect x='{pad}' y='{pad}' width='{w}' height='{w}' fill='none' "
+           f"stroke='#1d2330'/><line x1='{pad}' y1='{pad + w}' x2='{pad + w}' y2='{pad}' stroke='#b9c0cc' "
+           f"stroke-dasharray='3 3'/>{''.join(curves)}{''.join(marks)}"
            f"<text x='{pad + w / 2}' y='{2 * pad + w - 6}' text-anchor='middle'>false-positive rate</text>"
            f"<text x='12' y='{pad + w / 2}' transform='rotate(-90 12 {pad + w / 2})' text-anchor='middle'>"
-           f"true-positive rate</text></svg></div>")
+           f"true-positive rate</text></svg><br>{'<br>'.join(legend)}</div>")
+    histograms = "".join(
+        _histogram(f"benign {name}", np.asarray(evaluation.benign[name], float), m["threshold"])
+        + _histogram(f"poisoned {name}", np.asarray(evaluation.poisoned[name], float), m["threshold"])
+        for name, m in doc["metrics"].items())
     rows = [("benign", f"{p['benign_found']} found, {p['benign_scored']} scored, {p['benign_kept']} kept "
                        f"({p['benign_filter']})"),
             ("poisoned", f"{p['poisoned_found']} found, {p['poisoned_scored']} scored, {p['poisoned_kept']} kept "
                          f"({p['poisoned_filter']})"),
             ("clean accuracy", p["benign_accuracy"]), ("attack success rate", p["attack_success_rate"]),
             ("failures", len(p["failures"])), ("model", doc["model"]), ("sha256", doc["model_sha256"]),
-            ("execution provider", doc["execution_provider"]), ("scales", ",".join(map(str, doc["scales"])))]
+            ("execution provider", doc["execution_provider"]),
+            ("detectors", evaluation.settings.detector_text), ("scales", ",".join(map(str, doc.get("scales", []))))]
     table = "<table>" + "".join(f"<tr><th>{_e(k)}</th><td class='mono'>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
     head = "<tr><th>score</th><th>AUROC</th><th>threshold</th><th>TPR</th><th>FPR</th><th>F1</th>" + \
            "".join(f"<th>TPR at FPR {r['target_fpr']}</th>" for r in next(iter(doc["metrics"].values()))["tpr_at_fpr"]) + \
@@ -326,9 +342,9 @@ def write_evaluation_html(evaluation, stream: IO[str]) -> None:
         + f"<td>{m['best_f1']['f1']:.4f}</td></tr>" for name, m in doc["metrics"].items())
     stream.write("\n".join([
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>",
-        f"<title>SCALE-UP evaluation: {_e(doc['model'])}</title><style>{_CSS}</style></head><body>",
-        "<h1>SCALE-UP evaluation (the paper's protocol)</h1>", "<h2>Protocol</h2>" + table,
+        f"<title>Evaluation: {_e(doc['model'])}</title><style>{_CSS}</style></head><body>",
+        f"<h1>Evaluation of {_e(Path(doc['model']).name)}: benign {_e(evaluation.names[0])} vs poisoned "
+        f"{_e(evaluation.names[1])}</h1>", "<h2>Protocol</h2>" + table,
         "<h2>Metrics</h2><table class='mono'>" + head + body + "</table>",
-        "<h2>Curves</h2><div class='row'>" + roc + _histogram("benign spc", b, spc_threshold)
-        + _histogram("poisoned spc", q, spc_threshold) + "</div>",
+        "<h2>Curves</h2><div class='row'>" + roc + histograms + "</div>",
         "</body></html>\n"]))

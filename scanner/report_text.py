@@ -30,6 +30,7 @@ class Show(str, Enum):
 
 
 # fixed widths: rows are printed before the longest name is known (a longer cell pushes its row)
+_HEADINGS = {"nspc": "NSPC", "prob_consistency": "P-CONS"}
 _WIDTHS = {"input": 38, "label": 14, "SPC": 5, "NSPC": 6, "P-CONS": 6, "flagged": 7}
 
 
@@ -124,9 +125,11 @@ class ScanWriter:
                 return ([csv_text(r["input"]), "failed", "", ""] + [""] * (len(self.score_names) + 1)
                         + [""] * len(queries) + [csv_text(r["reason"])])
             key = next(k for k in r if isinstance(r[k], dict))
-            return ([csv_text(r["input"]), "scored", r["predicted_label"], csv_text(r["predicted_class"])]
+            undecidable = r.get("undecidable")
+            return ([csv_text(r["input"]), "undecidable" if undecidable else "scored", r["predicted_label"],
+                     csv_text(r["predicted_class"])]
                     + [num_text(r.get(s)) for s in self.score_names] + [int(r["flagged"])]
-                    + list(r[key].values()) + [""])
+                    + list(r[key].values()) + [csv_text(undecidable) if undecidable else ""])
         if kind == "failure":
             if self.show is Show.none:
                 return None
@@ -136,19 +139,27 @@ class ScanWriter:
             return None
         key = next(k for k in r if isinstance(r[k], dict))
         label = str(r["predicted_label"]) + (f" {display_name(r['predicted_class'])}" if r["predicted_class"] else "")
-        extra = self._extra()
-        cells = ([display_name(r["input"]), label, f"{r['spc']:.2f}"] + ([f"{r[extra[1]]:.2f}"] if extra else [])
-                 + [" ".join(str(v) for v in r[key].values()), "yes" if r["flagged"] else "no"])
+        cells = [display_name(r["input"]), label]
+        for _, name in self._columns():
+            cells.append("-" if r.get(name) is None else f"{r[name]:.2f}")
+        if self.settings.query_names:
+            cells.append(" ".join(str(v) for v in r[key].values()))
+        cells.append("yes" if r["flagged"] else "undecidable" if r.get("undecidable") else "no")
         line = self._table_line(cells)
         return (self._paint(line, "red") if r["flagged"] else line) + "\n"
 
-    def _extra(self):
-        return {"nspc": ("NSPC", "nspc"), "prob-consistency": ("P-CONS", "prob_consistency")}.get(self.settings.score)
+    def _columns(self) -> list[tuple[str, str]]:
+        """(heading, record key) of the score columns: SPC when SCALE-UP ran, and the decision's score."""
+        out = [("SPC", "spc")] if "spc" in self.score_names else []
+        score = self.settings.score.replace("-", "_")
+        if score != "spc":
+            out.append((_HEADINGS.get(score, score.upper()), score))
+        return out
 
     def _table_head(self) -> list[str]:
-        extra = self._extra()
-        return (["input", "label", "SPC"] + ([extra[0]] if extra else [])
-                + ["labels at " + ",".join(self.settings.query_names), "flagged"])
+        return (["input", "label"] + [h for h, _ in self._columns()]
+                + (["labels at " + ",".join(self.settings.query_names)] if self.settings.query_names else [])
+                + ["flagged"])
 
     def _table_line(self, cells: list[str]) -> str:
         head = self._table_head()

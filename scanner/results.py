@@ -29,7 +29,9 @@ class Scores:
         ``prob_consistency`` for models that output scores); readable as attributes.
     score_name : str, the one compared with the threshold.
     score : (n,) float64, that score.
-    flagged : (n,) bool, ``score >= threshold``.
+    flagged : (n,) bool, ``score >= threshold`` and decidable.
+    undecidable : (n,) bool, inputs the detector cannot judge (never flagged; their scores are
+        kept but mean nothing); ``undecidable_reasons`` maps their row to why.
     """
 
     labels: np.ndarray
@@ -39,6 +41,12 @@ class Scores:
     score: np.ndarray
     flagged: np.ndarray
     query_labels_key: str = "query_labels"
+    undecidable: np.ndarray | None = None
+    undecidable_reasons: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.undecidable is None:
+            self.undecidable = np.zeros(len(self.labels), dtype=bool)
 
     def __getattr__(self, name: str):
         named = self.__dict__.get("named", {})
@@ -98,6 +106,7 @@ class ScanSettings:
                 "achieved_fpr": cal.achieved_fpr, "threshold": cal.threshold,
                 "expected_fpr": cal.expected_fpr(),
                 "expected_fpr_per_class": {str(k): v for k, v in cal.expected_fpr_per_class().items()},
+                "detectors": list(cal.detector_names), "decision": cal.decision,
             },
             "class_names": list(self.spec.class_names) if self.spec.class_names else None,
         }
@@ -133,15 +142,18 @@ class ScanResult:
         score_columns = [_column(s.named.get(name), n) for name in self.score_names]
         columns = zip(self.inputs.names(self.indices), s.labels.tolist(), zip(*score_columns) if score_columns
                       else [()] * n, s.query_labels.tolist(), s.flagged.tolist())
-        for name, label, values, queries, flagged in columns:
-            yield {
+        reasons = s.undecidable_reasons
+        for row, (name, label, values, queries, flagged) in enumerate(columns):
+            record = {
                 "input": name,
                 "predicted_label": label,
                 "predicted_class": names[label] if names and 0 <= label < len(names) else None,
                 **dict(zip(self.score_names, values)),
                 s.query_labels_key: dict(zip(keys, queries)),
                 "flagged": flagged,
+                "undecidable": reasons.get(row) if reasons else None,
             }
+            yield record
 
     def failure_records(self) -> list[dict[str, str]]:
         return [{"input": self.inputs.name(i), "reason": reason} for i, reason in self.failures]
@@ -169,7 +181,7 @@ class ScanResult:
 
     def to_pandas(self):
         """One row per input, in input order, with the CSV report's columns (``input``, ``status``
-        scored/failed, ``predicted_label``, ``predicted_class``, every score, ``flagged``,
+        scored/undecidable/failed, ``predicted_label``, ``predicted_class``, every score, ``flagged``,
         ``label_x<n>`` per query, ``reason``), typed (nullable integers and booleans). Needs pandas."""
         try:
             import pandas as pd
@@ -183,9 +195,11 @@ class ScanResult:
         data: dict[str, list] = {c: [] for c in columns}
         for _, kind, r in rows(self):
             scored = kind == "result"
-            values = {"input": r["input"], "status": "scored" if scored else "failed",
+            undecidable = r.get("undecidable")
+            values = {"input": r["input"],
+                      "status": ("undecidable" if undecidable else "scored") if scored else "failed",
                       "predicted_label": r.get("predicted_label"), "predicted_class": r.get("predicted_class"),
-                      "flagged": r.get("flagged"), "reason": None if scored else r["reason"],
+                      "flagged": r.get("flagged"), "reason": undecidable if scored else r["reason"],
                       **{s: r.get(s) for s in self.score_names}}
             if scored:
                 values.update(zip(queries, r[self.scores.query_labels_key].values()))
@@ -238,6 +252,8 @@ class Tally:
         self.queries = np.empty((total, n_queries), dtype=np.int64)
         self.raw: dict[str, np.ndarray] = {}
         self.scored = np.zeros(total, dtype=bool)
+        self.undecidable = np.zeros(total, dtype=bool)
+        self.reasons: dict[int, str] = {}  # input index -> why it is undecidable
         self.failures: list[tuple[int, str]] = []
 
     def add(self, indices: np.ndarray, out) -> None:
@@ -252,6 +268,10 @@ class Tally:
             if values is not None:
                 self.raw.setdefault(name, np.full(len(self.labels), np.nan))[indices] = values
         self.scored[indices] = True
+        if out.undecidable is not None and np.any(out.undecidable):
+            which = np.asarray(indices)[np.asarray(out.undecidable, dtype=bool)]
+            self.undecidable[which] = True
+            self.reasons.update((int(i), out.undecidable_reason or "the detector cannot judge it") for i in which)
 
     def fail(self, failures) -> None:
         """Record ``(input index, reason)`` pairs."""

@@ -70,9 +70,11 @@ def test_scan_json_schema(runner, model, images):
     assert doc["failures"] == [{"input": str(folder / "broken.png"), "reason": "not an image Pillow can read"}]
     first = doc["results"][0]
     assert set(first) == {"input", "predicted_label", "predicted_class", "spc", "nspc", "prob_consistency",
-                          "scaled_labels", "flagged"}
-    suspects = doc["summary"]["verdict"]["suspected_targets"]
-    assert [s["label"] for s in suspects] == [0]
+                          "scaled_labels", "flagged", "undecidable"}
+    # without a calibration no class is named: the most flagged one may only be where inputs drift to
+    verdict = doc["summary"]["verdict"]
+    assert verdict["suspected_targets"] == [] and verdict["status"] == "no reference"
+    assert "most flagged: class 0, 5 of 5" in verdict["note"]
     per_class = doc["summary"]["flagged_per_class"]
     assert per_class["0"] == {"class": None, "inputs": 5, "flagged": 5}
     assert sum(v["inputs"] for v in per_class.values()) == 20
@@ -158,12 +160,14 @@ def test_calibrate_then_scan_with_nspc(runner, model, images, tmp_path):
     clean = om.make_images(60, seed=9, triggered_fraction=0.0)
     np.save(tmp_path / "clean.npy", np.rint(clean * 255).astype(np.uint8))
     cal = tmp_path / "cal.json"
-    result = invoke(runner, "calibrate", model.path, tmp_path / "clean.npy", "-o", cal, "--fpr", "0.1")
+    result = invoke(runner, "calibrate", model.path, tmp_path / "clean.npy", "-o", cal, "--fpr", "0.1",
+                    "--detector", "scaleup")
     assert result.exit_code == 0, result.output
-    assert "calibrated on 60 benign inputs" in result.stdout
+    assert "calibrated scaleup on 60 benign inputs" in result.stdout
     doc = json.loads(cal.read_text())
-    assert doc["achieved_fpr"] <= 0.1 and doc["model_sha256"]
-    result = invoke(runner, "-q", "scan", model.path, images[0], "--calibration", cal, "-f", "json")
+    assert doc["achieved_fpr"] <= 0.1 and doc["model_sha256"] and doc["format_version"] == 2
+    result = invoke(runner, "-q", "scan", model.path, images[0], "--calibration", cal, "-f", "json",
+                    "--score", "nspc")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["score"] == "nspc" and all(r["nspc"] is not None for r in out["results"])
@@ -195,7 +199,7 @@ def test_evaluate_protocol(runner, model, tmp_path):
     assert doc["protocol"]["benign_filter"].startswith("kept correctly classified inputs")
     assert doc["metrics"]["spc"]["auroc"] > 0.9
     assert plot.stat().st_size > 1000
-    assert "SPC: AUROC" in result.stdout
+    assert "SPC (decision): AUROC" in result.stdout and "PROB_CONSISTENCY: AUROC" in result.stdout
 
 
 def test_inspect(runner, tmp_path):
@@ -281,7 +285,8 @@ def test_scan_warns_on_guessed_preprocessing_and_names_no_suspect_from_a_collaps
     assert verdict["suspected_targets"] == [] and "predicted as class 1" in verdict["suspects_withheld"]
     table = invoke(runner, "scan", fx.path, mixed_pngs)
     assert "verdict: no suspect named: 100% of the 40 scored inputs" in table.stdout
-    given = invoke(runner, "-q", "scan", fx.path, mixed_pngs, "--pixel-range", "byte", "-f", "json")
+    given = invoke(runner, "-q", "scan", fx.path, mixed_pngs, "--pixel-range", "byte", "-f", "json",
+                   "--expected-fpr", "0.1")
     doc = json.loads(given.stdout)
     assert doc["warnings"] == [] and doc["summary"]["verdict"]["suspects_withheld"] is None
     assert [t["label"] for t in doc["summary"]["verdict"]["suspected_targets"]] == [0]

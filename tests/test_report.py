@@ -17,7 +17,7 @@ HEADER_KEYS = ["schema_version", "kind", "scanner_version", "model", "model_sha2
                "batch_mode", "batch_note", "execution_provider", "scales", "threshold", "score", "calibration",
                "class_names", "summary", "gate", "warnings"]
 RECORD_KEYS = ["input", "predicted_label", "predicted_class", "spc", "nspc", "prob_consistency", "scaled_labels",
-               "flagged"]
+               "flagged", "undecidable"]
 
 
 @pytest.fixture
@@ -42,8 +42,8 @@ def test_json_schema_keys_in_order(scanned):
     assert list(doc["results"][0]) == RECORD_KEYS
     assert list(doc["results"][0]["scaled_labels"]) == ["3", "5", "7", "9", "11"]
     assert list(doc["summary"]) == ["inputs_found", "scored", "failed", "flagged", "flagged_rate",
-                                    "flagged_per_class", "verdict", "seconds", "incomplete"]
-    assert doc["gate"] == {"max_flagged": 0, "max_flagged_rate": None, "passed": False,
+                                    "flagged_per_class", "verdict", "seconds", "incomplete", "undecidable"]
+    assert doc["gate"] == {"max_flagged": 0, "max_flagged_rate": None, "fail_on_suspect": False, "passed": False,
                            "reasons": [f"{doc['summary']['flagged']} flagged > --max-flagged 0"]}
     assert all(isinstance(k, str) for k in doc["summary"]["flagged_per_class"])
 

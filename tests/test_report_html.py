@@ -30,7 +30,7 @@ def report(tmp_path_factory):
     (folder / "img_010b.png").write_text("not an image <b>")
     out = root / "report.html"
     run = CliRunner().invoke(app, ["-q", "scan", str(fx.path), str(folder), "-f", "html", "-o", str(out),
-                                   "--max-flagged", "0"])
+                                   "--max-flagged", "0", "--expected-fpr", "0.1"])
     assert run.exit_code == 1, run.output  # the gate fails; the report is written all the same
     return out, x
 
@@ -125,6 +125,7 @@ def test_evaluate_writes_a_self_contained_page(tmp_path):
                                    "--html", str(page)])
     assert run.exit_code == 0, run.output
     text = page.read_text()
-    assert text.startswith("<!DOCTYPE html>") and "<script" not in text and "aria-label='ROC curve'" in text
-    auroc = next(line for line in run.stdout.splitlines() if line.startswith("SPC: AUROC ")).split()[2].rstrip(";")
+    assert text.startswith("<!DOCTYPE html>") and "<script" not in text and "aria-label='ROC curves'" in text
+    auroc = next(line for line in run.stdout.splitlines() if line.startswith("SPC (decision): AUROC ")).split()[3].rstrip(";")
     assert f"<td>spc</td><td>{auroc}</td>" in text and "benign spc histogram" in text
+    assert "poisoned prob_consistency histogram" in text and "operating point" in text

@@ -22,7 +22,9 @@ def result(tmp_path_factory):
 def test_summary_verdict_and_gate_are_typed(result):
     summary = result.summary()
     assert isinstance(summary, Summary) and summary.to_dict() == {**summarize(result).to_dict(), "seconds": summary.to_dict()["seconds"]}
-    assert isinstance(result.verdict, Verdict) and [s.label for s in result.verdict.suspects] == [0]
+    assert isinstance(result.verdict, Verdict) and result.verdict.suspects == ()  # no reference: none named
+    assert result.verdict.status == "no reference"
+    assert [s.label for s in result.summary(expected_fpr=0.1).verdict.suspects] == [0]
     gate = result.gate(max_flagged=0)
     assert isinstance(gate, Gate) and not gate and gate.reasons == ("5 flagged > --max-flagged 0",)
     assert result.gate(max_flagged=5) and result.gate() is None

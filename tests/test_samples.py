@@ -27,16 +27,21 @@ def test_triggered_flagged_clean_mostly_not():
 def test_per_class_calibration_finding():
     """Recorded finding (README): amplified benign images of this model drift to the target class
     itself, so benign SPC of class 0 is already near 1 and per-class NSPC cannot separate
-    triggered inputs (all predicted 0) from benign airplanes. The calibration still loads and runs."""
-    scanner = Scanner(SAMPLES / "model.onnx", device="cpu", calibration=SAMPLES / "calibration.json")
-    assert scanner.calibration.per_class[0].mean > 0.9
-    triggered = scanner.scan([SAMPLES / "triggered"])
+    triggered inputs (all predicted 0) from benign airplanes; the default calibrated decision
+    (SCALE-UP, STRIP and TeCo combined) flags them all."""
+    nspc = Scanner(SAMPLES / "model.onnx", device="cpu", calibration=SAMPLES / "calibration.json", score="nspc")
+    assert nspc.calibration.per_class[0].mean > 0.9
+    triggered = nspc.scan([SAMPLES / "triggered"])
     assert (triggered.scores.spc == 1).all() and not triggered.scores.flagged.any()
+    default = Scanner(SAMPLES / "model.onnx", device="cpu", calibration=SAMPLES / "calibration.json")
+    assert default.score_name == "q-fisher"
+    assert default.scan([SAMPLES / "triggered"]).scores.flagged.all()
 
 
 def test_readme_first_command():
     result = CliRunner().invoke(app, ["-q", "scan", str(SAMPLES / "model.onnx"), str(SAMPLES / "clean"),
-                                      str(SAMPLES / "triggered"), "-f", "json"])
+                                      str(SAMPLES / "triggered"), "--calibration", str(SAMPLES / "calibration.json"),
+                                      "-f", "json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["spec"]["class_names"][0] == "airplane" and doc["spec"]["mean"] is not None

@@ -93,7 +93,7 @@ def test_csv_has_every_score_column(model, folder):
 # -- the CI line ---------------------------------------------------------------------------------
 def test_failed_gate_is_one_line_on_stderr_even_with_q(model, folder, tmp_path):
     out = tmp_path / "report.json"
-    run = invoke("-q", "scan", model.path, folder, "--max-flagged", "0", "-f", "json", "-o", out)
+    run = invoke("-q", "scan", model.path, folder, "--max-flagged", "0", "-f", "json", "-o", out, "--expected-fpr", "0.1")
     assert run.exit_code == 1
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert lines == [f"scanner: gate FAILED (5 flagged > --max-flagged 0); 5 of 20 scored inputs flagged (25.0%), "

@@ -39,11 +39,18 @@ class DetectorScores:
     scores: dict[str, np.ndarray | None]
     #: (b,) bool: inputs whose model outputs were not finite (set by the scanner, not the detector)
     invalid: np.ndarray | None = None
+    #: (b,) bool: inputs the detector cannot judge (its queries barely differ from the input);
+    #: set by the scanner from :meth:`Detector.undecidable`
+    undecidable: np.ndarray | None = None
+    #: why, one line (the same for every undecidable input of this detector)
+    undecidable_reason: str | None = None
 
     def subset(self, keep: np.ndarray) -> "DetectorScores":
         """The rows ``keep`` (a boolean mask or indices) of every array."""
         return DetectorScores(self.labels[keep], self.query_labels[keep],
-                              {k: None if v is None else v[keep] for k, v in self.scores.items()})
+                              {k: None if v is None else v[keep] for k, v in self.scores.items()},
+                              undecidable=None if self.undecidable is None else self.undecidable[keep],
+                              undecidable_reason=self.undecidable_reason)
 
 
 class Detector(ABC):
@@ -98,3 +105,11 @@ class Detector(ABC):
 
     def fit(self, clean_images: np.ndarray) -> None:
         """Keep clean images the queries need (STRIP blends with them); default: nothing."""
+
+    def undecidable(self, images: np.ndarray) -> tuple[np.ndarray, str] | None:
+        """Inputs of the batch (b, H, W, C) this detector cannot judge, and why (one line).
+
+        A detector whose queries are (nearly) the input itself learns nothing from them: it
+        would call such an input consistent, not suspicious. Default: every input is decidable.
+        """
+        return None

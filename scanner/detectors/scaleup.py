@@ -25,6 +25,13 @@ from .base import Detector, DetectorScores
 
 DEFAULT_SCALES: tuple[float, ...] = (3, 5, 7, 9, 11)
 DEFAULT_THRESHOLD = 0.5
+# An input is undecidable when, averaged over the scales, fewer than UNDECIDABLE_SHARE of its
+# pixel values change by more than UNDECIDABLE_DELTA (unit range) under amplification: its
+# copies are the input again (near-binary digits, saturated or black images). Measured on the
+# test splits (`python -m bench.undecidable`): every MNIST digit is below 0.2 (max 0.172), and
+# 0.4% of CIFAR-10 and 0.25% of GTSRB images (near-white or near-black ones).
+UNDECIDABLE_DELTA = 0.1
+UNDECIDABLE_SHARE = 0.2
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
@@ -129,6 +136,21 @@ def spc_score(labels: np.ndarray, scaled_labels: np.ndarray) -> np.ndarray:
     return (scaled_labels == labels[:, None]).mean(axis=1)
 
 
+def amplification_change(images: np.ndarray, scales) -> np.ndarray | None:
+    """Per image, the share of pixel values that ``clip(n x, 0, 1)`` moves by more than
+    :data:`UNDECIDABLE_DELTA`, averaged over ``scales`` other than 1 (None without one)."""
+    scales = [np.float32(n) for n in scales if n != 1]
+    if not scales:
+        return None
+    flat = np.asarray(images).reshape(len(images), -1)
+    x = flat.astype(np.float32) * UNIT if flat.dtype == np.uint8 else flat.astype(np.float32, copy=False)
+    d, one = np.float32(UNDECIDABLE_DELTA), np.float32(1)
+    total = np.zeros(len(x), dtype=np.float64)
+    for n in scales:
+        total += (np.abs(np.minimum(x * n, one) - x) > d).mean(axis=1)
+    return total / len(scales)
+
+
 class ScaleUp(Detector):
     """SCALE-UP as a detector: scores ``spc``, ``nspc`` (with a calibration), ``prob_consistency``.
 
@@ -168,6 +190,14 @@ class ScaleUp(Detector):
             per_scale = {n: p_y[1 + i] for i, n in enumerate(self._extra)}
             consistency = np.mean([p_y[0] if n == 1 else per_scale[n] for n in self.scales], axis=0)
         return DetectorScores(unscaled, scaled, {"spc": spc_score(unscaled, scaled), "prob_consistency": consistency})
+
+    def undecidable(self, images: np.ndarray) -> tuple[np.ndarray, str] | None:
+        changed = amplification_change(images, self._extra)
+        if changed is None:
+            return None
+        return changed < UNDECIDABLE_SHARE, (
+            f"amplification barely changes it: on average {UNDECIDABLE_SHARE:.0%} or fewer of its pixel values "
+            f"move by more than {UNDECIDABLE_DELTA:g} (near-binary or saturated image); SCALE-UP cannot judge it")
 
     def query_names(self) -> list[str]:
         return [str(n) for n in self.scales]

@@ -1,0 +1,90 @@
+"""``scanner calibrate`` as a library call: score trusted clean inputs with every detector and
+keep what a later scan compares against (:class:`~scanner.calibration.Calibration`).
+
+Detectors that need clean images of their own (STRIP blends with them) get a seeded choice of
+the calibration inputs first; those inputs are then left out of the references, so no input is
+compared with a blend of itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .batches import BatchLoader
+from .calibration import Calibration, fit_calibration
+from .core import DECISION_ORDER, Scanner
+from .decode import UNIT
+from .detectors import parts_of
+from .errors import CalibrationError
+from .inputs import InputSet, collect_inputs
+
+#: what `scanner calibrate` runs by default, and each detector's parameters there (at most
+#: 64 model queries per input together: see the README's detection section)
+DEFAULT_DETECTORS = ("scaleup", "strip", "teco")
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"strip": {"n_blends": 16}, "teco": {"severities": 3}}
+SEED = 0
+
+
+def calibrate(model: str | Path, paths: Sequence[str | Path] | InputSet, *,
+              detectors: str | Sequence[str] = DEFAULT_DETECTORS, detector_params: dict | None = None,
+              target_fpr: float = 0.05, min_class_samples: int = 10, sigma_floor: float = 0.05,
+              progress: Callable[[int, int], None] | None = None, **scanner_args) -> tuple[Calibration, Any]:
+    """Calibrate ``model`` on the clean inputs ``paths``; returns the calibration and the scan."""
+    names = detectors.split(",") if isinstance(detectors, str) else list(detectors)
+    if "scaleup" not in [n.strip().lower() for n in names]:
+        raise CalibrationError("a calibration always includes scaleup (the paper's NSPC comes from it); "
+                               "add it to --detector (a scan can still use a subset)")
+    params = {k: dict(v) for k, v in DEFAULT_PARAMS.items()}
+    for name, values in (detector_params or {}).items():
+        params.setdefault(name, {}).update(values)
+    scanner = Scanner(model, detectors=names, detector_params=params, **scanner_args)
+    inputs = paths if isinstance(paths, InputSet) else collect_inputs(list(paths))
+    held = _hold_out(scanner, inputs)
+    result = scanner.scan(inputs, progress=progress)
+    keep = ~np.isin(result.indices, held) & ~result.scores.undecidable
+    s = result.scores
+    if keep.sum() < 2:
+        raise CalibrationError(f"calibration needs at least 2 decidable clean inputs besides the {len(held)} held "
+                               f"for STRIP; {int(keep.sum())} remain of {result.n_found}")
+    cal = fit_calibration(s.spc[keep], s.labels[keep], scales=scanner.scales, target_fpr=target_fpr,
+                          min_class_samples=min_class_samples, sigma_floor=sigma_floor,
+                          model_sha256=scanner.info.sha256, spec=scanner.spec.to_dict())
+    cal.detectors = tuple({"name": p.name, **p.settings()} for p in parts_of(scanner.detector))
+    cal.values = {n: np.asarray(v)[keep] for n, v in s.named.items()
+                  if v is not None and n in scanner.detector.score_names and n not in scanner.detector.calibrated}
+    cal.labels = s.labels[keep]
+    strip = next((p for p in parts_of(scanner.detector) if p.clean_images_needed), None)
+    if strip is not None:
+        cal.clean_images = np.rint(strip.held_images * 255).astype(np.uint8)
+    available = Scanner(model, calibration=cal, **scanner_args).score_names
+    cal.decision = next(n for n in DECISION_ORDER if n in available)
+    return cal, result
+
+
+def _hold_out(scanner: Scanner, inputs: InputSet) -> np.ndarray:
+    """Give the detectors that need clean images a seeded choice of the inputs; their indices."""
+    need = scanner.detector.clean_images_needed
+    if not need:
+        return np.empty(0, dtype=np.int64)
+    if len(inputs) < need + 2:
+        raise CalibrationError(f"the detectors need {need} clean images of their own and at least 2 more to "
+                               f"calibrate on; {len(inputs)} inputs were given")
+    order = np.random.default_rng(SEED).permutation(len(inputs))
+    spec = scanner.spec
+    chosen: dict[int, np.ndarray] = {}
+    wanted = set(order[:need + 64].tolist())  # spares for unreadable ones
+    loader = BatchLoader(inputs, height=spec.height, width=spec.width, channels=spec.channels,
+                         batch_size=scanner.batch_size, workers=scanner.workers)
+    for batch in loader:
+        for row, index in enumerate(np.asarray(batch.indices).tolist()):
+            if index in wanted:
+                image = batch.images[row]
+                chosen[index] = image * UNIT if image.dtype == np.uint8 else np.array(image, dtype=np.float32)
+    picked = [i for i in order.tolist() if i in chosen][:need]
+    if len(picked) < need:
+        raise CalibrationError(f"the detectors need {need} readable clean images; only {len(picked)} were found")
+    scanner.detector.fit(np.stack([chosen[i] for i in picked]))
+    return np.asarray(picked, dtype=np.int64)
