@@ -162,8 +162,8 @@ def score_entry(entry: Path, manifest: dict, sets, cache: bool = True) -> dict:
            "benign_spc1_share": float(np.mean(col["spc"][:n_test][benign] == 1.0))}
     for name, (values, t) in scores.items():
         uses_scaleup = DECISIONS[name][2]
-        ok_b = benign & ~(undec_b if uses_scaleup else False)
-        ok_p = pois & ~(undec_p if uses_scaleup else False) if len(pois) else pois
+        ok_b = benign & ~undec_b if uses_scaleup else benign
+        ok_p = pois & ~undec_p if uses_scaleup and len(pois) else pois
         ben_s, poi_s = values[:n_test][ok_b], values[n_test:][ok_p] if len(pois) else np.zeros(0)
         tgt_s = values[:n_test][ok_b & (y_test == target)] if target is not None else np.zeros(0)
         row[name] = {"auroc": auroc(poi_s, ben_s) if len(poi_s) and len(ben_s) else None, "threshold": t,

@@ -34,8 +34,9 @@ def unflaggable(cal: Calibration, score: str) -> dict[int, str]:
     ref = cal.references([raw]).scores[raw]
     for label, top in ref.unflaggable(cal.target_fpr).items():
         n = len(ref.per_class[label])
-        out[label] = (f"{raw}: more than {cal.target_fpr:.0%} of its {n} calibration inputs share the top value "
-                      f"{top:.4g}, so no input of it reaches p <= {cal.target_fpr:g}")
+        out[label] = (f"{raw}: only {n} calibration inputs (p cannot go below 1/{n + 1})" if 1 / (n + 1) > cal.target_fpr
+                      else f"{raw}: more than {cal.target_fpr:.0%} of its {n} calibration inputs share the top value "
+                           f"{top:.4g}, so no input of it reaches p <= {cal.target_fpr:g}")
     return out
 
 

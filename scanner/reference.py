@@ -74,14 +74,16 @@ class ScoreReference:
         return p
 
     def unflaggable(self, rate: float) -> dict[int, float]:
-        """Classes (with their own reference) where even the highest score cannot reach
-        ``p <= rate``: more than ``rate`` of their reference ties at its maximum (zero spread is
-        the extreme). Maps the class to that maximum."""
+        """Classes (with their own reference) no input can reach ``p <= rate`` in: too few
+        reference inputs (``1 / (n + 1) > rate``), or several of them tie at the top, so many that
+        an input at that value is not flagged: the sign of a score at its ceiling (SPC = 1), which
+        no input can exceed (zero spread is the extreme). Maps the class to that top value."""
         out = {}
         for label, ref in self.per_class.items():
             if len(ref) >= self.min_class_samples:
                 ties = len(ref) - np.searchsorted(ref, ref[-1], side="left")
-                if (1 + ties) / (len(ref) + 1) > rate:
+                saturated = ties >= 2 and (1 + ties) / (len(ref) + 1) > rate
+                if saturated or 1 / (len(ref) + 1) > rate:
                     out[label] = float(ref[-1])
         return out
 

@@ -60,3 +60,83 @@ def test_calibration_file_round_trip_and_mismatch(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(CalibrationError, match="not a scanner calibration file"):
         Calibration.load(tmp_path / "bad.json")
+
+
+def _v2(tmp_path):
+    """A format-2 calibration of the trigger fixture model with every detector (library call)."""
+    import onnx_models as om
+    from scanner.calibrating import calibrate
+
+    fx = om.trigger_nchw(tmp_path / "model", embed_spec=True)
+    clean = np.rint(om.make_images(80, seed=21, triggered_fraction=0.0) * 255).astype(np.uint8)
+    np.save(tmp_path / "clean.npy", clean)
+    cal, result = calibrate(fx.path, [tmp_path / "clean.npy"], detector_params={"strip": {"n_blends": 4},
+                                                                                "teco": {"severities": 2}})
+    return fx, cal, result
+
+
+def test_format_2_round_trip_keeps_detectors_values_images_and_decision(tmp_path):
+    from scanner import Scanner
+
+    fx, cal, result = _v2(tmp_path)
+    assert cal.detector_names == ("scaleup", "strip", "teco") and cal.decision == "q_fisher"
+    assert cal.n_samples == 80 - 4 and cal.clean_images.shape == (4, 8, 8, 3) and cal.clean_images.dtype == np.uint8
+    assert set(cal.values) == {"spc", "prob_consistency", "strip", "teco"}
+    cal.save(tmp_path / "cal.json")
+    back = Calibration.load(tmp_path / "cal.json")
+    assert back.to_dict() == cal.to_dict()
+    np.testing.assert_array_equal(back.clean_images, cal.clean_images)
+    # the scan rebuilds the same detectors: STRIP blends with the stored images, identical scores
+    images = om_images()
+    a = Scanner(fx.path, calibration=cal).score_arrays(images)
+    b = Scanner(fx.path, calibration=tmp_path / "cal.json").score_arrays(images)
+    for name in ("strip", "teco", "q_fisher", "nspc"):
+        np.testing.assert_array_equal(a.named[name], b.named[name])
+    assert a.score_name == "q-fisher"
+    # a subset of the detectors: their own references and combination, fewer queries
+    fast = Scanner(fx.path, calibration=cal, detectors="scaleup")
+    assert fast.detector.queries_per_input == 6 and fast.score_name == "q-prob-consistency"
+    with pytest.raises(Exception, match="not strip"):
+        Scanner(fx.path, calibration=_without(cal, "strip"), detectors="strip")
+
+
+def om_images():
+    import onnx_models as om
+
+    return om.make_images(12, seed=22, triggered_fraction=0.5)
+
+
+def _without(cal, name):
+    from dataclasses import replace
+
+    return replace(cal, detectors=tuple(d for d in cal.detectors if d["name"] != name))
+
+
+def test_format_2_fields_are_checked(tmp_path):
+    fx, cal, _ = _v2(tmp_path)
+    good = cal.to_dict()
+    for key, value, message in (("labels", [0, 1], "must list"), ("values", {"spc": [0.5] * 3}, "must list"),
+                                ("detectors", [], "non-empty list"),
+                                ("clean_images", {"shape": [1, 2], "dtype": "uint8", "base64": ""}, "uint8")):
+        bad = dict(good, **{key: value})
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(CalibrationError, match=message):
+            Calibration.load(tmp_path / "bad.json")
+    bad = json.loads(json.dumps(good))
+    bad["values"]["strip"][0] = None
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(CalibrationError, match="strip"):
+        Calibration.load(tmp_path / "bad.json")
+
+
+def test_zero_spread_class_is_reported_not_silently_unflaggable():
+    from scanner.calibration_report import unflaggable
+
+    spc = np.r_[np.ones(30), np.linspace(0, 1, 30)]
+    labels = np.r_[np.zeros(30, int), np.ones(30, int)]
+    cal = fit_calibration(spc, labels, scales=(3, 5, 7, 9, 11), min_class_samples=10)
+    nspc = unflaggable(cal, "nspc")
+    assert list(nspc) == [0] and "zero spread" in nspc[0]
+    cal.labels, cal.values, cal.detectors = labels, {"spc": spc}, ({"name": "scaleup"},)
+    q = unflaggable(cal, "q_spc")
+    assert list(q) == [0] and "share the top value 1" in q[0]

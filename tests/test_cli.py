@@ -382,3 +382,45 @@ def test_a_model_that_fails_while_running_is_one_line(runner, tmp_path, images):
 def test_timeout_nan_is_a_usage_error(runner, model, images):
     result = invoke(runner, "scan", model.path, images[0], "--timeout", "nan")
     assert result.exit_code == 2 and "--timeout: expected a finite number, got nan" in one_error_line(result)
+
+
+def test_calibrate_every_detector_then_gate_on_a_named_suspect(runner, model, images, tmp_path):
+    clean = om.make_images(80, seed=31, triggered_fraction=0.0)
+    np.save(tmp_path / "clean.npy", np.rint(clean * 255).astype(np.uint8))
+    cal = tmp_path / "cal.json"
+    result = invoke(runner, "calibrate", model.path, tmp_path / "clean.npy", "-o", cal, "--blends", "4",
+                    "--severities", "2")
+    assert result.exit_code == 0, result.output
+    assert "calibrated scaleup, strip, teco on 76 benign inputs" in result.stdout and "decision q-fisher" in result.stdout
+    doc = json.loads(cal.read_text())
+    assert doc["format_version"] == 2 and doc["decision"] == "q_fisher" and doc["clean_images"]["shape"] == [4, 8, 8, 3]
+    folder, _ = images
+    out = invoke(runner, "-q", "scan", model.path, folder, "--calibration", cal, "-f", "json")
+    assert out.exit_code == 0, out.output
+    rep = json.loads(out.stdout)
+    assert rep["score"] == "q-fisher" and [d["name"] for d in rep["detectors"]] == ["scaleup", "strip", "teco"]
+    assert {"strip", "teco", "q_strip", "q_teco", "q_fisher", "q_prob_consistency"} <= set(rep["results"][0])
+    assert rep["summary"]["verdict"]["expected_fpr_source"].startswith("calibration: per-class conformal")
+    named = [s["label"] for s in rep["summary"]["verdict"]["suspected_targets"]]
+    gated = invoke(runner, "-q", "scan", model.path, folder, "--calibration", cal, "--fail-on-suspect")
+    assert gated.exit_code == (1 if named else 0)
+    if named:
+        assert "--fail-on-suspect: suspected target class" in gated.stderr
+    fast = invoke(runner, "-q", "scan", model.path, folder, "--calibration", cal, "--detector", "scaleup", "-f", "json")
+    assert fast.exit_code == 0, fast.output
+    rep = json.loads(fast.stdout)
+    assert rep["score"] == "q-prob-consistency" and "strip" not in rep["results"][0]
+    wrong = invoke(runner, "scan", model.path, folder, "--calibration", cal, "--score", "nope")
+    assert wrong.exit_code == 2 and "score must be one of" in one_error_line(wrong)
+
+
+def test_undecidable_inputs_in_the_csv_and_the_summary(runner, model, tmp_path):
+    x = np.zeros((4, 8, 8, 3), np.uint8)
+    x[2:] = 90  # two mid-grey images SCALE-UP can judge; two black ones it cannot
+    np.save(tmp_path / "x.npy", x)
+    result = invoke(runner, "scan", model.path, tmp_path / "x.npy", "-f", "csv")
+    assert result.exit_code == 0, result.output
+    rows = result.stdout.splitlines()[1:]
+    assert [r.split(",")[1] for r in rows] == ["undecidable", "undecidable", "scored", "scored"]
+    assert "amplification barely changes it" in rows[0]
+    assert "undecidable 2 (never flagged, not in the verdict)" in result.stderr

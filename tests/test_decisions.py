@@ -78,3 +78,47 @@ def _scan(scanner, x):
     inputs = InputSet()
     inputs.add_array(MemoryArray(x))
     return scanner.scan(inputs)
+
+
+def test_without_a_reference_no_class_is_named_and_the_most_flagged_is_reported():
+    from scanner.decisions import decide
+
+    labels = np.r_[np.zeros(50, int), np.ones(50, int)]
+    flagged = np.r_[np.ones(50, bool), np.zeros(50, bool)]
+    none = np.zeros(100, bool)
+    verdict, _ = decide(labels, flagged, none, expected_fpr=0.1, source="assumed", reference=False)
+    assert verdict.suspects == () and verdict.status == "no reference"
+    assert "most flagged: class 0, 50 of 50" in verdict.note and verdict.withheld_suspects[0].label == 0
+    stated, _ = decide(labels, flagged, none, expected_fpr=0.1, source="given", reference=True)
+    assert [s.label for s in stated.suspects] == [0] and stated.status == "suspect"
+
+
+def test_most_inputs_undecidable_means_cannot_judge_and_undecidable_inputs_are_left_out():
+    from scanner.decisions import decide
+
+    labels = np.zeros(100, int)
+    flagged = np.zeros(100, bool)
+    undecidable = np.r_[np.ones(60, bool), np.zeros(40, bool)]
+    verdict, warnings = decide(labels, flagged, undecidable, expected_fpr=0.05, source="cal", reference=True,
+                               undecidable_reason="near-binary")
+    assert verdict.status == "cannot judge" and verdict.suspects == ()
+    assert warnings == ["cannot judge: 60 of 100 scored inputs are undecidable for the detector (near-binary)"]
+    # 40 undecidable of 100: judged on the 60 others; the 40 (all "flagged" here) do not count
+    flagged = np.r_[np.ones(40, bool), np.zeros(60, bool)]
+    undecidable = np.r_[np.ones(40, bool), np.zeros(60, bool)]
+    verdict, _ = decide(labels, flagged & ~undecidable, undecidable, expected_fpr=0.05, source="cal", reference=True)
+    assert verdict.status == "no suspect"
+
+
+def test_fail_on_suspect_gate():
+    from scanner.decisions import Summary, check_gate, model_verdict
+
+    verdict = model_verdict(np.zeros(40, int), np.ones(40, bool), expected_fpr=0.05, source="cal")
+    summary = Summary(inputs_found=40, scored=40, failed=0, flagged=40, per_class=(), verdict=verdict, seconds=0.0)
+    assert check_gate(summary, max_flagged=None, max_flagged_rate=None) is None
+    gate = check_gate(summary, max_flagged=None, max_flagged_rate=None, fail_on_suspect=True)
+    assert not gate and gate.reasons[0].startswith("--fail-on-suspect: suspected target class 0")
+    quiet = Summary(inputs_found=40, scored=40, failed=0, flagged=0, per_class=(),
+                    verdict=model_verdict(np.zeros(40, int), np.zeros(40, bool), expected_fpr=0.05, source="cal"),
+                    seconds=0.0)
+    assert check_gate(quiet, max_flagged=None, max_flagged_rate=None, fail_on_suspect=True).passed

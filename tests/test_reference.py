@@ -24,7 +24,9 @@ def test_ties_count_as_at_least_and_zero_spread_is_unflaggable():
     assert ref.p_values(np.array([1.0]), np.array([0]))[0] == 1.0  # ties are not evidence
     assert ref.unflaggable(0.05) == {0: 1.0}
     spread = ScoreReference.fit(np.arange(100) / 100, np.zeros(100, int), min_class_samples=10)
-    assert spread.unflaggable(0.05) == {}
+    assert spread.unflaggable(0.05) == {}  # a unique top can be exceeded: p = 1/101
+    few = ScoreReference.fit(np.arange(12) / 12, np.zeros(12, int), min_class_samples=10)
+    assert few.unflaggable(0.05) == {0: 11 / 12}  # 1/13 > 0.05: too few to ever reach the flag
 
 
 def test_fpr_per_class_holds_on_fresh_inputs_of_the_same_distribution():

@@ -76,3 +76,38 @@ def test_model_buffer_gets_the_same_bits_from_bytes_and_from_floats():
     fill_scaled_batch(pixels.transpose(0, 3, 1, 2), (3, 5, 7, 9, 11), from_bytes)
     fill_scaled_batch((pixels.astype(np.float32) * UNIT).transpose(0, 3, 1, 2), (3, 5, 7, 9, 11), from_floats)
     assert np.array_equal(from_bytes.view(np.uint32), from_floats.view(np.uint32))
+
+
+def test_amplification_change_by_hand_and_undecidable_inputs():
+    from scanner.detectors.scaleup import ScaleUp, amplification_change
+
+    # 10 pixel values: 0 (never moves), 1 (never moves), 0.02 (moves 0.04 at n=3: not > 0.1; 0.2 at
+    # n=11: moves), 0.5 (saturates: moves 0.5 at every n)
+    x = np.array([[0.0] * 4 + [1.0] * 4 + [0.02, 0.5]], dtype=np.float32).reshape(1, 10, 1, 1)
+    # per scale: n=3: only 0.5 moves (0.02 -> 0.06 moves 0.04) -> 1/10; n=11: 0.02 -> 0.22 moves 0.2 -> 2/10
+    got = amplification_change(x, (3, 11))
+    assert got[0] == pytest.approx((0.1 + 0.2) / 2)
+    assert amplification_change(x, (1,)) is None
+    digits = np.zeros((2, 8, 8, 1), np.uint8)
+    digits[0, 2:6, 2:6] = 255  # a binary "digit": nothing moves
+    digits[1] = 100            # a mid-grey image: every value moves
+    mask, reason = ScaleUp().undecidable(digits)
+    assert mask.tolist() == [True, False] and "SCALE-UP cannot judge" in reason
+
+
+def test_undecidable_inputs_are_scored_never_flagged_and_reported(tmp_path):
+    fx = om.trigger_nchw(tmp_path, size=8)
+    x = np.zeros((3, 8, 8, 3), np.float32)
+    x[1] = 0.4
+    result = Scanner(fx.path, spec=fx.spec).scan(_as_input(tmp_path, x))  # black, grey, black
+    s = result.scores
+    assert s.undecidable.tolist() == [True, False, True] and not s.flagged[[0, 2]].any()
+    records = list(result.records())
+    assert records[0]["undecidable"].startswith("amplification barely changes it") and records[1]["undecidable"] is None
+    assert result.summary().undecidable == 2
+
+
+def _as_input(tmp_path, x):
+    path = tmp_path / "x.npy"
+    np.save(path, np.rint(x * 255).astype(np.uint8))
+    return [path]

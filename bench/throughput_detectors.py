@@ -1,0 +1,103 @@
+"""Images per second of each detector, side by side with its cost in model queries per input.
+
+    python -m bench.throughput_detectors [--models resnet8-xs,resnet18] [--count N] [--repeats 3] [--device cpu|cuda]
+
+Part of ``bench.throughput`` (same models, weights, images and session options: its helpers
+build them). For each model and each detector choice (SCALE-UP alone, STRIP, TeCo, and the
+default calibrated combination SCALE-UP + STRIP + TeCo, with the ``scanner calibrate`` defaults:
+16 blends, 3 severities), ``Scanner.scan`` is timed in process on a folder of CIFAR-10 test JPEGs
+(listing, decoding, building the queries, the model, the scores; not process start or the report).
+STRIP holds 16 clean images (CIFAR-10 training images). Medians over ``--repeats`` runs.
+Writes ``bench/results/throughput_detectors.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .throughput import (REPO, WORK, build_model, cpu_name, export_model, image_folder, source_images)
+
+CHOICES = {
+    "scaleup": ("scaleup", {}),
+    "strip": ("strip", {"strip": {"n_blends": 16}}),
+    "teco": ("teco", {"teco": {"severities": 3}}),
+    "teco (5 severities)": ("teco", {"teco": {"severities": 5}}),
+    "scaleup+strip+teco (default)": ("scaleup,strip,teco", {"strip": {"n_blends": 16}, "teco": {"severities": 3}}),
+}
+COUNTS = {"resnet8-xs": 1000, "resnet18": 200}
+
+
+def clean_images(data: Path, n: int = 16) -> np.ndarray:
+    from PIL import Image
+
+    files = sorted((data / "train" / "airplane").glob("*.jpg"))[:4] + sorted((data / "train" / "cat").glob("*.jpg"))[:4] \
+        + sorted((data / "train" / "ship").glob("*.jpg"))[:4] + sorted((data / "train" / "frog").glob("*.jpg"))[:4]
+    return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files[:n]])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.throughput_detectors", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default="resnet8-xs,resnet18")
+    ap.add_argument("--count", type=int, default=None, help="images per measurement [resnet8-xs 1000, resnet18 200]")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cifar10")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = ap.parse_args(argv)
+    import onnxruntime
+
+    from scanner import Scanner
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    sources = source_images(args.data, None)
+    held = clean_images(args.data)
+    rows, started = [], time.time()
+    for name in args.models.split(","):
+        count = args.count or COUNTS.get(name, 500)
+        onnx_path = export_model(name, build_model(name))
+        folder = image_folder(sources, count, "cifar10")
+        for label, (names, params) in CHOICES.items():
+            scanner = Scanner(onnx_path, device=args.device, detectors=names, detector_params=params)
+            scanner.detector.fit(held) if scanner.detector.clean_images_needed else None
+            scanner.scan([image_folder(sources, 16, "cifar10")])  # warm-up: session, caches, noise fields
+            times = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                scanner.scan([folder])
+                times.append(time.perf_counter() - t0)
+            med = statistics.median(times)
+            rows.append({"model": name, "detector": label, "queries_per_input": scanner.detector.queries_per_input,
+                         "images": count, "images_per_s": count / med, "queries_per_s": count * scanner.detector.queries_per_input / med,
+                         "seconds": times, "provider": scanner.provider, "batch_size": scanner.batch_size})
+            print(f"{name} {label}: {scanner.detector.queries_per_input} queries, {count / med:.1f} images/s "
+                  f"({scanner.provider})", file=sys.stderr, flush=True)
+    env = {"cpu": cpu_name(), "cores": os.cpu_count(), "onnxruntime": onnxruntime.__version__, "device": args.device,
+           "command": "python -m bench.throughput_detectors " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "date": time.strftime("%Y-%m-%d"), "wall_s": round(time.time() - started, 1), "repeats": args.repeats}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "throughput_detectors.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2) + "\n")
+    lines = ["# Throughput of each detector", "",
+             f"Command: `{env['command'].strip()}` ({env['date']}, {env['wall_s']} s). Machine: {env['cpu']}, "
+             f"{env['cores']} cores; device {env['device']}; onnxruntime {env['onnxruntime']}. `Scanner.scan` in process on "
+             "CIFAR-10 test JPEGs (decoding included), medians of "
+             f"{env['repeats']} runs; random-weight models (speed does not depend on the weights). CPU figures depend on the "
+             "processor and on what else runs on it.", "",
+             "| model | detector | queries per input | images/s | model queries/s | provider |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['detector']} | {r['queries_per_input']} | {r['images_per_s']:.1f} | "
+              f"{r['queries_per_s']:.0f} | {r['provider']} |" for r in rows]
+    text = "\n".join(lines) + "\n"
+    (args.out / "throughput_detectors.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
