@@ -15,7 +15,8 @@ import numpy as np
 
 from .batches import BatchLoader
 from .calibration import Calibration, fit_calibration
-from .core import DECISION_ORDER, Scanner
+from .core import Scanner
+from .scoring import DECISION_ORDER
 from .decode import UNIT
 from .detectors import parts_of
 from .errors import CalibrationError

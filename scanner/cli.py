@@ -22,7 +22,7 @@ import typer
 from .cli_support import (INTERNAL_ERROR, _closed_pipe_ends_quietly, _Commands, _hard_stop_after, _lift,  # noqa: F401
                           _progress, _state, _streaming)
 from .cli_options import (BatchOpt, CalibrationOpt, Device, DeviceOpt, Engine, ModelArg, OutputOpt, Preprocessing,
-                          ScalesOpt, Score, ScoreOpt, DetectorOpt, ThresholdOpt, _scales, _user_errors, preprocessing_options)
+                          ScalesOpt, ScoreOpt, DetectorOpt, ThresholdOpt, _scales, _user_errors, preprocessing_options)
 from .errors import ScannerError
 from .report import Format, InspectFormat
 from .report_text import Show
@@ -109,7 +109,7 @@ def scan(
     html: Annotated[Optional[Path], typer.Option("--html", help="Also write the HTML audit report there (one file, besides the -f/-o report) [default: none].")] = None,
     show: Annotated[Optional[Show], typer.Option(case_sensitive=False, help="Table rows to print: all, flagged (flagged and failed inputs) or none; the summary always [default: flagged on a terminal, else all].")] = None,
 ) -> None:
-    """Score every input with SCALE-UP, report, and gate.
+    """Score every input (SCALE-UP by default; with --calibration its detectors and decision), report, and gate.
 
     Rows leave as their batch completes (table, CSV, JSONL; JSON at the end); the summary comes
     last. On a terminal the table shows flagged and failed inputs (--show). A failed gate or a

@@ -31,13 +31,6 @@ class Engine(str, Enum):
     ray = "ray"
 
 
-class Score(str, Enum):
-    """What the threshold applies to without a calibration."""
-
-    spc = "spc"
-    prob_consistency = "prob-consistency"
-
-
 # -- options shared by several commands, declared once ------------------------------------------
 ModelArg = Annotated[Path, typer.Argument(help="The ONNX model.")]
 DeviceOpt = Annotated[Device, typer.Option(help="auto: CUDA when a session really gets it, else CPU; cuda: fail if unavailable.")]

@@ -19,9 +19,9 @@ import numpy as np
 
 from .batches import BatchLoader
 from .calibration import Calibration
-from .detectors import Detector, ScaleUp, build_detector, from_settings, parts_of
+from .detectors import Detector
 from .detectors.scaleup import DEFAULT_SCALES
-from .reference import COMBINED, References, q_name
+from .scoring import check_calibration, choose, default_threshold, make_detector_for
 from ._validation import check_number, check_scales
 from .errors import InputError, ModelLoadError, ScannerError
 from .inputs import InputSet, MemoryArray, collect_inputs
@@ -33,9 +33,6 @@ from .spec import ResolvedSpec, Spec
 # Elements (float32) of one session call's input, at most: bounds memory for large images.
 _MAX_CALL_ELEMENTS = 1 << 24
 _MAX_BATCH = 256
-# With a calibration and no recorded decision, the first of these the scan offers flags.
-DECISION_ORDER = (q_name(COMBINED), q_name("prob_consistency"), q_name("strip"), q_name("teco"), "nspc",
-                  q_name("spc"))
 
 
 class _Window:
@@ -117,40 +114,17 @@ class Scanner:
             if value is not None:
                 check_number(value, name, lo=1, integer=True)
         cal = calibration if calibration is None or isinstance(calibration, Calibration) else Calibration.load(calibration)
-        if detector is None:
-            if cal is not None and cal.labels is not None:
-                detector = from_settings(cal.detectors, cal.clean_images, detectors)
-            elif detectors is not None:
-                params = dict(detector_params or {})
-                params.setdefault("scaleup", {}).setdefault("scales", scales)
-                detector = build_detector(detectors, params)
-            else:
-                detector = ScaleUp(scales)
-        self.detector = detector
+        self.detector = make_detector_for(detector, cal, detectors, detector_params, scales)
         if cal is not None and "scaleup" in cal.detector_names:
             cal.check_compatible(model_sha256=cal.model_sha256 or "", scales=check_scales(scales))
         self.model: Model = load_model(model, device=device, options=spec, spec_file=spec_file, threads=threads)
-        self.calibration = self._check_calibration(cal)
-        self.references = self._references()
-        # scores: raw ones of the detector, then what the calibration adds
-        self.score_names = tuple(detector.score_names)  # NSPC is null without a calibration (schema 1 keeps the key)
-        if self.references is not None:
-            self.score_names += tuple(self.references.names)
-        choices = [n.replace("_", "-") for n in self.score_names
-                   if self.calibration is not None or n not in detector.calibrated]
-        if score is None:
-            score = self._default_score().replace("_", "-")
-        score = score.replace("_", "-")
-        if score not in choices:
-            raise ScannerError(f"score must be one of {', '.join(choices)}, got {score!r}")
-        raw_probability = score.replace("-", "_") in detector.probability_scores
-        if raw_probability and self.model.output_kind != "scores":
-            raise ScannerError(f"--score {score} needs class scores, but the model's output "
-                               f"{self.model.output.tensor.name!r} holds labels only")
-        self.score_kind = score
-        if threshold is None:
-            threshold = self._default_threshold(score.replace("-", "_"))
-        self.threshold = float(threshold)
+        if cal is not None:
+            check_calibration(self.detector, cal, model_sha256=self.info.sha256, scales=self.scales)
+        self.calibration = cal
+        choice = choose(self.detector, cal, has_probabilities=self.model.output_kind == "scores", score=score,
+                        threshold=threshold, output_name=self.model.output.tensor.name)
+        self.references, self.score_names = choice.references, choice.names
+        self.score_kind, self.threshold = choice.score, choice.threshold
         spec_ = self.spec
         per_image = spec_.height * spec_.width * spec_.channels * self.detector.queries_per_input
         self.batch_size = int(batch_size or max(1, min(_MAX_BATCH, _MAX_CALL_ELEMENTS // per_image)))
@@ -158,49 +132,8 @@ class Scanner:
         self.workers = int(workers or max(1, min(4, (os.cpu_count() or 1) - 1)))
         self._buffer: np.ndarray | None = None
 
-    def _check_calibration(self, cal: Calibration | None) -> Calibration | None:
-        if cal is None:
-            return None
-        names = [p.name for p in parts_of(self.detector)]
-        missing = [n for n in names if n not in cal.detector_names]
-        if missing:
-            raise ScannerError(f"the calibration was made with {', '.join(cal.detector_names)}, not "
-                               f"{', '.join(missing)}; recalibrate with --detector {','.join(names)}")
-        cal.check_compatible(model_sha256=self.info.sha256,
-                             scales=self.scales if "scaleup" in names else cal.scales)
-        return cal
-
-    def _references(self) -> References | None:
-        """References of this detector's raw scores from a version 2 calibration."""
-        cal = self.calibration
-        if cal is None or cal.labels is None:
-            return None
-        raw = [n for n in self.detector.score_names if n in cal.values]
-        has_probs = self.model.output_kind == "scores"
-        raw = [n for n in raw if has_probs or n not in self.detector.probability_scores]
-        # SPC is a coarse copy of prob-consistency where both exist: combine the finer one
-        combine = [n for n in raw if not (n == "spc" and "prob_consistency" in raw)]
-        return cal.references(raw, combine)
-
-    def _default_score(self) -> str:
-        cal = self.calibration
-        if cal is None:
-            return next(n for n in self.detector.score_names if n not in self.detector.calibrated)
-        if self.references is None:
-            return "nspc"  # a version 1 calibration: the paper's data-limited variant
-        available = set(self.score_names)
-        if cal.decision in available:
-            return cal.decision
-        return next(n for n in DECISION_ORDER if n in available)
-
     def _default_threshold(self, score: str) -> float:
-        if score.startswith("q_"):
-            # q = 1 - p flags p <= target FPR (the small margin keeps p == target on the flagged side)
-            return 1.0 - self.calibration.target_fpr - 1e-12
-        if score == "nspc":
-            return self.calibration.threshold
-        owner = next((p for p in parts_of(self.detector) if score in p.score_names), self.detector)
-        return owner.default_threshold
+        return default_threshold(self.detector, self.calibration, score)
 
     # -- what the model boundary decided ------------------------------------------------------
     @property
