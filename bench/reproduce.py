@@ -127,7 +127,9 @@ def decision_scores(cal: Calibration, col: dict, labels: np.ndarray) -> dict[str
         refs = cal.references(list(raw), list(raw))
         q = refs.calibrated({r: col[r] for r in raw}, labels)
         key = "q_fisher" if len(raw) > 1 else f"q_{raw[0]}"
-        out[name] = (q[key], 1.0 - cal.target_fpr - 1e-12)
+        # a score no calibration input could be judged by (SCALE-UP on MNIST) has no reference
+        values = q.get(key)
+        out[name] = (np.full(len(labels), np.nan) if values is None else values, 1.0 - cal.target_fpr - 1e-12)
     return out
 
 
@@ -164,6 +166,8 @@ def score_entry(entry: Path, manifest: dict, sets, cache: bool = True) -> dict:
         uses_scaleup = DECISIONS[name][2]
         ok_b = benign & ~undec_b if uses_scaleup else benign
         ok_p = pois & ~undec_p if uses_scaleup and len(pois) else pois
+        finite = ~np.isnan(values)
+        ok_b, ok_p = ok_b & finite[:n_test], ok_p & finite[n_test:] if len(pois) else ok_p
         ben_s, poi_s = values[:n_test][ok_b], values[n_test:][ok_p] if len(pois) else np.zeros(0)
         tgt_s = values[:n_test][ok_b & (y_test == target)] if target is not None else np.zeros(0)
         row[name] = {"auroc": auroc(poi_s, ben_s) if len(poi_s) and len(ben_s) else None, "threshold": t,

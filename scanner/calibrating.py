@@ -18,7 +18,7 @@ from .calibration import Calibration, fit_calibration
 from .core import Scanner
 from .scoring import DECISION_ORDER
 from .decode import UNIT
-from .detectors import parts_of
+from .detectors import Detector, parts_of
 from .errors import CalibrationError
 from .inputs import InputSet, collect_inputs
 
@@ -45,17 +45,28 @@ def calibrate(model: str | Path, paths: Sequence[str | Path] | InputSet, *,
     inputs = paths if isinstance(paths, InputSet) else collect_inputs(list(paths))
     held = _hold_out(scanner, inputs)
     result = scanner.scan(inputs, progress=progress)
-    keep = ~np.isin(result.indices, held) & ~result.scores.undecidable
+    keep = ~np.isin(result.indices, held)
     s = result.scores
     if keep.sum() < 2:
-        raise CalibrationError(f"calibration needs at least 2 decidable clean inputs besides the {len(held)} held "
-                               f"for STRIP; {int(keep.sum())} remain of {result.n_found}")
+        raise CalibrationError(f"calibration needs at least 2 clean inputs besides the {len(held)} held for STRIP; "
+                               f"{int(keep.sum())} remain of {result.n_found}")
+    # NSPC as the paper defines it: every calibration input's SPC, undecidable ones included
     cal = fit_calibration(s.spc[keep], s.labels[keep], scales=scanner.scales, target_fpr=target_fpr,
                           min_class_samples=min_class_samples, sigma_floor=sigma_floor,
                           model_sha256=scanner.info.sha256, spec=scanner.spec.to_dict())
     cal.detectors = tuple({"name": p.name, **p.settings()} for p in parts_of(scanner.detector))
-    cal.values = {n: np.asarray(v)[keep] for n, v in s.named.items()
-                  if v is not None and n in scanner.detector.score_names and n not in scanner.detector.calibrated}
+    cal.values = {}
+    for part in parts_of(scanner.detector):
+        # a part's scores of inputs it cannot judge stay out of its references (NaN in the file)
+        judges_all = type(part).undecidable is Detector.undecidable
+        for name in part.score_names:
+            v = s.named.get(name)
+            if v is None or name in part.calibrated:
+                continue
+            v = np.asarray(v, dtype=np.float64).copy()
+            if not judges_all:
+                v[s.undecidable] = np.nan
+            cal.values[name] = v[keep]
     cal.labels = s.labels[keep]
     strip = next((p for p in parts_of(scanner.detector) if p.clean_images_needed), None)
     if strip is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,8 @@ class Calibration:
                       "base64": base64.b64encode(np.ascontiguousarray(self.clean_images).tobytes()).decode("ascii")}
         return {"format": FORMAT, "format_version": 2, **data, "detectors": [dict(d) for d in self.detectors],
                 "decision": self.decision, "labels": self.labels.tolist(),
-                "values": {k: v.tolist() for k, v in self.values.items()}, "clean_images": images}
+                "values": {k: [None if math.isnan(x) else x for x in v.tolist()] for k, v in self.values.items()},
+                "clean_images": images}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
@@ -268,10 +270,10 @@ def _read_v2(cal: Calibration, data: dict, source: str) -> None:
     out = {}
     for name, raw in values.items():
         if (not isinstance(raw, list) or len(raw) != cal.n_samples
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)):
-            raise CalibrationError(f"{source}: values[{name!r}] must list {cal.n_samples} numbers")
-        arr = np.asarray(raw, dtype=np.float64)
-        if not np.isfinite(arr).all():
+                or not all(v is None or isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)):
+            raise CalibrationError(f"{source}: values[{name!r}] must list {cal.n_samples} numbers (null: undecidable)")
+        arr = np.asarray([np.nan if v is None else v for v in raw], dtype=np.float64)
+        if np.isinf(arr).any():
             raise CalibrationError(f"{source}: values[{name!r}] holds a value that is not finite")
         out[str(name)] = arr
     images = data.get("clean_images")

@@ -31,7 +31,11 @@ def unflaggable(cal: Calibration, score: str) -> dict[int, str]:
     raw = score[2:]
     if raw not in cal.values:
         return out
-    ref = cal.references([raw]).scores[raw]
+    refs = cal.references([raw]).scores
+    if raw not in refs:
+        return {label: f"{raw}: none of the calibration inputs could be judged (all undecidable)"
+                for label in cal.per_class}
+    ref = refs[raw]
     for label, top in ref.unflaggable(cal.target_fpr).items():
         n = len(ref.per_class[label])
         out[label] = (f"{raw}: only {n} calibration inputs (p cannot go below 1/{n + 1})" if 1 / (n + 1) > cal.target_fpr
@@ -52,7 +56,8 @@ def calibration_lines(cal: Calibration, result) -> list[str]:
                          f"(class {min(classes)}: {first})")
     undecidable = int(result.scores.undecidable.sum())
     if undecidable:
-        lines.append(f"Warning: {undecidable} calibration input(s) are undecidable for the detectors and were left out")
+        lines.append(f"Warning: {undecidable} calibration input(s) are undecidable ({next(iter(result.scores.undecidable_reasons.values()), '')}): "
+                     "left out of that detector's references (the paper's NSPC statistics keep them)")
     small = sum(1 for s in cal.per_class.values() if s.n < cal.min_class_samples)
     parts = ", ".join(d["name"] for d in cal.detectors) if cal.detectors else "scaleup"
     refs = cal.references(list(cal.values)) if cal.labels is not None else None

@@ -42,7 +42,11 @@ class ScoreReference:
 
     @classmethod
     def fit(cls, values: np.ndarray, labels: np.ndarray, min_class_samples: int) -> "ScoreReference":
+        """From benign ``values`` and their predicted ``labels``; NaN values (inputs the detector
+        could not judge) are left out."""
         values, labels = np.asarray(values, np.float64), np.asarray(labels, np.int64)
+        keep = ~np.isnan(values)
+        values, labels = values[keep], labels[keep]
         return cls({int(k): np.sort(values[labels == k]) for k in np.unique(labels)}, np.sort(values),
                    int(min_class_samples))
 
@@ -70,7 +74,8 @@ class ScoreReference:
             rows = labels == label
             ref = self.reference(int(label))
             at_least = len(ref) - np.searchsorted(ref, values[rows], side="left")  # self included
-            p[rows] = at_least / len(ref)
+            p[rows] = at_least / max(len(ref), 1)
+        p[np.isnan(values)] = np.nan  # not judged: no p-value
         return p
 
     def unflaggable(self, rate: float) -> dict[int, float]:
@@ -134,17 +139,19 @@ class References:
     def fit(cls, raw: dict[str, np.ndarray], labels: np.ndarray, *, combine: Iterable[str],
             min_class_samples: int, target_fpr: float) -> "References":
         labels = np.asarray(labels, np.int64)
+        raw = {name: v for name, v in raw.items() if np.any(~np.isnan(np.asarray(v, np.float64)))}
         refs = {name: ScoreReference.fit(v, labels, min_class_samples) for name, v in raw.items()}
         out = cls(refs, min_class_samples=int(min_class_samples))
         achieved = {}
         loo = {name: refs[name].leave_one_out(v, labels) for name, v in raw.items()}
         for name, p in loo.items():
-            achieved[q_name(name)] = float((p <= target_fpr).mean())
+            achieved[q_name(name)] = float(np.nanmean(p <= target_fpr))
         combine = tuple(c for c in combine if c in raw)
         if len(combine) >= 2:
-            stat = fisher(loo[c] for c in combine)
+            stat = fisher(loo[c] for c in combine)  # NaN where a part could not judge the input
             out.combined_of, out.combined = combine, ScoreReference.fit(stat, labels, min_class_samples)
-            achieved[q_name(COMBINED)] = float((out.combined.leave_one_out(stat, labels) <= target_fpr).mean())
+            ok = ~np.isnan(stat)
+            achieved[q_name(COMBINED)] = float((out.combined.leave_one_out(stat[ok], labels[ok]) <= target_fpr).mean())
         out.achieved_fpr = achieved
         return out
 

@@ -123,7 +123,7 @@ def test_format_2_fields_are_checked(tmp_path):
         with pytest.raises(CalibrationError, match=message):
             Calibration.load(tmp_path / "bad.json")
     bad = json.loads(json.dumps(good))
-    bad["values"]["strip"][0] = None
+    bad["values"]["strip"][0] = "0.5"
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(CalibrationError, match="strip"):
         Calibration.load(tmp_path / "bad.json")
