@@ -96,22 +96,33 @@ def rate(x: np.ndarray, t: float) -> float:
 
 # ------------------------------------------------------------------------------ image sets
 
-def image_sets(dataset: str, benign_per_class: int, cal_per_class: int, split_seed: int = 0):
+def image_sets(dataset: str, benign_per_class: int, cal_per_class: int, split_seed: int = 0, cal_split: str = "train"):
     """(test_npz, y_test, cal_npz, y_cal, test_index): benign test images (and their positions in the
-    test split) and training-split calibration images (seeded choice per class)."""
+    test split) and calibration images (seeded choice per class) from the training split, or with
+    ``cal_split="heldout"`` from the test images not evaluated (images the model never trained on;
+    None where the test split has no spare images)."""
     WORK.mkdir(parents=True, exist_ok=True)
     test_path = WORK / f"{dataset}-s{split_seed}_test_{benign_per_class}.npz"
-    cal_path = WORK / f"{dataset}-s{split_seed}_cal_{cal_per_class}.npz"
-    ylab = WORK / f"{dataset}-s{split_seed}_labels_{benign_per_class}_{cal_per_class}.npz"
+    tag = "" if cal_split == "train" else f"_{cal_split}{benign_per_class}"
+    cal_path = WORK / f"{dataset}-s{split_seed}_cal_{cal_per_class}{tag}.npz"
+    ylab = WORK / f"{dataset}-s{split_seed}_labels_{benign_per_class}_{cal_per_class}{tag}.npz"
     if not (test_path.exists() and cal_path.exists() and ylab.exists()):
         ds = datasets.load(dataset, split_seed=split_seed)
         te = np.concatenate([np.flatnonzero(ds.y_test == k)[:benign_per_class] for k in range(ds.num_classes)])
         rng = np.random.default_rng(1234)
-        ca = np.sort(np.concatenate([rng.permutation(np.flatnonzero(ds.y_train == k))[:cal_per_class]
+        if cal_split == "train":
+            pool, x_pool, y_pool = None, ds.x_train, ds.y_train
+        else:
+            spare = np.setdiff1d(np.arange(len(ds.y_test)), te)
+            if not all((ds.y_test[spare] == k).sum() >= cal_per_class for k in range(ds.num_classes)):
+                return None
+            pool, x_pool, y_pool = spare, ds.x_test, ds.y_test
+        ca = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y_pool == k) if pool is None else
+                                                     pool[y_pool[pool] == k])[:cal_per_class]
                                      for k in range(ds.num_classes)]))
         np.savez(test_path, x=ds.x_test[te])
-        np.savez(cal_path, x=ds.x_train[ca])
-        np.savez(ylab, test=ds.y_test[te], test_index=te, cal=ds.y_train[ca], cal_index=ca)
+        np.savez(cal_path, x=x_pool[ca])
+        np.savez(ylab, test=ds.y_test[te], test_index=te, cal=y_pool[ca], cal_index=ca)
     z = np.load(ylab)
     return test_path, z["test"], cal_path, z["cal"], z["test_index"]
 
@@ -200,7 +211,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.reproduce", description=__doc__.split("\n\n")[0])
     ap.add_argument("--zoo", type=Path, default=REPO / "bench" / "zoo")
     ap.add_argument("--benign-per-class", type=int, default=200, help="test images per class (at most)")
-    ap.add_argument("--cal-per-class", type=int, default=100, help="training-split calibration images per class (at most)")
+    ap.add_argument("--cal-per-class", type=int, default=100, help="calibration images per class (at most)")
+    ap.add_argument("--cal-split", choices=["train", "heldout"], default="train",
+                    help="calibration images from the training split (the issue's protocol) or from test images "
+                         "not evaluated (held out: the model never trained on them); data sets without spare test "
+                         "images are skipped")
     ap.add_argument("--only", default=None, help="comma-separated entry names (default: all)")
     ap.add_argument("--no-cache", action="store_true", help="rescan even where a cached report exists")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
@@ -214,7 +229,10 @@ def main(argv=None) -> int:
         if not names:
             continue
         split_seed = (manifests[names[0]].get("split") or {}).get("seed") or 0
-        sets = image_sets(dataset, args.benign_per_class, args.cal_per_class, split_seed)
+        sets = image_sets(dataset, args.benign_per_class, args.cal_per_class, split_seed, args.cal_split)
+        if sets is None:
+            print(f"{dataset}: no spare test images for a held-out calibration; skipped", file=sys.stderr)
+            continue
         rows = []
         for name in names:
             t0 = time.time()
@@ -229,12 +247,14 @@ def main(argv=None) -> int:
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPU cores",
            "seconds": round(time.time() - started, 1), "benign_per_class": args.benign_per_class,
-           "cal_per_class": args.cal_per_class, "scales": [3, 5, 7, 9, 11], "target_fpr": TARGET_FPR,
+           "cal_per_class": args.cal_per_class, "cal_split": args.cal_split,
+           "scales": [3, 5, 7, 9, 11], "target_fpr": TARGET_FPR,
            "decisions": {k: {"what": v[0], "scores": list(v[1]), "queries": v[3]} for k, v in DECISIONS.items()},
            "groups": groups, "paper": PAPER, "reference_arrays": reference_rows()}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "detection.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (args.out / "detection.md").write_text(render(doc))
+    stem = "detection" if args.cal_split == "train" else f"detection_{args.cal_split}"
+    (args.out / f"{stem}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(render(doc))
     print(render(doc))
     return 0
 
@@ -267,7 +287,9 @@ def render(doc) -> str:
         "cached scans). Benign = test-split images the model classifies correctly "
         f"(at most {doc['benign_per_class']} per class before filtering); poisoned = the entry's triggered "
         "non-target test images that the model sends to the target. Calibration = `scanner calibrate` on at most "
-        f"{doc['cal_per_class']} TRAINING-split images per class (16 of them held by STRIP), never evaluated.",
+        f"{doc['cal_per_class']} " + ("TRAINING-split images" if doc.get("cal_split", "train") == "train" else
+                                      "HELD-OUT test-split images (not evaluated, never trained on)")
+        + " per class (16 of them held by STRIP), never evaluated.",
         "",
         "Cells: **AUROC / TPR (FPR, FPR on the target class)** at the scanner's flag for 5% FPR: calibrated "
         "scores flag when the per-class conformal p-value is at most 0.05; SPC uses the pooled threshold that "

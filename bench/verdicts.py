@@ -92,6 +92,7 @@ def main(argv=None) -> int:
     ap.add_argument("--mixes", default="0,0.02,0.10", help="fractions of triggered inputs")
     ap.add_argument("--benign-per-class", type=int, default=200, help="as bench.reproduce (its scans are reused)")
     ap.add_argument("--cal-per-class", type=int, default=100)
+    ap.add_argument("--cal-split", choices=["train", "heldout"], default="train", help="as bench.reproduce")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", default=None)
     ap.add_argument("--check", action="store_true", help="also scan each 10%% stream through the CLI and compare")
@@ -108,8 +109,10 @@ def main(argv=None) -> int:
         if not names:
             continue
         split_seed = (manifests[names[0]].get("split") or {}).get("seed") or 0
-        test_npz, y_test, cal_npz, _, test_index = image_sets(dataset, args.benign_per_class, args.cal_per_class,
-                                                              split_seed)
+        sets = image_sets(dataset, args.benign_per_class, args.cal_per_class, split_seed, args.cal_split)
+        if sets is None:
+            continue
+        test_npz, y_test, cal_npz, _, test_index = sets
         rows = []
         for name in names:
             entry, m = args.zoo / name, manifests[name]
@@ -150,11 +153,12 @@ def main(argv=None) -> int:
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPU cores",
            "seconds": round(time.time() - started, 1), "stream": args.stream, "mixes": mixes,
-           "cal_per_class": args.cal_per_class, "seed": args.seed, "cli_checked_streams": checked,
+           "cal_per_class": args.cal_per_class, "cal_split": args.cal_split, "seed": args.seed, "cli_checked_streams": checked,
            "configs": [c[0] for c in CONFIGS], "groups": groups}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "verdicts.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (args.out / "verdicts.md").write_text(render(doc))
+    stem = "verdicts" if args.cal_split == "train" else f"verdicts_{args.cal_split}"
+    (args.out / f"{stem}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(render(doc))
     print(render(doc))
     return 0
 
@@ -181,7 +185,8 @@ def render(doc) -> str:
              f"Command: `{doc['command'].strip()}` ({doc['date']}, {doc['machine']}, {doc['seconds']} s including "
              f"cached scans). Each stream: {doc['stream']} inputs, the given share triggered (the entry's "
              "triggered test images, as they come), the rest clean test images, seeded; calibration = "
-             f"{doc['cal_per_class']} training-split images per class (`scanner calibrate`, FPR 5%). "
+             f"{doc['cal_per_class']} " + ("training-split" if doc.get("cal_split", "train") == "train" else
+                                           "held-out test-split (not in any stream)") + " images per class (`scanner calibrate`, FPR 5%). "
              "A cell says which classes the scan's verdict names as suspected targets: `target named`, "
              "`missed` (triggered inputs present, nothing named), `false: a, b` (wrong classes named), "
              "`silent` (nothing named, nothing to find), `cannot judge` (most inputs undecidable), `no reference` "
