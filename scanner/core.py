@@ -19,7 +19,7 @@ import numpy as np
 
 from .batches import BatchLoader
 from .calibration import Calibration
-from .detectors import Detector
+from .detectors import Detector, parts_of
 from .detectors.scaleup import DEFAULT_SCALES
 from .scoring import check_calibration, choose, default_threshold, make_detector_for
 from ._validation import check_number, check_scales
@@ -171,10 +171,16 @@ class Scanner:
         return ScanSettings(
             model=str(m.info.path), model_sha256=m.info.sha256, spec=m.spec, spec_sources=dict(m.resolved.sources),
             output=m.output.tensor.name, batch_mode=m.plan.mode, batch_note=m.plan.note,
-            execution_provider=m.provider, detector=self.detector.settings(),
+            execution_provider=m.provider, detector=self._detector_settings(),
             detector_text=self.detector.describe(), query_names=tuple(self.detector.query_names()),
             threshold=self.threshold, score=self.score_name, calibration=self.calibration,
         )
+
+    def _detector_settings(self) -> dict[str, Any]:
+        """SCALE-UP's scale set at the top (report schema 1), then every detector that ran with its settings."""
+        parts = parts_of(self.detector)
+        scales = {"scales": list(self.scales)} if self.scales else {}
+        return {**scales, "detectors": [{"name": p.name, **p.settings()} for p in parts]}
 
     # -- the hot path --------------------------------------------------------------------------
     def _buffer_for(self, rows: int) -> np.ndarray:

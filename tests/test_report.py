@@ -14,7 +14,7 @@ from scanner.inputs import InputSet, MemoryArray
 from scanner.report import Format, render_scan, report_header, summary_lines
 
 HEADER_KEYS = ["schema_version", "kind", "scanner_version", "model", "model_sha256", "spec", "spec_sources", "output",
-               "batch_mode", "batch_note", "execution_provider", "scales", "threshold", "score", "calibration",
+               "batch_mode", "batch_note", "execution_provider", "scales", "detectors", "threshold", "score", "calibration",
                "class_names", "summary", "gate", "warnings"]
 RECORD_KEYS = ["input", "predicted_label", "predicted_class", "spc", "nspc", "prob_consistency", "scaled_labels",
                "flagged", "undecidable"]
