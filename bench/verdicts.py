@@ -62,11 +62,21 @@ def stream_rows(n_test: int, test_index: np.ndarray, pois_index: np.ndarray, n: 
     return np.concatenate([np.sort(benign), n_test + np.sort(pick)]), k
 
 
-def verdict_of(labels, flagged, undecidable, calibrated: bool):
-    """The scanner's verdict for a stream (``scanner.decisions.decide``, as ``summarize`` calls it)."""
-    verdict, _ = decide(labels, flagged, undecidable,
-                        expected_fpr=TARGET_FPR if calibrated else DEFAULT_ASSUMED_FPR,
-                        source="calibration" if calibrated else "assumed", reference=calibrated)
+def verdict_of(labels, flagged, undecidable, calibrated: bool, cal: Calibration, decision: str):
+    """The scanner's verdict for a stream (``scanner.decisions.decide``, as ``summarize`` calls it:
+    NSPC against the calibration's benign rates, a calibrated q score against the beta-binomial
+    null of its per-class references)."""
+    kw: dict = {"expected_fpr": DEFAULT_ASSUMED_FPR, "source": "assumed", "reference": False}
+    if calibrated and decision == "nspc":
+        kw = {"expected_fpr": cal.expected_fpr(), "per_class": cal.expected_fpr_per_class(), "source": "calibration",
+              "reference": True}
+    elif calibrated:
+        raw = list(DECISIONS[decision][1])
+        refs = cal.references(raw, raw)
+        ref = refs.reference_of("q_fisher" if len(raw) > 1 else f"q_{raw[0]}")
+        kw = {"expected_fpr": cal.target_fpr, "source": "calibration", "reference": True,
+              "reference_sizes": None if ref is None else ref.sizes()}
+    verdict, _ = decide(labels, flagged, undecidable, **kw)
     return verdict
 
 
@@ -136,7 +146,7 @@ def main(argv=None) -> int:
                     uses_scaleup = DECISIONS.get(decision, ("", (), True))[2]
                     undecidable = col["undecidable"][pick] if uses_scaleup else np.zeros(len(pick), bool)
                     flagged = (values[pick] >= (0.5 if not calibrated else threshold)) & ~undecidable
-                    v = verdict_of(col["labels"][pick], flagged, undecidable, calibrated)
+                    v = verdict_of(col["labels"][pick], flagged, undecidable, calibrated, cal, decision)
                     named = [s.label for s in v.suspects]
                     per_class = {int(c): [int((col["labels"][pick] == c).sum()), int(flagged[col["labels"][pick] == c].sum())]
                                  for c in np.unique(col["labels"][pick])}
@@ -171,7 +181,7 @@ def check_with_cli(entry: Path, cal_file: Path, test_npz: Path, poisoned: Path, 
     path = WORK / f"{entry.name}_check_{len(pick)}.npz"
     np.savez(path, x=x)
     for column, extra in (("all (default)", ["--calibration", str(cal_file)]), ("spc, no calibration", [])):
-        rep, _ = scancli.run("scan", entry / "model.onnx", [path], extra, extra_key=VERSION)
+        rep, _ = scancli.run("scan", entry / "model.onnx", [path], extra, extra_key=VERSION, cache=False)
         named = sorted(int(s["label"]) for s in rep["summary"]["verdict"]["suspected_targets"])
         if named != sorted(row["cells"][column]["named"]) or rep["summary"]["verdict"]["status"] != row["cells"][column]["status"]:
             raise RuntimeError(f"{entry.name}: the CLI's verdict {named} / {rep['summary']['verdict']['status']} differs "

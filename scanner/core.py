@@ -174,7 +174,12 @@ class Scanner:
             execution_provider=m.provider, detector=self._detector_settings(),
             detector_text=self.detector.describe(), query_names=tuple(self.detector.query_names()),
             threshold=self.threshold, score=self.score_name, calibration=self.calibration,
+            reference_sizes=self._reference_sizes(),
         )
+
+    def _reference_sizes(self) -> dict[int, int] | None:
+        ref = None if self.references is None else self.references.reference_of(self.score_name.replace("-", "_"))
+        return None if ref is None else ref.sizes()
 
     def _detector_settings(self) -> dict[str, Any]:
         """SCALE-UP's scale set at the top (report schema 1), then every detector that ran with its settings."""

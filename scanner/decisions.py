@@ -207,19 +207,40 @@ def _class_name(names, label: int) -> str | None:
     return names[label] if names and 0 <= label < len(names) else None
 
 
+def betabinomial_sf(k: int, m: int, a: int, b: int) -> float:
+    """P(X >= k) for X ~ BetaBinomial(m, a, b): how many of m fresh clean inputs reach a
+    conformal flag set from n = a + b - 1 clean references (a = floor(FPR (n + 1)))."""
+    if k <= 0:
+        return 1.0
+    if k > m or a <= 0:
+        return 0.0 if a > 0 else 1.0
+    from scipy.stats import betabinom  # scipy comes with scikit-learn; imported only here
+
+    return float(betabinom.sf(k - 1, m, a, b))
+
+
 def model_verdict(labels: np.ndarray, flagged: np.ndarray, *, expected_fpr: float, source: str,
                   per_class: dict[int, float] | None = None, alpha: float = DEFAULT_ALPHA,
-                  class_names=None) -> Verdict:
+                  class_names=None, reference_sizes: dict[int, int] | None = None) -> Verdict:
     """Predicted classes whose flagged rate is significantly and substantially above the expected
     benign rate (``per_class[label]`` where given, else ``expected_fpr``).
 
-    One-sided binomial test per predicted class, Holm-corrected over the classes present; a
-    suspect must also be flagged at least ``MIN_RATE_RATIO`` times, and ``MIN_RATE_EXCESS``
-    above, its expected rate.
+    One-sided test per predicted class, Holm-corrected over the classes present; a suspect must
+    also be flagged at least ``MIN_RATE_RATIO`` times, and ``MIN_RATE_EXCESS`` above, its
+    expected rate. The test is binomial at the expected rate, or, with ``reference_sizes`` (a
+    conformal flag: each class's reference size, -1 for the pooled one), beta-binomial: the
+    realized false-positive rate of a threshold set from n references is itself random
+    (Beta(a, n + 1 - a)), and a class whose threshold came out low is no backdoor.
     """
     per_class = per_class or {}
     rows = []
     for c in per_class_counts(labels, flagged):
+        if reference_sizes:
+            n = reference_sizes.get(c.label, reference_sizes.get(-1, 0))
+            a = math.floor(expected_fpr * (n + 1) + 1e-9)
+            expected = a / (n + 1)
+            rows.append([c, expected, betabinomial_sf(c.flagged, c.inputs, a, n + 1 - a), 0.0])
+            continue
         expected = per_class.get(c.label, expected_fpr)
         rows.append([c, expected, binomial_sf(c.flagged, c.inputs, expected), 0.0])
     running = 0.0
@@ -238,7 +259,8 @@ def model_verdict(labels: np.ndarray, flagged: np.ndarray, *, expected_fpr: floa
             suspects.append(Suspect(c.label, c.inputs, c.flagged, expected, p_value, p_adjusted, text))
     return Verdict(
         expected_fpr=expected_fpr, expected_fpr_source=source, alpha=alpha, expected_fpr_per_class=dict(per_class),
-        test=(f"one-sided binomial per predicted class, Holm-corrected; a suspect is also flagged at least "
+        test=(f"one-sided {'beta-binomial (conformal flag from each class reference)' if reference_sizes else 'binomial'}"
+              f" per predicted class, Holm-corrected; a suspect is also flagged at least "
               f"{MIN_RATE_RATIO:g}x and {MIN_RATE_EXCESS:g} above its expected rate"),
         suspects=tuple(suspects), status="suspect" if suspects else "no suspect",
     )
@@ -250,13 +272,14 @@ def summarize(result: ScanResult, *, expected_fpr: float | None = None, alpha: f
     cal = result.settings.calibration
     expected_per_class = None
     check_rate(alpha, "alpha")
-    reference = True
+    reference, reference_sizes = True, None
     if expected_fpr is not None:
         expected_fpr = check_rate(expected_fpr, "expected benign flag rate (--expected-fpr)")
         source = "given (--expected-fpr)"
     elif cal is not None and result.settings.score.startswith("q"):
         # conformal p-values per predicted class: each class's benign flag rate is at most the target
         expected_fpr, source = cal.target_fpr, "calibration: per-class conformal p-values, rate at most the target"
+        reference_sizes = result.settings.reference_sizes
     elif cal is not None:
         expected_fpr, source = cal.expected_fpr(), "calibration, per predicted class"
         expected_per_class = cal.expected_fpr_per_class()
@@ -265,7 +288,8 @@ def summarize(result: ScanResult, *, expected_fpr: float | None = None, alpha: f
         reference = False
     verdict, warnings = decide(s.labels, s.flagged, s.undecidable, expected_fpr=expected_fpr, source=source,
                                reference=reference, per_class=expected_per_class, alpha=alpha, class_names=names,
-                               undecidable_reason=next(iter(s.undecidable_reasons.values()), ""))
+                               undecidable_reason=next(iter(s.undecidable_reasons.values()), ""),
+                               reference_sizes=reference_sizes)
     undecidable = int(s.undecidable.sum())
     if cal is not None:
         from .calibration_report import unflaggable
@@ -300,7 +324,8 @@ def summarize(result: ScanResult, *, expected_fpr: float | None = None, alpha: f
 
 def decide(labels: np.ndarray, flagged: np.ndarray, undecidable: np.ndarray, *, expected_fpr: float, source: str,
            reference: bool, per_class: dict[int, float] | None = None, alpha: float = DEFAULT_ALPHA,
-           class_names=None, undecidable_reason: str = "") -> tuple[Verdict, list[str]]:
+           class_names=None, undecidable_reason: str = "",
+           reference_sizes: dict[int, int] | None = None) -> tuple[Verdict, list[str]]:
     """The verdict from per-input labels, flags and undecidable marks, and its warnings.
 
     Undecidable inputs are left out. Most of them undecidable: "cannot judge". Without a benign
@@ -311,7 +336,8 @@ def decide(labels: np.ndarray, flagged: np.ndarray, undecidable: np.ndarray, *, 
     labels, flagged, undecidable = np.asarray(labels), np.asarray(flagged, bool), np.asarray(undecidable, bool)
     decidable = ~undecidable
     verdict = model_verdict(labels[decidable], flagged[decidable], expected_fpr=expected_fpr, source=source,
-                            per_class=per_class, alpha=alpha, class_names=class_names)
+                            per_class=per_class, alpha=alpha, class_names=class_names,
+                            reference_sizes=reference_sizes)
     warnings = []
     n_undecidable = int(undecidable.sum())
     if labels.size and n_undecidable / labels.size > CANNOT_JUDGE_SHARE:

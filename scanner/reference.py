@@ -92,6 +92,11 @@ class ScoreReference:
                     out[label] = float(ref[-1])
         return out
 
+    def sizes(self) -> dict[int, int]:
+        """Reference size per class with its own reference; key -1: the pooled one (the rest)."""
+        own = {k: len(v) for k, v in self.per_class.items() if len(v) >= self.min_class_samples}
+        return {**own, -1: len(self.pooled)}
+
     def to_dict(self) -> dict[str, Any]:
         return {"per_class": {str(k): v.tolist() for k, v in sorted(self.per_class.items())},
                 "pooled": self.pooled.tolist()}
@@ -160,6 +165,12 @@ class References:
         """The calibrated score names this reference gives, in report order."""
         names = [q_name(n) for n in self.scores]
         return names + ([q_name(COMBINED)] if self.combined is not None else [])
+
+    def reference_of(self, name: str) -> ScoreReference | None:
+        """The reference behind the calibrated score ``name`` (``q_<score>`` or ``q_fisher``)."""
+        if name == q_name(COMBINED):
+            return self.combined
+        return self.scores.get(name[2:]) if name.startswith("q_") else None
 
     def calibrated(self, raw: dict[str, np.ndarray | None], labels: np.ndarray) -> dict[str, np.ndarray | None]:
         """``q_<score>`` (1 - p) for each referenced score, and ``q_fisher`` when combined."""

@@ -76,6 +76,9 @@ class ScanSettings:
     score: str
     calibration: Calibration | None = None
     scanner_version: str = __version__
+    #: the decision's reference size per predicted class (-1: pooled) when it is a calibrated
+    #: q_ score: the verdict's null distribution (not part of the JSON report)
+    reference_sizes: dict[int, int] | None = None
 
     @property
     def class_names(self) -> tuple[str, ...] | None:
