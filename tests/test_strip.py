@@ -276,7 +276,7 @@ def test_the_interface_values():
 def test_without_fit_the_queries_ask_for_a_calibration(tmp_path, images):
     fx, pre = _preprocessor(tmp_path, "trigger_nchw")
     with pytest.raises(ScannerError, match=r"STRIP needs clean images from a calibration "
-                                           r"\(scanner calibrate \.\.\. --detector strip\)") as exc:
+                                           r"\(scanner calibrate MODEL CLEAN\.\.\. -o cal\.json, then scan with --calibration cal\.json\)") as exc:
         Strip().build_queries(images[:2], np.empty((42,) + pre.model_shape, np.float32), pre)
     assert "\n" not in str(exc.value)
     scanner = Scanner(fx.path, device="cpu", detector=Strip(n_blends=3))  # building one needs no images

@@ -41,7 +41,7 @@ MODES = ("add", "alpha")
 DEFAULT_THRESHOLD = 0.5
 
 _NOT_FITTED = ("STRIP needs clean images from a calibration "
-               "(scanner calibrate ... --detector strip); none were given")
+               "(scanner calibrate MODEL CLEAN... -o cal.json, then scan with --calibration cal.json); none were given")
 
 
 def _unit_images(images: Any, name: str) -> np.ndarray:
