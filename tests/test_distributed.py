@@ -250,3 +250,19 @@ def test_actor_that_cannot_load_the_model_is_one_line(ray_cluster, case, monkeyp
         distributed.scan(fx.path, [paths[1]], workers=1)
     text = str(err.value)
     assert text.startswith("distributed scan failed: ") and str(missing) in text and "\n" not in text, text
+
+
+def test_calibrated_scan_with_every_detector_matches_local(ray_cluster, case, tmp_path):
+    """A format-2 calibration travels to the actors with STRIP's images: the same scores, flags, verdict."""
+    from scanner import distributed
+    from scanner.calibrating import calibrate
+
+    fx, paths, _ = case
+    np.save(tmp_path / "clean.npy", om.to_bytes(om.make_images(60, seed=41, triggered_fraction=0.0)))
+    cal, _ = calibrate(fx.path, [tmp_path / "clean.npy"], detector_params={"strip": {"n_blends": 4},
+                                                                          "teco": {"severities": 2}})
+    local = Scanner(fx.path, batch_size=BATCH, calibration=cal).scan(paths)
+    result = distributed.scan(fx.path, paths, batch_size=BATCH, workers=2, calibration=cal)
+    assert result.settings.score == "q-fisher"
+    _same_scores(result, local)
+    assert _summary(result) == _summary(local)
