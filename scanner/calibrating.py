@@ -16,7 +16,7 @@ import numpy as np
 from .batches import BatchLoader
 from .calibration import Calibration, fit_calibration
 from .core import Scanner
-from .scoring import DECISION_ORDER
+from .scoring import choose
 from .decode import UNIT
 from .detectors import Detector, parts_of
 from .errors import CalibrationError
@@ -71,8 +71,9 @@ def calibrate(model: str | Path, paths: Sequence[str | Path] | InputSet, *,
     strip = next((p for p in parts_of(scanner.detector) if p.clean_images_needed), None)
     if strip is not None:
         cal.clean_images = np.rint(strip.held_images * 255).astype(np.uint8)
-    available = Scanner(model, calibration=cal, **scanner_args).score_names
-    cal.decision = next(n for n in DECISION_ORDER if n in available)
+    # what a scan with this calibration offers by default (no second model load)
+    cal.decision = choose(scanner.detector, cal, has_probabilities=scanner.model.output_kind == "scores",
+                          score=None, threshold=None).score.replace("-", "_")
     return cal, result
 
 

@@ -21,7 +21,7 @@ from .batches import BatchLoader
 from .calibration import Calibration
 from .detectors import Detector, parts_of
 from .detectors.scaleup import DEFAULT_SCALES
-from .scoring import check_calibration, choose, default_threshold, make_detector_for
+from .scoring import check_calibration, choose, make_detector_for
 from ._validation import check_number, check_scales
 from .errors import InputError, ModelLoadError, ScannerError
 from .inputs import InputSet, MemoryArray, collect_inputs
@@ -115,11 +115,9 @@ class Scanner:
                 check_number(value, name, lo=1, integer=True)
         cal = calibration if calibration is None or isinstance(calibration, Calibration) else Calibration.load(calibration)
         self.detector = make_detector_for(detector, cal, detectors, detector_params, scales)
-        if cal is not None and "scaleup" in cal.detector_names:
-            cal.check_compatible(model_sha256=cal.model_sha256 or "", scales=check_scales(scales))
         self.model: Model = load_model(model, device=device, options=spec, spec_file=spec_file, threads=threads)
         if cal is not None:
-            check_calibration(self.detector, cal, model_sha256=self.info.sha256, scales=self.scales)
+            check_calibration(self.detector, cal, model_sha256=self.info.sha256, scales=check_scales(scales))
         self.calibration = cal
         choice = choose(self.detector, cal, has_probabilities=self.model.output_kind == "scores", score=score,
                         threshold=threshold, output_name=self.model.output.tensor.name)
@@ -131,9 +129,6 @@ class Scanner:
         # decoding shares the cores with ONNX Runtime: one thread fewer than cores (measured best)
         self.workers = int(workers or max(1, min(4, (os.cpu_count() or 1) - 1)))
         self._buffer: np.ndarray | None = None
-
-    def _default_threshold(self, score: str) -> float:
-        return default_threshold(self.detector, self.calibration, score)
 
     # -- what the model boundary decided ------------------------------------------------------
     @property
@@ -309,7 +304,8 @@ class Scanner:
             part.raw[name] = values[first:stop]
         part.scored[rows] = True
         part.undecidable[rows] = tally.undecidable[first + rows]
-        part.reasons.update({int(i - first): r for i, r in tally.reasons.items() if first <= i < stop})
+        part.reasons.update({int(i - first): tally.reasons[int(i)]
+                             for i in first + np.flatnonzero(tally.undecidable[first:stop])})
         part.fail([(i - first, reason) for i, reason in failures])
         return self.result(_Window(inputs, first, size), part, 0.0)
 
@@ -322,8 +318,8 @@ class Scanner:
         indices = np.flatnonzero(tally.scored)
         raw = {k: v[indices] for k, v in tally.raw.items()}
         scores = self._scores(tally.labels[indices], tally.queries[indices], raw, tally.undecidable[indices])
-        scores.undecidable_reasons = {int(i): tally.reasons[int(j)] for i, j in enumerate(indices)
-                                      if tally.undecidable[j]}
+        rows = np.flatnonzero(scores.undecidable)  # only those: not a Python pass over every input
+        scores.undecidable_reasons = {int(r): tally.reasons[int(indices[r])] for r in rows}
         return ScanResult(inputs, indices, scores, sorted(tally.failures), self.settings(), seconds,
                           score_names=self.score_names)
 

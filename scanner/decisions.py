@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._validation import check_number, check_rate
+from .metrics import betabinomial_sf, binomial_sf  # noqa: F401  (binomial_sf: part of this module's API)
 
 if TYPE_CHECKING:  # types only: decisions read a ScanResult, they do not import the results module
     from .results import ScanResult
@@ -167,26 +168,6 @@ class Gate:
                 "fail_on_suspect": self.fail_on_suspect, "passed": self.passed, "reasons": list(self.reasons)}
 
 
-def binomial_sf(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p): the one-sided test's p-value (0.0 below ~1e-308)."""
-    if k <= 0:
-        return 1.0
-    if k > n:
-        return 0.0
-    if p <= 0.0:
-        return 0.0
-    if p >= 1.0:
-        return 1.0
-    # log pmf at k, then the recurrence pmf(i+1) = pmf(i) * (n-i)/(i+1) * p/(1-p), summed in log space
-    log_first = (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-                 + k * math.log(p) + (n - k) * math.log1p(-p))
-    i = np.arange(k, n, dtype=np.float64)
-    steps = np.log((n - i) / (i + 1)) + math.log(p) - math.log1p(-p)
-    log_terms = log_first + np.concatenate([[0.0], np.cumsum(steps)])
-    top = log_terms.max()
-    return float(math.exp(top + math.log(np.exp(log_terms - top).sum())))
-
-
 def format_p(p: float) -> str:
     return "p < 1e-300" if p < 1e-300 else f"p = {p:.3g}"
 
@@ -205,18 +186,6 @@ def per_class_counts(labels: np.ndarray, flagged: np.ndarray, class_names=None) 
 
 def _class_name(names, label: int) -> str | None:
     return names[label] if names and 0 <= label < len(names) else None
-
-
-def betabinomial_sf(k: int, m: int, a: int, b: int) -> float:
-    """P(X >= k) for X ~ BetaBinomial(m, a, b): how many of m fresh clean inputs reach a
-    conformal flag set from n = a + b - 1 clean references (a = floor(FPR (n + 1)))."""
-    if k <= 0:
-        return 1.0
-    if k > m or a <= 0:
-        return 0.0 if a > 0 else 1.0
-    from scipy.stats import betabinom  # scipy comes with scikit-learn; imported only here
-
-    return float(betabinom.sf(k - 1, m, a, b))
 
 
 def model_verdict(labels: np.ndarray, flagged: np.ndarray, *, expected_fpr: float, source: str,

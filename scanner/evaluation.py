@@ -19,6 +19,7 @@ from .core import Scanner
 from .results import ScanResult, ScanSettings
 from .errors import InputError
 from .metrics import detection_report
+from .scoring import default_threshold
 
 
 @dataclass
@@ -157,7 +158,7 @@ def evaluate(scanner: Scanner, benign: Sequence[str | Path], poisoned: Sequence[
             continue
         kept_b[name], kept_p[name] = b[keep_benign], p[keep_poisoned]
         # each score at its own default operating point; the scan's decision at the scan's threshold
-        threshold = scanner.threshold if name == decision else scanner._default_threshold(name)
+        threshold = scanner.threshold if name == decision else default_threshold(scanner.detector, scanner.calibration, name)
         metrics[name] = detection_report(kept_b[name], kept_p[name], threshold=threshold, fprs=fprs, seed=seed)
         metrics[name]["threshold"] = threshold
         metrics[name]["decision"] = name == decision

@@ -3,10 +3,12 @@
 Conventions follow scikit-learn: ``y_true`` is 1 for poisoned (the positive class), 0 for
 benign; ``y_score`` is higher for more suspicious inputs; ``*_score`` means higher is better.
 Degenerate input (only one class present) warns and returns NaN instead of raising.
+The tail probabilities the model-level verdict tests with (binomial, beta-binomial) are here too.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -112,3 +114,36 @@ def detection_report(benign: np.ndarray, poisoned: np.ndarray, *, threshold: flo
         "n_benign": int(benign.size),
         "n_poisoned": int(poisoned.size),
     }
+
+
+# -- tail probabilities of the model-level verdict's tests ----------------------------------------
+def binomial_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): the one-sided test's p-value (0.0 below ~1e-308)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    # log pmf at k, then the recurrence pmf(i+1) = pmf(i) * (n-i)/(i+1) * p/(1-p), summed in log space
+    log_first = (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+                 + k * math.log(p) + (n - k) * math.log1p(-p))
+    i = np.arange(k, n, dtype=np.float64)
+    steps = np.log((n - i) / (i + 1)) + math.log(p) - math.log1p(-p)
+    log_terms = log_first + np.concatenate([[0.0], np.cumsum(steps)])
+    top = log_terms.max()
+    return float(math.exp(top + math.log(np.exp(log_terms - top).sum())))
+
+
+def betabinomial_sf(k: int, m: int, a: int, b: int) -> float:
+    """P(X >= k) for X ~ BetaBinomial(m, a, b): how many of m fresh clean inputs reach a
+    conformal flag set from n = a + b - 1 clean references (a = floor(FPR (n + 1)))."""
+    if k <= 0:
+        return 1.0
+    if k > m or a <= 0:
+        return 0.0 if a > 0 else 1.0
+    from scipy.stats import betabinom  # scipy comes with scikit-learn; imported only here
+
+    return float(betabinom.sf(k - 1, m, a, b))

@@ -35,7 +35,8 @@ def make_detector_for(detector: Detector | None, calibration: Calibration | None
 
 
 def check_calibration(detector: Detector, cal: Calibration, *, model_sha256: str, scales) -> None:
-    """Refuse a calibration made for another model, scale set or without these detectors."""
+    """Refuse a calibration made for another model, scale set (``scales``: the ones asked for,
+    compared whenever SCALE-UP runs) or without these detectors."""
     names = [p.name for p in parts_of(detector)]
     missing = [n for n in names if n not in cal.detector_names]
     if missing:

@@ -86,8 +86,7 @@ class Combined(Detector):
         return self._reporter.query_names()
 
     def settings(self) -> dict[str, Any]:
-        return {"detectors": [{"name": p.name, **p.settings()} for p in self.parts],
-                **{k: v for p in self.parts for k, v in p.settings().items() if k == "scales"}}
+        return {"detectors": [{"name": p.name, **p.settings()} for p in self.parts]}
 
     def describe(self) -> str:
         return " + ".join(f"{p.name} ({p.describe()}, {p.queries_per_input} queries)" for p in self.parts)
