@@ -76,7 +76,6 @@ copies of 256 CIFAR-10 images take about 0.15 s on one core.
 from __future__ import annotations
 
 import math
-import threading
 import zlib
 from functools import lru_cache
 from numbers import Integral
@@ -84,6 +83,8 @@ from numbers import Integral
 import numpy as np
 
 from ..decode import UNIT
+from .linear_filters import (gaussian_kernel, grouped, kernel_pass, matrix_pass, pixelate_matrix,
+                             readonly, apply_plan)
 
 try:  # a declared dependency; Pillow (same libjpeg) is the fallback
     import simplejpeg as _simplejpeg
@@ -234,7 +235,7 @@ def apply_corruption(x: np.ndarray, name: str, severity: int, out: np.ndarray | 
         np.multiply(x, keep, out=dst)
         dst += salt
     elif name in _SPATIAL:
-        np.clip(_spatial(x, _spatial_plan(name, severity, x.shape[2], x.shape[3])), _ZERO, _ONE, out=dst)
+        np.clip(apply_plan(x, _spatial_plan(name, severity, x.shape[2], x.shape[3])), _ZERO, _ONE, out=dst)
         return dst
     elif name == "contrast":
         factor = np.float32(param)
@@ -264,11 +265,6 @@ def _draw(name: str, severity: int, planar_shape: tuple[int, ...], kind: str) ->
     return np.ascontiguousarray(field.transpose(2, 0, 1))
 
 
-def _readonly(arr: np.ndarray) -> np.ndarray:
-    arr.flags.writeable = False
-    return arr
-
-
 @lru_cache(maxsize=64)
 def _noise_field(name: str, severity: int, planar_shape: tuple[int, ...]) -> np.ndarray:
     """The (C, H, W) field every image of that shape gets: sigma z, z / sqrt(c) or 1 + sigma z."""
@@ -280,7 +276,7 @@ def _noise_field(name: str, severity: int, planar_shape: tuple[int, ...]) -> np.
         field = z / np.float32(math.sqrt(c))
     else:  # speckle_noise
         field = z * np.float32(c) + _ONE
-    return _readonly(field)
+    return readonly(field)
 
 
 @lru_cache(maxsize=16)
@@ -291,7 +287,7 @@ def _impulse_masks(severity: int, planar_shape: tuple[int, ...]) -> tuple[np.nda
     amount = np.float32(PARAMETERS["impulse_noise"][severity - 1])
     keep = (u >= amount).astype(np.float32)
     salt = (u < amount / np.float32(2)).astype(np.float32)
-    return _readonly(keep), _readonly(salt)
+    return readonly(keep), readonly(salt)
 
 
 # -- color ----------------------------------------------------------------------------------------
@@ -337,89 +333,27 @@ def _saturate(x: np.ndarray, scale: np.float32, shift: np.float32, dst: np.ndarr
 
 
 # -- spatial ----------------------------------------------------------------------------------------
-# A spatial corruption is a linear operator. Its images are laid out as a stack of planes
-# (one per image and channel), each padded by repeating its edge pixels, with one zero plane
-# before and after the stack; every tap is then one shift of the whole flat stack and one
-# multiply-add on contiguous memory, whatever the axis. Results in the padding are not used.
+# Blurs and pixelate are linear operators, planned here from their parameters and applied by
+# scanner.detectors.linear_filters.
 _SPATIAL = ("gaussian_blur", "defocus_blur", "motion_blur", "pixelate")
-
-
-def _gaussian_kernel(sigma: float) -> np.ndarray:
-    """Normalized Gaussian taps within 3 sigma (odd length; [1] when sigma < 1/3)."""
-    radius = int(math.floor(3.0 * sigma)) if sigma > 0 else 0
-    t = np.arange(-radius, radius + 1)
-    w = np.exp(-0.5 * (t / sigma) ** 2) if radius else np.ones(1)
-    return w / w.sum()
-
-
-def _pixelate_matrix(n: int, factor: float) -> np.ndarray:
-    """(n, n): area-average down to ``m = int(factor * n)`` pixels, then replicate back up."""
-    m = max(1, int(factor * n))
-    if m >= n:
-        return np.eye(n)
-    # down (m, n): output pixel i covers [i n / m, (i + 1) n / m) of the input
-    edges = np.arange(m + 1) * (n / m)
-    lo, hi = edges[:-1, None], edges[1:, None]
-    cols = np.arange(n)[None, :]
-    down = np.clip(np.minimum(hi, cols + 1) - np.maximum(lo, cols), 0, None) / (n / m)
-    # up (n, m): nearest, the source pixel under each output pixel's center
-    up = np.zeros((n, m))
-    up[np.arange(n), np.minimum(((np.arange(n) + 0.5) * m / n).astype(int), m - 1)] = 1.0
-    return up @ down
-
-
-def _kernel_pass(kernel: np.ndarray, stride: int) -> tuple:
-    """A centered 1D kernel along the axis of that flat stride, as a pass (see :func:`_shift_pass`)."""
-    r = len(kernel) // 2
-    return _grouped({int(t - r) * stride: float(v) for t, v in enumerate(kernel) if v != 0})
-
-
-def _grouped(taps: dict[int, float]) -> tuple:
-    """Taps {flat shift: weight} -> ``((weight, shifts), ...)``: taps of equal float32 weight
-    (the two sides of a symmetric kernel, a box) are summed before one multiply."""
-    groups: dict[np.float32, list[int]] = {}
-    for shift, wt in sorted(taps.items()):
-        groups.setdefault(np.float32(wt), []).append(shift)
-    return tuple((wt, tuple(shifts)) for wt, shifts in groups.items())
-
-
-def _matrix_pass(mat: np.ndarray, axis: str, hp: int, wp: int, ph: int, pw: int) -> tuple:
-    """An (n, n) operator along ``axis`` ("h" or "w"), ``y[i] = sum_k mat[i, i + k] x[i + k]``,
-    as a pass whose weights vary with the position in the padded plane."""
-    n = len(mat)
-    taps = []
-    for k in range(-n + 1, n):
-        d = np.diagonal(mat, k)  # d[j] = mat[i, i + k] with i = j + max(0, -k)
-        if not d.any():
-            continue
-        along = np.zeros(n)
-        along[max(0, -k):max(0, -k) + len(d)] = d
-        plane = np.zeros((hp, wp), np.float32)
-        if axis == "w":
-            plane[ph:ph + (hp - 2 * ph), pw:pw + n] = along[None, :]
-            taps.append((_readonly(plane.reshape(-1)), (k,)))
-        else:
-            plane[ph:ph + n, pw:pw + (wp - 2 * pw)] = along[:, None]
-            taps.append((_readonly(plane.reshape(-1)), (k * wp,)))
-    return tuple(taps)
 
 
 @lru_cache(maxsize=256)
 def _spatial_plan(name: str, severity: int, h: int, w: int) -> tuple:
     """``(ph, pw, terms)``: the padding and the operator as a sum of terms, each a sequence of
-    passes (see :func:`_shift_pass`) over planes padded to (h + 2 ph, w + 2 pw)."""
+    passes (see :func:`~scanner.detectors.linear_filters.shift_pass`) over planes padded to (h + 2 ph, w + 2 pw)."""
     param = PARAMETERS[name][severity - 1]
     k = math.sqrt(h * w) / REFERENCE_SIDE
     if name == "gaussian_blur":
-        g = _gaussian_kernel(param * k)
+        g = gaussian_kernel(param * k)
         r = len(g) // 2
-        return r, r, ((_kernel_pass(g, 1), _kernel_pass(g, w + 2 * r)),)
+        return r, r, ((kernel_pass(g, 1), kernel_pass(g, w + 2 * r)),)
     if name == "pixelate":
-        mh, mw = _pixelate_matrix(h, param), _pixelate_matrix(w, param)
+        mh, mw = pixelate_matrix(h, param), pixelate_matrix(w, param)
         ph = int(max((abs(i - j) for i, j in zip(*np.nonzero(mh))), default=0))
         pw = int(max((abs(i - j) for i, j in zip(*np.nonzero(mw))), default=0))
         hp, wp = h + 2 * ph, w + 2 * pw
-        return ph, pw, ((_matrix_pass(mw, "w", hp, wp, ph, pw), _matrix_pass(mh, "h", hp, wp, ph, pw)),)
+        return ph, pw, ((matrix_pass(mw, "w", hp, wp, ph, pw), matrix_pass(mh, "h", hp, wp, ph, pw)),)
     if name == "defocus_blur":
         # the disk row by row (rows of equal half-width share a term), each row's box and the
         # rows' vertical profile convolved with the anti-aliasing Gaussian
@@ -428,14 +362,14 @@ def _spatial_plan(name: str, severity: int, h: int, w: int) -> tuple:
         dys = np.arange(-reach, reach + 1)
         half = np.floor(np.sqrt(np.maximum(radius ** 2 - dys ** 2, 0.0)) + 1e-9).astype(int)
         count = float(np.sum(2 * half + 1))
-        g = _gaussian_kernel(alias)
+        g = gaussian_kernel(alias)
         p = reach + len(g) // 2
         pieces = []
         for width in np.unique(half):
             box = np.convolve(g, np.ones(2 * width + 1))
             rows = np.convolve(g, np.where(half == width, 1.0 / count, 0.0))
             pieces.append((box, rows))
-        return p, p, tuple((_kernel_pass(box, 1), _kernel_pass(rows, w + 2 * p)) for box, rows in pieces)
+        return p, p, tuple((kernel_pass(box, 1), kernel_pass(rows, w + 2 * p)) for box, rows in pieces)
     # motion_blur: taps along one direction, a single 2D pass
     radius, sigma = param[0] * k, param[1] * k
     angle = math.radians(_rng(name, severity, (h, w)).uniform(-45.0, 45.0))
@@ -449,89 +383,7 @@ def _spatial_plan(name: str, severity: int, h: int, w: int) -> tuple:
     ph = max(abs(dy) for dy, _ in taps)
     pw = max(abs(dx) for _, dx in taps)
     wp = w + 2 * pw
-    return ph, pw, ((_grouped({dy * wp + dx: wt for (dy, dx), wt in taps.items()}),),)
-
-
-class _Scratch(threading.local):
-    """Per-thread float32 work buffers, grown as needed and reused: the spatial corruptions'
-    intermediate stacks (fresh large allocations each time cost page faults)."""
-
-    def __init__(self) -> None:
-        self.buffers: dict[str, np.ndarray] = {}
-
-    def get(self, slot: str, shape: tuple[int, ...]) -> np.ndarray:
-        size = math.prod(shape)
-        buf = self.buffers.get(slot)
-        if buf is None or buf.size < size:
-            buf = self.buffers[slot] = np.empty(size, np.float32)
-        return buf[:size].reshape(shape)
-
-
-_scratch = _Scratch()
-
-
-def _padded_stack(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
-    """Planar images (b, C, H, W) -> (b C + 2, H + 2 ph, W + 2 pw): each plane edge-padded,
-    one zero plane before and after (a scratch buffer)."""
-    b, c, h, w = x.shape
-    src = x.reshape(b * c, h, w)
-    out = _scratch.get("stack", (b * c + 2, h + 2 * ph, w + 2 * pw))
-    out[0] = 0
-    out[-1] = 0
-    core = out[1:-1]
-    core[:, ph:ph + h, pw:pw + w] = src
-    if pw:
-        core[:, ph:ph + h, :pw] = src[:, :, :1]
-        core[:, ph:ph + h, pw + w:] = src[:, :, -1:]
-    if ph:
-        core[:, :ph] = core[:, ph:ph + 1]
-        core[:, ph + h:] = core[:, ph + h - 1:ph + h]
-    return out
-
-
-def _shift_pass(stack: np.ndarray, groups: tuple, out: np.ndarray) -> np.ndarray:
-    """``out[p] = sum_groups weight * sum_shifts stack[p + shift]`` at every position of the
-    inner planes (the two outer planes of ``out`` are set to zero). A weight is a float32 or
-    an array over the positions of one padded plane."""
-    planes, hp, wp = stack.shape
-    n = hp * wp
-    size = (planes - 2) * n
-    flat = stack.reshape(-1)
-    out[0] = 0
-    out[-1] = 0
-    core = out[1:-1].reshape(planes - 2, n)
-    for i, (wt, shifts) in enumerate(groups):
-        acc = core if i == 0 else _scratch.get("tmp", core.shape)
-        srcs = [flat[n + shift:n + shift + size].reshape(planes - 2, n) for shift in shifts]
-        if len(srcs) == 1:
-            np.multiply(srcs[0], wt, out=acc)
-        else:
-            np.add(srcs[0], srcs[1], out=acc)
-            for src in srcs[2:]:
-                acc += src
-            acc *= wt
-        if i:
-            core += acc
-    return out
-
-
-def _spatial(x: np.ndarray, plan: tuple) -> np.ndarray:
-    """The operator applied to planar images: a (b, C, H, W) view into a padded result (a
-    scratch buffer, valid until the next call)."""
-    ph, pw, terms = plan
-    b, c, h, w = x.shape
-    stack = _padded_stack(x, ph, pw)
-    total, total_slot = None, None
-    for passes in terms:
-        y, y_slot = stack, "stack"
-        for groups in passes:  # ping-pong between two buffers, the sum kept in a third
-            y_slot = next(s for s in ("a", "b", "c") if s not in (y_slot, total_slot))
-            y = _shift_pass(y, groups, _scratch.get(y_slot, stack.shape))
-        if total is None:
-            total, total_slot = y, y_slot
-        else:
-            total += y
-    return total[1:-1].reshape(b, c, h + 2 * ph, w + 2 * pw)[:, :, ph:ph + h, pw:pw + w]
+    return ph, pw, ((grouped({dy * wp + dx: wt for (dy, dx), wt in taps.items()}),),)
 
 
 # -- JPEG -------------------------------------------------------------------------------------------
