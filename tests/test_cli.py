@@ -32,6 +32,14 @@ def invoke(runner, *args):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def _calibrate(runner, model, tmp_path, n, seed, *options):
+    """`scanner calibrate` on n clean fixture images saved as one .npy: (calibration path, result)."""
+    clean = om.make_images(n, seed=seed, triggered_fraction=0.0)
+    np.save(tmp_path / "clean.npy", np.rint(clean * 255).astype(np.uint8))
+    cal = tmp_path / "cal.json"
+    return cal, invoke(runner, "calibrate", model.path, tmp_path / "clean.npy", "-o", cal, *options)
+
+
 def one_error_line(result):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines and lines[-1].startswith("Error: "), result.stderr
@@ -157,11 +165,7 @@ def test_usage_errors(runner, model, images):
 
 
 def test_calibrate_then_scan_with_nspc(runner, model, images, tmp_path):
-    clean = om.make_images(60, seed=9, triggered_fraction=0.0)
-    np.save(tmp_path / "clean.npy", np.rint(clean * 255).astype(np.uint8))
-    cal = tmp_path / "cal.json"
-    result = invoke(runner, "calibrate", model.path, tmp_path / "clean.npy", "-o", cal, "--fpr", "0.1",
-                    "--detector", "scaleup")
+    cal, result = _calibrate(runner, model, tmp_path, 60, 9, "--fpr", "0.1", "--detector", "scaleup")
     assert result.exit_code == 0, result.output
     assert "calibrated scaleup on 60 benign inputs" in result.stdout
     doc = json.loads(cal.read_text())
@@ -385,11 +389,7 @@ def test_timeout_nan_is_a_usage_error(runner, model, images):
 
 
 def test_calibrate_every_detector_then_gate_on_a_named_suspect(runner, model, images, tmp_path):
-    clean = om.make_images(80, seed=31, triggered_fraction=0.0)
-    np.save(tmp_path / "clean.npy", np.rint(clean * 255).astype(np.uint8))
-    cal = tmp_path / "cal.json"
-    result = invoke(runner, "calibrate", model.path, tmp_path / "clean.npy", "-o", cal, "--blends", "4",
-                    "--severities", "2")
+    cal, result = _calibrate(runner, model, tmp_path, 80, 31, "--blends", "4", "--severities", "2")
     assert result.exit_code == 0, result.output
     assert "calibrated scaleup, strip, teco on 76 benign inputs" in result.stdout and "decision q-fisher" in result.stdout
     doc = json.loads(cal.read_text())
