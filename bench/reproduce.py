@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 PAPER = {"spc": 0.928, "nspc": 0.933}  # the paper's CIFAR-10 averages, as quoted in the literature
 REFERENCE = REPO.parent / "shared" / "reference" / "scaleup-official-spc"
 TARGET_FPR = 0.05
+_DATASET_LABEL = {"cifar10": "CIFAR-10", "gtsrb": "GTSRB", "mnist": "MNIST"}
 VERSION = "v2"  # part of the scan cache key: reports of the first scanner are not reused
 # decision -> (what it is, raw scores combined, uses SCALE-UP, queries per input with the
 # calibrate defaults: SCALE-UP 5 scales, STRIP 16 blends, TeCo 12 corruptions x 3 severities)
@@ -330,8 +331,10 @@ def render(doc) -> str:
               "| decision | queries | data | entries | mean AUROC | mean TPR | min TPR | mean FPR | max target-class FPR |",
               "|---|---|---|---|---|---|---|---|---|"]
     for name, d in doc["decisions"].items():
-        for label, sel in (("CIFAR-10 + GTSRB", ("cifar10", "gtsrb")), ("MNIST", ("mnist",))):
+        for sel in (("cifar10", "gtsrb"), ("mnist",)):
             rows = [r for ds, r in attacked_all if ds in sel]
+            # name the data sets present (a held-out calibration has CIFAR-10 only)
+            label = " + ".join(_DATASET_LABEL[ds] for ds in sel if any(d == ds for d, _ in attacked_all))
             m = _summary(rows, name)
             if m:
                 lines.append(f"| {name} | {d['queries']} | {label} | {m['n']} | {m['auroc']:.3f} | {m['tpr']:.3f} | "
