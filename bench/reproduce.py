@@ -330,11 +330,11 @@ def render(doc) -> str:
               ">= 0.98, FPR within 2 points of 5%, target-class FPR <= 10%), and MNIST apart.", "",
               "| decision | queries | data | entries | mean AUROC | mean TPR | min TPR | mean FPR | max target-class FPR |",
               "|---|---|---|---|---|---|---|---|---|"]
+    present = {ds for ds, _ in attacked_all}  # a held-out calibration has CIFAR-10 only
     for name, d in doc["decisions"].items():
         for sel in (("cifar10", "gtsrb"), ("mnist",)):
             rows = [r for ds, r in attacked_all if ds in sel]
-            # name the data sets present (a held-out calibration has CIFAR-10 only)
-            label = " + ".join(_DATASET_LABEL[ds] for ds in sel if any(d == ds for d, _ in attacked_all))
+            label = " + ".join(_DATASET_LABEL[ds] for ds in sel if ds in present)
             m = _summary(rows, name)
             if m:
                 lines.append(f"| {name} | {d['queries']} | {label} | {m['n']} | {m['auroc']:.3f} | {m['tpr']:.3f} | "
