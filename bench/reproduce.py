@@ -284,8 +284,9 @@ def render(doc) -> str:
     lines = [
         "# Detection on the backdoor zoo: SCALE-UP, STRIP, TeCo and their combination",
         "",
-        f"Command: `{doc['command'].strip()}` ({doc['date']}, {doc['machine']}, {doc['seconds']} s including "
-        "cached scans). Benign = test-split images the model classifies correctly "
+        f"Command: `{doc['command'].strip()}` ({doc['date']}, {doc['machine']}, {doc['seconds']} s, "
+        + ("every scan rerun" if "--no-cache" in doc["command"] else "cached scans read where present")
+        + "). Benign = test-split images the model classifies correctly "
         f"(at most {doc['benign_per_class']} per class before filtering); poisoned = the entry's triggered "
         "non-target test images that the model sends to the target. Calibration = `scanner calibrate` on at most "
         f"{doc['cal_per_class']} " + ("TRAINING-split images" if doc.get("cal_split", "train") == "train" else
