@@ -191,8 +191,8 @@ class Scanner:
     def score_batch(self, images: np.ndarray):
         """The detector's outcome for (b, H, W, C) images, float32 in [0, 1] or uint8 pixels.
 
-        Every query of the batch goes to the model in one call (chunked only for fixed-batch
-        models). Returns a :class:`~scanner.detectors.DetectorScores`.
+        The batch's queries go to the model in calls of at most ``runner.ROWS_PER_CALL`` rows
+        (a fixed-batch model: its own call size). Returns a :class:`~scanner.detectors.DetectorScores`.
         """
         b, det = len(images), self.detector
         buf = self._buffer_for(b * det.queries_per_input)

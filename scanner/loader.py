@@ -18,7 +18,7 @@ from .batching import BatchPlan, plan_batches
 from .onnxfile import ModelInfo, read_model_file
 from .preprocess import Preprocessor
 from .resolve import OutputChoice, choose_output, num_classes, resolve_spec
-from .runner import Runner, labels_from_output, to_probabilities
+from .runner import ROWS_PER_CALL, Runner, labels_from_output, to_probabilities
 from .runtime import check_runtime
 from .errors import SpecError
 from .spec import ResolvedSpec, Spec
@@ -124,6 +124,6 @@ def load_model(path: str | Path, *, device: str = "auto", options: dict[str, Any
     session, provider, plan = plan_batches(raw, proto, info, pre, output.tensor.name, device, threads)
     del raw, proto
     runner = Runner(session, input_name=info.input.name, input_dtype=info.input.dtype, output_name=output.tensor.name,
-                    max_batch=plan.max_batch, pad=plan.mode == "padded",
+                    max_batch=plan.max_batch or ROWS_PER_CALL, pad=plan.mode == "padded",
                     pad_to=plan.pad_to if plan.mode == "per-sample" else None)
     return Model(info, resolved, pre, output, num_classes(output, resolved.spec), plan, provider, runner)

@@ -41,8 +41,11 @@ def ort_labels(fx, x):
 
 
 def test_batch_independent_models_keep_their_fast_plan(tmp_path):
+    from scanner.runner import ROWS_PER_CALL
+
     for builder in (om.trigger_nchw, om.trigger_probabilities, om.trigger_labels_only):
-        assert Scanner(builder(tmp_path).path, device="cpu").model.plan.mode == "symbolic"
+        model = Scanner(builder(tmp_path).path, device="cpu").model
+        assert model.plan.mode == "symbolic" and model.runner.max_batch == ROWS_PER_CALL
 
 
 def test_fixed_batch_per_sample_pads_with_copies_of_the_input():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from scanner.runner import Runner, cast_input, labels_from_output, to_probabilities
+from scanner.runner import ROWS_PER_CALL, Runner, cast_input, labels_from_output, to_probabilities
 
 
 class RecordingSession:
@@ -29,6 +29,15 @@ def test_symbolic_batch_is_one_call():
     session = RecordingSession()
     out = Runner(session, input_name="x", input_dtype="float32", output_name="y").run(batch(10))
     assert session.calls == [10] and out.shape == (10, 2)
+
+
+def test_any_batch_model_gets_calls_of_at_most_rows_per_call_and_the_same_rows_back():
+    """The loader caps the calls of a model that takes any batch (activations set the memory)."""
+    session = RecordingSession()
+    x = batch(2 * ROWS_PER_CALL + 5)
+    out = Runner(session, input_name="x", input_dtype="float32", output_name="y", max_batch=ROWS_PER_CALL).run(x)
+    assert session.calls == [ROWS_PER_CALL, ROWS_PER_CALL, 5]
+    np.testing.assert_array_equal(out[:, 0], x.reshape(len(x), -1).sum(1))
 
 
 def test_per_sample_runs_one_at_a_time():
