@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .throughput import REPO, WORK, build_model, cpu_name, export_model, image_folder, source_images
+from .throughput import (REPO, WORK, build_model, export_model, image_folder, run_env, source_images,
+                         write_results)
 from .throughput_detectors import CHOICES, clean_images
 
 COUNTS = {"resnet8-xs": 1000, "vgg8-bn": 1000, "resnet18": 200}
@@ -69,7 +69,6 @@ def main(argv=None) -> int:
         child(a[0], int(a[1]), a[2], a[3], a[4], a[5])
         return 0
     import numpy as np
-    import onnxruntime
 
     WORK.mkdir(parents=True, exist_ok=True)
     sources = source_images(args.data, None)
@@ -94,15 +93,12 @@ def main(argv=None) -> int:
                 base = got
             row["scores_identical"] = all(np.array_equal(got[k], base[k], equal_nan=got[k].dtype.kind == "f")
                                           for k in base.files)
-            row["call_rows"] = row["batch_size"] * row["queries_per_input"] if rows == 0 else rows
+            batch_rows = min(count, row["batch_size"]) * row["queries_per_input"]
+            row["call_rows"] = min(batch_rows, rows) if rows else batch_rows
             results.append(row)
             print(f"{name} rows={rows or 'one call'}: {row['max_rss_kib'] / 1024:.0f} MiB, {count / row['seconds']:.1f} images/s, "
                   f"identical={row['scores_identical']}", file=sys.stderr, flush=True)
-    env = {"cpu": cpu_name(), "cores": os.cpu_count(), "onnxruntime": onnxruntime.__version__,
-           "command": "python -m bench.call_memory " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "date": time.strftime("%Y-%m-%d"), "wall_s": round(time.time() - started, 1)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "call_memory.json").write_text(json.dumps({"env": env, "rows": results}, indent=2) + "\n")
+    env = run_env("bench.call_memory", argv, started)
     lines = ["# Peak memory against rows per model call (default decision, 58 queries per input)", "",
              f"Command: `{env['command'].strip()}` ({env['date']}, {env['wall_s']} s). Machine: {env['cpu']}, "
              f"{env['cores']} cores, CPU; onnxruntime {env['onnxruntime']}. One process per row; peak RSS of that "
@@ -114,9 +110,7 @@ def main(argv=None) -> int:
     lines += [f"| {r['model']} | {r['images']} | {r['rows_per_call'] or 'no cap'} | {r['call_rows']} | "
               f"{r['max_rss_kib'] / 1024:.0f} | {r['images'] / r['seconds']:.1f} | {'yes' if r['scores_identical'] else 'NO'} |"
               for r in results]
-    text = "\n".join(lines) + "\n"
-    (args.out / "call_memory.md").write_text(text)
-    print(text)
+    write_results(args.out, "call_memory", {"env": env, "rows": results}, "\n".join(lines) + "\n")
     return 0
 
 

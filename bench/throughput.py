@@ -199,6 +199,23 @@ def time_scan_loop(onnx_path: Path, folder: Path, device: str) -> float:
     return time.perf_counter() - start
 
 
+def run_env(module: str, argv, started: float, **extra) -> dict:
+    """What every throughput table states: machine, onnxruntime, the command as typed, date, wall time."""
+    import onnxruntime
+
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "onnxruntime": onnxruntime.__version__, **extra,
+            "command": f"python -m {module} " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "date": time.strftime("%Y-%m-%d"), "wall_s": round(time.time() - started, 1)}
+
+
+def write_results(out: Path, stem: str, doc: dict, text: str) -> None:
+    """``out/STEM.json`` and ``out/STEM.md``; the table also goes to stdout."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(text)
+    print(text)
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -225,7 +242,6 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = ap.parse_args(argv)
 
-    import onnxruntime
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -279,15 +295,9 @@ def main(argv=None) -> int:
 
     # what a session gets on this machine when CUDA is allowed: says whether GPU figures were possible
     auto_provider = create_session(str(onnx_path), "auto")[1]
-    env = {"cpu": cpu_name(), "cores": os.cpu_count(), "auto_provider": auto_provider, "onnxruntime": onnxruntime.__version__,
-           "torch": torch.__version__, "python": platform.python_version(), "device": args.device,
-           "repeats": args.repeats, "scales": list(SCALES),
-           "command": "python -m bench.throughput " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "date": time.strftime("%Y-%m-%d"), "wall_s": round(time.time() - started, 1)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "throughput.json").write_text(json.dumps({"env": env, "rows": rows, "memory": memory}, indent=2) + "\n")
-    (args.out / "throughput.md").write_text(render(env, rows, memory))
-    print(render(env, rows, memory))
+    env = run_env("bench.throughput", argv, started, auto_provider=auto_provider, torch=torch.__version__,
+                  python=platform.python_version(), device=args.device, repeats=args.repeats, scales=list(SCALES))
+    write_results(args.out, "throughput", {"env": env, "rows": rows, "memory": memory}, render(env, rows, memory))
     return 0
 
 

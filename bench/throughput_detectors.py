@@ -14,8 +14,6 @@ Writes ``bench/results/throughput_detectors.md`` and ``.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import time
@@ -23,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .throughput import (REPO, WORK, build_model, cpu_name, export_model, image_folder, source_images)
+from .throughput import (REPO, WORK, build_model, export_model, image_folder, run_env, source_images,
+                         write_results)
 
 CHOICES = {
     "scaleup": ("scaleup", {}),
@@ -52,8 +51,6 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cifar10")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = ap.parse_args(argv)
-    import onnxruntime
-
     from scanner import Scanner
 
     WORK.mkdir(parents=True, exist_ok=True)
@@ -79,11 +76,7 @@ def main(argv=None) -> int:
                          "seconds": times, "provider": scanner.provider, "batch_size": scanner.batch_size})
             print(f"{name} {label}: {scanner.detector.queries_per_input} queries, {count / med:.1f} images/s "
                   f"({scanner.provider})", file=sys.stderr, flush=True)
-    env = {"cpu": cpu_name(), "cores": os.cpu_count(), "onnxruntime": onnxruntime.__version__, "device": args.device,
-           "command": "python -m bench.throughput_detectors " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "date": time.strftime("%Y-%m-%d"), "wall_s": round(time.time() - started, 1), "repeats": args.repeats}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "throughput_detectors.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2) + "\n")
+    env = run_env("bench.throughput_detectors", argv, started, device=args.device, repeats=args.repeats)
     lines = ["# Throughput of each detector", "",
              f"Command: `{env['command'].strip()}` ({env['date']}, {env['wall_s']} s). Machine: {env['cpu']}, "
              f"{env['cores']} cores; device {env['device']}; onnxruntime {env['onnxruntime']}. `Scanner.scan` in process on "
@@ -93,9 +86,7 @@ def main(argv=None) -> int:
              "| model | detector | queries per input | images/s | model queries/s | provider |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['detector']} | {r['queries_per_input']} | {r['images_per_s']:.1f} | "
               f"{r['queries_per_s']:.0f} | {r['provider']} |" for r in rows]
-    text = "\n".join(lines) + "\n"
-    (args.out / "throughput_detectors.md").write_text(text)
-    print(text)
+    write_results(args.out, "throughput_detectors", {"env": env, "rows": rows}, "\n".join(lines) + "\n")
     return 0
 
 

@@ -30,8 +30,9 @@ from .runner import RunTerminated
 from .results import ScanResult, ScanSettings, Scores, Tally
 from .spec import ResolvedSpec, Spec
 
-# Elements (float32) of one session call's input, at most: bounds memory for large images.
-_MAX_CALL_ELEMENTS = 1 << 24
+# Elements (float32) of one batch's query buffer, at most: bounds memory for large images. The
+# runner sends that buffer in calls of at most runner.ROWS_PER_CALL rows.
+_MAX_BATCH_ELEMENTS = 1 << 24
 _MAX_BATCH = 256
 
 
@@ -125,7 +126,7 @@ class Scanner:
         self.score_kind, self.threshold = choice.score, choice.threshold
         spec_ = self.spec
         per_image = spec_.height * spec_.width * spec_.channels * self.detector.queries_per_input
-        self.batch_size = int(batch_size or max(1, min(_MAX_BATCH, _MAX_CALL_ELEMENTS // per_image)))
+        self.batch_size = int(batch_size or max(1, min(_MAX_BATCH, _MAX_BATCH_ELEMENTS // per_image)))
         # decoding shares the cores with ONNX Runtime: one thread fewer than cores (measured best)
         self.workers = int(workers or max(1, min(4, (os.cpu_count() or 1) - 1)))
         self._buffer: np.ndarray | None = None
