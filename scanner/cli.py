@@ -98,7 +98,7 @@ def scan(
     expected_fpr: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Benign flag rate the verdict tests against [default: from the calibration, else 0.10 assumed].")] = None,
     score: ScoreOpt = None,
     detector: DetectorOpt = None,
-    fail_on_suspect: Annotated[bool, typer.Option("--fail-on-suspect", help="Gate: exit 1 when the verdict names a suspected target class (needs --calibration to name one).", rich_help_panel="CI gate")] = False,
+    fail_on_suspect: Annotated[bool, typer.Option("--fail-on-suspect", help="Gate: exit 1 when the verdict names a suspected target class (needs --calibration to name one; default: off).", rich_help_panel="CI gate")] = False,
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = None,
     engine: Annotated[Engine, typer.Option(case_sensitive=False, help="local: this machine; ray: a Ray cluster (pip install -e \".[ray]\").", rich_help_panel="Scaling out")] = Engine.local,

@@ -60,7 +60,7 @@ _PREP_PARAMS = {
     "pixel_range": (Annotated[Optional[PixelRange], typer.Option("--pixel-range", help="unit: [0,1]; byte: [0,255]" + _FROM_MODEL, rich_help_panel=PREP)], None),
     "mean": (Annotated[Optional[str], typer.Option(help="Per-channel mean, comma-separated, in pixel-range units" + _FROM_MODEL, rich_help_panel=PREP)], None),
     "std": (Annotated[Optional[str], typer.Option(help="Per-channel std, comma-separated, in pixel-range units" + _FROM_MODEL, rich_help_panel=PREP)], None),
-    "bgr": (Annotated[bool, typer.Option("--bgr", help="Feed channels in BGR order.", rich_help_panel=PREP)], False),
+    "bgr": (Annotated[bool, typer.Option("--bgr", help="Feed channels in BGR order (default: RGB, or what the spec or metadata says).", rich_help_panel=PREP)], False),
     "channels": (Annotated[Optional[int], typer.Option(help="1 (grayscale) or 3 (RGB)" + _FROM_MODEL, rich_help_panel=PREP)], None),
     "spec": (Annotated[Optional[Path], typer.Option("--spec", help="JSON spec file (schema in the README) [default: none].", rich_help_panel=PREP)], None),
     "output_name": (Annotated[Optional[str], typer.Option("--output-name", help="Model output to read [default: the class-score output chosen at load, see `scanner inspect`].", rich_help_panel=PREP)], None),

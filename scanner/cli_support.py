@@ -14,10 +14,8 @@ import sys
 import threading
 import traceback
 
-import click
 import typer
 from typer.core import TyperGroup
-from typer.exceptions import TyperException
 
 from ._validation import check_number
 from .errors import ScannerError
@@ -28,6 +26,21 @@ _state: dict[str, bool] = {"quiet": False, "verbose": False}  # set by the -q/-v
 
 INTERNAL_ERROR = 3  # exit status of a bug in the scanner (0 passed, 1 gate failed, 2 usage/model/input)
 _VERBOSITY = re.compile(r"-[qv]+|--quiet|--verbose")
+# The framework's own error base, which it prints itself (a usage error): click.ClickException
+# up to typer 0.27, the copy inside typer (typer._click) from 0.28; found by name so that every
+# typer the dependency range allows works without importing click.
+_FRAMEWORK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _options_taking_a_value(command) -> set[str]:
+    """The option strings of ``command`` that take a value (``-o``, ``--threshold``...).
+
+    Duck-typed on purpose: typer up to 0.27 builds its options on the ``click`` package, 0.28
+    on a copy of click inside typer (``typer._click``), so an ``isinstance`` test against either
+    class would be silently false on the other and this set silently empty."""
+    return {o for p in getattr(command, "params", ())
+            if getattr(p, "param_type_name", "") == "option" and not p.is_flag and not p.count
+            for o in (*p.opts, *p.secondary_opts)}
 
 
 class _Commands(TyperGroup):
@@ -61,8 +74,7 @@ class _Commands(TyperGroup):
         sub = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
         if sub is not None and args[sub] in self.list_commands(ctx):
             command = self.get_command(ctx, args[sub])
-            takes_value = {o for p in getattr(command, "params", ()) if isinstance(p, click.Option)
-                           and not p.is_flag and not p.count for o in p.opts}
+            takes_value = _options_taking_a_value(command)
             moved, kept, i = [], args[:sub + 1], sub + 1
             while i < len(args):
                 a = args[i]
@@ -88,7 +100,7 @@ class _Commands(TyperGroup):
         except ScannerError as exc:
             typer.echo(f"Error: {exc}", err=True)
             raise typer.Exit(2) from None
-        except (TyperException, typer.Exit, typer.Abort):
+        except (_FRAMEWORK_ERROR, typer.Exit, typer.Abort):
             raise
         except KeyboardInterrupt:
             typer.echo("Interrupted", err=True)

@@ -47,17 +47,33 @@ def runtime_distributions(site_dir: str | Path | None = None) -> set[str]:
     return found
 
 
+def runtime_package(system: str | None = None, machine: str | None = None) -> str:
+    """The ONNX Runtime distribution the package's dependency markers install on this platform:
+    onnxruntime-gpu where it publishes wheels (Linux and Windows on x86_64; its CPU provider
+    serves machines without a GPU), onnxruntime everywhere else (macOS, ARM). Keep in step with
+    the markers in pyproject.toml."""
+    import platform
+    import sys
+
+    system = sys.platform if system is None else system
+    machine = platform.machine() if machine is None else machine
+    if (system.startswith("linux") and machine == "x86_64") or (system == "win32" and machine == "AMD64"):
+        return "onnxruntime-gpu"
+    return "onnxruntime"
+
+
 def check_runtime(site_dir: str | Path | None = None) -> None:
-    """Fail early, with the fix, when onnxruntime and onnxruntime-gpu are both installed."""
+    """Fail early, with the fix, when onnxruntime and onnxruntime-gpu are both installed
+    (either one alone is fine: the dependency markers choose one per platform)."""
     if len(runtime_distributions(site_dir)) == 2:
         raise ModelLoadError(
             "both onnxruntime and onnxruntime-gpu are installed, which breaks both (they share one "
-            "folder); fix: pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"
+            f"folder); fix: pip uninstall -y onnxruntime onnxruntime-gpu && pip install {runtime_package()}"
         )
     try:
         import onnxruntime  # noqa: F401
     except ImportError as exc:
-        raise ModelLoadError(f"onnxruntime cannot be imported ({exc}); fix: pip install onnxruntime-gpu") from None
+        raise ModelLoadError(f"onnxruntime cannot be imported ({exc}); fix: pip install {runtime_package()}") from None
 
 
 def _cuda_driver_present() -> bool:

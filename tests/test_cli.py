@@ -1,6 +1,7 @@
 """The command line, in-process: every command, exit code, output format, and bad input."""
 
 import csv
+import importlib.util
 import io
 import json
 
@@ -195,14 +196,15 @@ def test_evaluate_protocol(runner, model, tmp_path):
     poisoned = om.make_images(30, seed=12, triggered_fraction=1.0)
     np.savez(tmp_path / "poisoned.npz", x=np.rint(poisoned * 255).astype(np.uint8), y=np.ones(30, np.int64))
     out, plot = tmp_path / "m.json", tmp_path / "roc.png"
+    plotting = importlib.util.find_spec("matplotlib") is not None  # the plot extra (absent in CI's floor step)
     result = invoke(runner, "evaluate", model.path, "--benign", benign, "--poisoned", tmp_path / "poisoned.npz",
-                    "--target-label", "0", "-o", out, "--plot", plot)
+                    "--target-label", "0", "-o", out, *(["--plot", plot] if plotting else []))
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert doc["protocol"]["benign_kept"] == 30 and doc["protocol"]["poisoned_kept"] == 30
     assert doc["protocol"]["benign_filter"].startswith("kept correctly classified inputs")
     assert doc["metrics"]["spc"]["auroc"] > 0.9
-    assert plot.stat().st_size > 1000
+    assert not plotting or plot.stat().st_size > 1000
     assert "SPC (decision): AUROC" in result.stdout and "PROB_CONSISTENCY: AUROC" in result.stdout
 
 

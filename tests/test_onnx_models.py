@@ -459,9 +459,10 @@ def test_external_data_missing_fails_to_load(tmp_path):
     assert not fx.extra["data_file"].exists()
     with pytest.raises(Exception) as err:
         session(fx.path)
-    assert type(err.value).__name__ == "Fail"
-    assert "External data path does not exist" in str(err.value) and fx.expected_error in str(err.value)
-    with pytest.raises(onnx.checker.ValidationError, match="should be stored in .* but it is not regular file"):
+    assert fx.expected_error in str(err.value)
+    if type(err.value).__name__ == "Fail":  # newer onnxruntime; 1.18 raises RuntimeException ("Invalid fd")
+        assert "External data path does not exist" in str(err.value)
+    with pytest.raises(onnx.checker.ValidationError, match="should be stored in .*(is not regular file|doesn.t exist)"):
         onnx.load(str(fx.path))
     onnx.load(str(fx.path), load_external_data=False)  # the graph itself reads fine
 
