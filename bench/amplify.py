@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from scanner.decode import UNIT
+from scanner.inputs.decode import UNIT
 from scanner.detectors.scaleup import fill_scaled_batch
 
 from . import cifar

@@ -4,7 +4,7 @@
 
 For each model (random weights, built and exported as in ``bench.throughput``) and each cap on
 the rows of one ONNX Runtime call (0: no cap, the whole batch of queries in one call, as the
-scanner did before ``scanner.runner.ROWS_PER_CALL``), a fresh process scans a folder of CIFAR-10
+scanner did before ``scanner.model.runner.ROWS_PER_CALL``), a fresh process scans a folder of CIFAR-10
 test JPEGs with the default detectors (SCALE-UP + STRIP + TeCo, 58 queries per input) and
 reports its peak RSS and the time of ``Scanner.scan`` (after a 16-image warm-up). The scores of
 every cap are compared with those of the uncapped run: they must be identical.
@@ -34,7 +34,7 @@ def child(onnx_path: str, rows: int, folder: str, warm: str, data: str, scores_o
 
     import numpy as np
 
-    import scanner.loader as loader
+    import scanner.model.loader as loader
     from scanner import Scanner
 
     if rows == 0:

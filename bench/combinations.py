@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from scanner.calibration import Calibration
-from scanner.reference import ScoreReference, fisher
+from scanner.decide.calibration import Calibration
+from scanner.decide.reference import ScoreReference, fisher
 
 from . import scancli
 from .reproduce import TARGET_FPR, VERSION, auroc, image_sets

@@ -6,7 +6,7 @@
 For each model, on the same CIFAR-10 JPEG folder (built by ``bench.throughput``), in one process:
   local      ``Scanner.scan`` (the model already loaded): listing, decoding, amplification,
              the model, SPC;
-  ray xN     ``scanner.distributed.scan`` with N scoring actors on a local cluster started once
+  ray xN     ``scanner.engines.ray_data.scan`` with N scoring actors on a local cluster started once
              by ``ray.init(num_cpus=<cores>)``: the driver's model load and listing, the actors'
              start and model load, decoding tasks, scoring, gathering the books.
 Each is also timed on a one-image folder: its *start-up* (for Ray: the driver's model load, the

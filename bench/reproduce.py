@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scanner.calibration import Calibration
+from scanner.decide.calibration import Calibration
 
 from . import datasets, scancli
 from .summarize import load_manifests, ordered

@@ -63,7 +63,7 @@ def run(command: str, model: Path, inputs: list[Path], args: list[str], *, cache
         return json.loads(out.read_text()), out
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.stem + ".part.json")
-    cmd = [sys.executable, "-m", "scanner.cli", "-q", command, str(model), *map(str, inputs), *args, "-o", str(tmp)]
+    cmd = [sys.executable, "-m", "scanner", "-q", command, str(model), *map(str, inputs), *args, "-o", str(tmp)]
     if command == "scan":
         cmd += ["-f", "json"]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)

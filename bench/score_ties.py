@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scanner.calibration import Calibration
+from scanner.decide.calibration import Calibration
 
 from . import scancli
 from .cifar import REPO_ROOT

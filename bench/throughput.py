@@ -179,7 +179,7 @@ _RSS_WRAPPER = (
 
 def time_scanner(onnx_path: Path, folders: list[Path], device: str, out: Path) -> tuple[float, int]:
     """Wall time and peak RSS (KiB) of ``scanner scan`` in its own process."""
-    cmd = [sys.executable, "-m", "scanner.cli", "-q", "scan", str(onnx_path), *map(str, folders),
+    cmd = [sys.executable, "-m", "scanner", "-q", "scan", str(onnx_path), *map(str, folders),
            "--device", device, "-f", "json", "-o", str(out)]
     proc = subprocess.run([sys.executable, "-c", _RSS_WRAPPER, *cmd], capture_output=True, text=True)
     rss, rc, seconds = proc.stdout.split()

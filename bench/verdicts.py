@@ -11,7 +11,7 @@ stream's model-level verdict and flagged rate per class are kept.
 
 The per-input scores come from ``bench.reproduce``'s scans (the same cached reports: one scan
 of the entry's test and poisoned images with its calibration); a stream is a seeded subset of
-those rows, and its verdict is computed by the scanner's own ``scanner.decisions.decide`` (a
+those rows, and its verdict is computed by the scanner's own ``scanner.decide.verdict.decide`` (a
 scan's verdict depends only on its inputs' labels, flags and undecidable marks, and each
 input's scores do not depend on its batch). ``--check`` also scans every 10% stream through
 the command line, with the default calibrated decision and without a calibration, and fails if
@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from scanner.calibration import Calibration
-from scanner.decisions import DEFAULT_ASSUMED_FPR, decide
+from scanner.decide.calibration import Calibration
+from scanner.decide.verdict import DEFAULT_ASSUMED_FPR, decide
 
 from . import scancli
 from .reproduce import DECISIONS, TARGET_FPR, VERSION, decision_scores, image_sets
@@ -63,7 +63,7 @@ def stream_rows(n_test: int, test_index: np.ndarray, pois_index: np.ndarray, n: 
 
 
 def verdict_of(labels, flagged, undecidable, calibrated: bool, cal: Calibration, decision: str):
-    """The scanner's verdict for a stream (``scanner.decisions.decide``, as ``summarize`` calls it:
+    """The scanner's verdict for a stream (``scanner.decide.verdict.decide``, as ``summarize`` calls it:
     NSPC against the calibration's benign rates, a calibrated q score against the beta-binomial
     null of its per-class references)."""
     kw: dict = {"expected_fpr": DEFAULT_ASSUMED_FPR, "source": "assumed", "reference": False}

@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from scanner.errors import ScannerError
-from scanner.spec import Layout, PixelRange
+from scanner.model.spec import Layout, PixelRange
 
 TORCH_MISSING = ('Error: scanner export needs PyTorch: pip install "torch==2.13.0" onnxscript '
                  '(in a checkout of the scanner: pip install -e ".[export]")')

@@ -4,7 +4,7 @@ check of ONNX Runtime against PyTorch.
 What lands in the file's ``metadata_props``:
 
 ``scanner.spec``
-    The preprocessing spec (:class:`scanner.spec.Spec`, the scanner's one schema).
+    The preprocessing spec (:class:`scanner.model.spec.Spec`, the scanner's one schema).
 ``scanner.producer``
     Which tool wrote the file, with versions.
 ``scanner.export``
@@ -24,8 +24,8 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from scanner.preprocess import Preprocessor
-from scanner.spec import LAYOUTS, METADATA_KEY, PIXEL_RANGES, Spec, spec_from_metadata
+from scanner.model.preprocess import Preprocessor
+from scanner.model.spec import LAYOUTS, METADATA_KEY, PIXEL_RANGES, Spec, spec_from_metadata
 
 from .capture import quiet
 from .checks import check_choice, check_input_shape, check_stats
@@ -347,7 +347,7 @@ def _as_list(values):
 def _ort_runner(model_path: Path, torch, output: str = OUTPUT_NAME):
     """The exported file on the scanner's own CPU session, as the parity check's ONNX side."""
     from scanner.errors import ModelLoadError
-    from scanner.runtime import create_session
+    from scanner.model.runtime import create_session
 
     try:
         session, _ = create_session(str(model_path), "cpu", threads=max(1, torch.get_num_threads()))

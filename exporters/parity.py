@@ -2,7 +2,7 @@
 
 Both sides start from the same unit-range images ``x`` (random uniform in [0, 1]) and from
 their SCALE-UP amplifications ``clip(n * x, 0, 1)``. The ONNX side gets them through the
-scanner's own :class:`scanner.preprocess.Preprocessor` compiled from the spec (what a scan will
+scanner's own :class:`scanner.model.preprocess.Preprocessor` compiled from the spec (what a scan will
 do); the PyTorch side gets them through the reference function of the original model. So the
 check also covers the layout wrapper, the embedded normalization and the spec written into the
 file.
@@ -17,8 +17,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from scanner.preprocess import Preprocessor
-from scanner.spec import Spec
+from scanner.model.preprocess import Preprocessor
+from scanner.model.spec import Spec
 
 from .errors import ParityError
 

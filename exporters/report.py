@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from scanner.preprocess import Preprocessor
-from scanner.spec import Spec
+from scanner.model.preprocess import Preprocessor
+from scanner.model.spec import Spec
 
 from .parity import ParityResult
 

@@ -8,17 +8,17 @@ Public API: :class:`Scanner` (score arrays or scan paths), :class:`ScanResult`, 
 """
 
 from ._version import __version__
-from .calibration import Calibration, fit_calibration
+from .decide.calibration import Calibration, fit_calibration
 from .core import Scanner
 from .results import ScanResult, ScanSettings, Scores, Tally
-from .decisions import Gate, Summary, Verdict, check_gate, summarize
+from .decide.verdict import Gate, Summary, Verdict, check_gate, summarize
 from .detectors import DETECTORS, Detector, ScaleUp, make_detector
 from .detectors.scaleup import DEFAULT_SCALES, parse_scales, spc_score
 from .errors import CalibrationError, InputError, ModelLoadError, ScannerError, SpecError
-from .loader import Model, load_model
-from .preprocess import Preprocessor
-from .runtime import create_session
-from .spec import Spec
+from .model.loader import Model, load_model
+from .model.preprocess import Preprocessor
+from .model.runtime import create_session
+from .model.spec import Spec
 
 __all__ = [
     "__version__",

@@ -1,6 +1,6 @@
 """``python -m scanner``: the same command line as ``scanner``."""
 
-from .cli import main
+from .cli.app import main
 
 if __name__ == "__main__":
     main()

@@ -1,5 +1,5 @@
 """``scanner calibrate`` as a library call: score trusted clean inputs with every detector and
-keep what a later scan compares against (:class:`~scanner.calibration.Calibration`).
+keep what a later scan compares against (:class:`~scanner.decide.calibration.Calibration`).
 
 Detectors that need clean images of their own (STRIP blends with them) get a seeded choice of
 the calibration inputs first; those inputs are then left out of the references, so no input is
@@ -13,14 +13,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .batches import BatchLoader
-from .calibration import Calibration, fit_calibration
+from .inputs.stream import BatchLoader
+from .decide.calibration import Calibration, fit_calibration
 from .core import Scanner
-from .scoring import choose
-from .decode import UNIT
+from .decide.scoring import choose
+from .inputs.decode import UNIT
 from .detectors import Detector, parts_of
 from .errors import CalibrationError
-from .inputs import InputSet, collect_inputs
+from .inputs.find import InputSet, collect_inputs
 
 #: what `scanner calibrate` runs by default, and each detector's parameters there (at most
 #: 64 model queries per input together: see the README's detection section)

@@ -1,9 +1,9 @@
 """The public entry point: a :class:`Scanner` runs one detector over one ONNX model.
 
-Data flows one way: input sources -> decoded unit-range images (:mod:`scanner.batches`) ->
-queries built by the detector into a reused buffer -> model outputs (:mod:`scanner.loader`)
+Data flows one way: input sources -> decoded unit-range images (:mod:`scanner.inputs.stream`) ->
+queries built by the detector into a reused buffer -> model outputs (:mod:`scanner.model.loader`)
 -> named per-input scores -> flags (:mod:`scanner.results`). Decisions and reports are
-downstream (:mod:`scanner.decisions`, :mod:`scanner.report`). Arrays and files go through the
+downstream (:mod:`scanner.decide.verdict`, :mod:`scanner.report`). Arrays and files go through the
 same loop.
 """
 
@@ -17,18 +17,18 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .batches import BatchLoader
-from .calibration import Calibration
+from .inputs.stream import BatchLoader
+from .decide.calibration import Calibration
 from .detectors import Detector, parts_of
 from .detectors.scaleup import DEFAULT_SCALES
-from .scoring import check_calibration, choose, make_detector_for
+from .decide.scoring import check_calibration, choose, make_detector_for
 from ._validation import check_number, check_scales
 from .errors import InputError, ModelLoadError, ScannerError
-from .inputs import InputSet, MemoryArray, collect_inputs
-from .loader import Model, load_model
-from .runner import RunTerminated
+from .inputs.find import InputSet, MemoryArray, collect_inputs
+from .model.loader import Model, load_model
+from .model.runner import RunTerminated
 from .results import ScanResult, ScanSettings, Scores, Tally
-from .spec import ResolvedSpec, Spec
+from .model.spec import ResolvedSpec, Spec
 
 # Elements (float32) of one batch's query buffer, at most: bounds memory for large images. The
 # runner sends that buffer in calls of at most runner.ROWS_PER_CALL rows.
@@ -70,7 +70,7 @@ class Scanner:
     calibration : str, Path or Calibration, optional
         Made by ``scanner calibrate`` for this model and scale set.
     spec : dict, optional
-        Preprocessing overrides (highest precedence), fields of :class:`scanner.spec.Spec`.
+        Preprocessing overrides (highest precedence), fields of :class:`scanner.model.spec.Spec`.
     spec_file : str or Path, optional
         A JSON spec file (below ``spec``, above the model's metadata).
     batch_size : int, optional

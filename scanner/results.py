@@ -10,9 +10,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from ._version import __version__
-from .calibration import Calibration
-from .inputs import InputSet
-from .spec import Spec
+from .decide.calibration import Calibration
+from .inputs.find import InputSet
+from .model.spec import Spec
 
 
 @dataclass
@@ -164,20 +164,20 @@ class ScanResult:
     # -- for notebooks: the decisions and a data frame -------------------------------------------
     def summary(self, *, expected_fpr: float | None = None, alpha: float | None = None):
         """Counts, flagged rate per predicted class and the verdict: a typed
-        :class:`~scanner.decisions.Summary` (what :func:`scanner.summarize` returns)."""
-        from .decisions import DEFAULT_ALPHA, summarize
+        :class:`~scanner.decide.verdict.Summary` (what :func:`scanner.summarize` returns)."""
+        from .decide.verdict import DEFAULT_ALPHA, summarize
 
         return summarize(self, expected_fpr=expected_fpr, alpha=DEFAULT_ALPHA if alpha is None else alpha)
 
     @property
     def verdict(self):
-        """The model-level :class:`~scanner.decisions.Verdict` (default expected rate and alpha)."""
+        """The model-level :class:`~scanner.decide.verdict.Verdict` (default expected rate and alpha)."""
         return self.summary().verdict
 
     def gate(self, *, max_flagged: int | None = None, max_flagged_rate: float | None = None,
              expected_fpr: float | None = None):
-        """The CI gate as a :class:`~scanner.decisions.Gate` (truthy when passed), or None without a limit."""
-        from .decisions import check_gate
+        """The CI gate as a :class:`~scanner.decide.verdict.Gate` (truthy when passed), or None without a limit."""
+        from .decide.verdict import check_gate
 
         return check_gate(self.summary(expected_fpr=expected_fpr), max_flagged=max_flagged,
                           max_flagged_rate=max_flagged_rate)

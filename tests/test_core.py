@@ -144,7 +144,7 @@ def test_a_one_class_model_is_refused(tmp_path):
 
 
 def _array_inputs(x):
-    from scanner.inputs import InputSet, MemoryArray
+    from scanner.inputs.find import InputSet, MemoryArray
 
     inputs = InputSet()
     inputs.add_array(MemoryArray(x))

@@ -19,7 +19,7 @@ from typer.testing import CliRunner  # noqa: E402
 import exporters  # noqa: E402
 from exporters import EXPORT_KEY, PRODUCER_KEY, ExportError, ExportWarning, ParityError  # noqa: E402
 from exporters.cli import TORCH_MISSING, export_command  # noqa: E402
-from scanner.spec import METADATA_KEY, spec_from_metadata  # noqa: E402
+from scanner.model.spec import METADATA_KEY, spec_from_metadata  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SHAPE = (3, 16, 16)
@@ -449,7 +449,7 @@ def test_export_output_is_named_after_what_it_holds(tmp_path):
     assert report.spec.output_name == "probabilities"
     assert [o.name for o in onnx.load(str(probs)).graph.output] == ["probabilities"]
     assert spec_from_metadata(metadata(probs))["output_name"] == "probabilities"
-    from scanner.loader import load_model
+    from scanner.model.loader import load_model
 
     assert load_model(probs, device="cpu").output.tensor.name == "probabilities"
     logits = tmp_path / "logits.onnx"

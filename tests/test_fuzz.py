@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from bench.fuzz import check_scan, tiny_model, write_batch
 from scanner import Scanner
-from scanner.cli import app
+from scanner.cli.app import app
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's notes on broken files
 

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from scanner import Scanner
-from scanner.cli import app
+from scanner.cli.app import app
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 pytestmark = pytest.mark.skipif(not (SAMPLES / "model.onnx").exists(), reason="samples/model.onnx not built")

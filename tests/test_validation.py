@@ -10,11 +10,11 @@ import pytest
 
 import onnx_models as om
 from scanner import Scanner
-from scanner.calibration import Calibration, fit_calibration
-from scanner.decisions import check_gate, summarize
+from scanner.decide.calibration import Calibration, fit_calibration
+from scanner.decide.verdict import check_gate, summarize
 from scanner.detectors.scaleup import parse_scales
 from scanner.errors import CalibrationError, ScannerError, SpecError
-from scanner.spec import METADATA_KEY, spec_from_metadata, validate_spec_dict
+from scanner.model.spec import METADATA_KEY, spec_from_metadata, validate_spec_dict
 
 SAMPLE_CAL = json.loads(open(__file__.replace("tests/test_validation.py", "samples/calibration.json")).read())
 
@@ -111,7 +111,7 @@ def test_nan_cannot_blind_the_gate_or_the_verdict(fx, images):
 
 
 def _as_inputs(images):
-    from scanner.inputs import InputSet, MemoryArray
+    from scanner.inputs.find import InputSet, MemoryArray
 
     inputs = InputSet()
     inputs.add_array(MemoryArray(images))

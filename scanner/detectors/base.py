@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..preprocess import Preprocessor
+from ..model.preprocess import Preprocessor
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Every detector's query 0 is the input itself, so the combination runs it once: its cost is
 ``1 + sum(q_i - 1)`` queries per input. Each part scores from its own rows, exactly as it would
 alone; the scores are all kept under their own names (they do not clash). How they combine
-into one decision is a calibration's business (:mod:`scanner.reference`, Fisher's method).
+into one decision is a calibration's business (:mod:`scanner.decide.reference`, Fisher's method).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..preprocess import Preprocessor
+from ..model.preprocess import Preprocessor
 from .base import Detector, DetectorScores
 
 

@@ -82,14 +82,10 @@ from numbers import Integral
 
 import numpy as np
 
-from ..decode import UNIT
+from ..inputs.decode import UNIT
+from .jpeg import jpeg_into, jpeg_mosaics
 from .linear_filters import (gaussian_kernel, grouped, kernel_pass, matrix_pass, pixelate_matrix,
                              readonly, apply_plan)
-
-try:  # a declared dependency; Pillow (same libjpeg) is the fallback
-    import simplejpeg as _simplejpeg
-except ImportError:  # pragma: no cover - exercised only without simplejpeg
-    _simplejpeg = None
 
 CORRUPTIONS: tuple[str, ...] = (
     "gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise",
@@ -119,9 +115,6 @@ PARAMETERS: dict[str, tuple] = {
 }
 
 _ZERO, _ONE = np.float32(0.0), np.float32(1.0)
-_JPEG_BLOCK = 8
-# JPEG mosaics are at most this many pixels a side (libjpeg's limit is 65500)
-_MOSAIC_SIDE = 8192
 
 
 def corrupt(images: np.ndarray, name: str, severity: int) -> np.ndarray:
@@ -193,7 +186,7 @@ def prepare(x: np.ndarray, name: str):
     if name in ("brightness", "saturate") and x.shape[1] == 3:
         return _hsv_parts(x)
     if name == "jpeg_compression":
-        return _jpeg_mosaics(x)
+        return jpeg_mosaics(x)
     return None
 
 
@@ -246,7 +239,7 @@ def apply_corruption(x: np.ndarray, name: str, severity: int, out: np.ndarray | 
     elif name == "saturate":
         _saturate(x, np.float32(param[0]), np.float32(param[1]), dst, prep)
     else:  # jpeg_compression: decoded bytes, in range
-        return _jpeg(prep, int(param), dst)
+        return jpeg_into(prep, int(param), dst)
     np.clip(dst, _ZERO, _ONE, out=dst)
     return dst
 
@@ -384,66 +377,3 @@ def _spatial_plan(name: str, severity: int, h: int, w: int) -> tuple:
     pw = max(abs(dx) for _, dx in taps)
     wp = w + 2 * pw
     return ph, pw, ((grouped({dy * wp + dx: wt for (dy, dx), wt in taps.items()}),),)
-
-
-# -- JPEG -------------------------------------------------------------------------------------------
-def _jpeg_mosaics(x: np.ndarray) -> tuple:
-    """Planar images as byte mosaics of tiles padded to whole 8x8 blocks by repeating the
-    last row / column (what the encoder does to a single image), each mosaic at most
-    _MOSAIC_SIDE pixels a side: ``(shape, tile shape, [(first image, count, rows, cols, mosaic)])``."""
-    b, c, h, w = x.shape
-    t = x * np.float32(255)
-    np.clip(t, _ZERO, np.float32(255), out=t)
-    pixels = np.rint(t, out=t).astype(np.uint8)
-    th, tw = -(-h // _JPEG_BLOCK) * _JPEG_BLOCK, -(-w // _JPEG_BLOCK) * _JPEG_BLOCK
-    if th != h or tw != w:
-        pixels = np.pad(pixels, ((0, 0), (0, 0), (0, th - h), (0, tw - w)), mode="edge")
-    cols = max(1, min(_MOSAIC_SIDE // tw, math.ceil(math.sqrt(b))))
-    per_mosaic = cols * max(1, _MOSAIC_SIDE // th)
-    mosaics = []
-    for start in range(0, b, per_mosaic):
-        chunk = pixels[start:start + per_mosaic]
-        n = len(chunk)
-        rows = -(-n // cols)
-        grid = np.empty((rows * cols, c, th, tw), np.uint8)
-        grid[:n] = chunk
-        grid[n:] = chunk[-1]  # filler tiles: any content, they are cut off
-        mosaic = grid.reshape(rows, cols, c, th, tw).transpose(0, 3, 1, 4, 2).reshape(rows * th, cols * tw, c)
-        mosaics.append((start, n, rows, cols, np.ascontiguousarray(mosaic)))
-    return (b, c, h, w), (th, tw), mosaics
-
-
-def _jpeg(prep: tuple, quality: int, dst: np.ndarray) -> np.ndarray:
-    (b, c, h, w), (th, tw), mosaics = prep
-    for start, n, rows, cols, mosaic in mosaics:
-        decoded = _jpeg_roundtrip(mosaic, quality)
-        tiles = decoded.reshape(rows, th, cols, tw, c).transpose(0, 2, 4, 1, 3).reshape(rows * cols, c, th, tw)
-        np.multiply(tiles[:n, :, :h, :w], UNIT, out=dst[start:start + n], casting="unsafe")
-    return dst
-
-
-def _jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
-    """Encode (quality, 4:4:4) and decode an (H, W, C) uint8 image; the same shape back."""
-    if _simplejpeg is None:
-        return pillow_jpeg_roundtrip(image, quality)
-    if image.shape[-1] == 1:
-        data = _simplejpeg.encode_jpeg(image, quality=quality, colorspace="GRAY", colorsubsampling="Gray")
-        return _simplejpeg.decode_jpeg(data, colorspace="GRAY").reshape(image.shape)
-    data = _simplejpeg.encode_jpeg(image, quality=quality, colorspace="RGB", colorsubsampling="444")
-    return _simplejpeg.decode_jpeg(data, colorspace="RGB")
-
-
-def pillow_jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
-    """:func:`_jpeg_roundtrip` with Pillow (the fallback without simplejpeg; a cross-check)."""
-    import io
-
-    from PIL import Image
-
-    gray = image.shape[-1] == 1
-    pil = Image.fromarray(np.ascontiguousarray(image[..., 0] if gray else image), "L" if gray else "RGB")
-    buf = io.BytesIO()
-    pil.save(buf, format="JPEG", quality=quality, **({} if gray else {"subsampling": 0}))
-    buf.seek(0)
-    with Image.open(buf) as decoded:
-        arr = np.asarray(decoded.convert("L" if gray else "RGB"), dtype=np.uint8)
-    return arr.reshape(image.shape)

@@ -19,8 +19,8 @@ import numpy as np
 import math
 
 from .._validation import MAX_SCALE, MAX_SCALES, check_scales
-from ..decode import UNIT
-from ..preprocess import Preprocessor
+from ..inputs.decode import UNIT
+from ..model.preprocess import Preprocessor
 from .base import Detector, DetectorScores
 
 DEFAULT_SCALES: tuple[float, ...] = (3, 5, 7, 9, 11)

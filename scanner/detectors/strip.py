@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_number
-from ..decode import UNIT
+from ..inputs.decode import UNIT
 from ..errors import ScannerError
-from ..preprocess import Preprocessor
+from ..model.preprocess import Preprocessor
 from .base import Detector, DetectorScores
 
 DEFAULT_BLENDS = 20

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..preprocess import Preprocessor
+from ..model.preprocess import Preprocessor
 from .base import Detector, DetectorScores
 from .corruptions import CORRUPTIONS, SEVERITIES, apply_corruption, prepare, to_planar
 

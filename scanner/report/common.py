@@ -1,0 +1,147 @@
+"""The parts every report shares: the formats, the JSON header, the closing summary lines,
+names shown safely, and report files written whole (temporary file, then rename).
+
+The renderers (:mod:`scanner.report.stream`, :mod:`scanner.report.html`) and the facade
+:mod:`scanner.report` build on this module; it imports none of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from enum import Enum
+from pathlib import Path
+from typing import IO, Any
+
+from ..decide.verdict import Gate, Summary
+from ..errors import ScannerError
+from ..results import ScanResult, ScanSettings
+from .terminal import paint
+
+REPORT_SCHEMA_VERSION = 1
+
+
+class Format(str, Enum):
+    """Report formats of ``scanner scan``."""
+
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+    html = "html"  # the audit report (scanner.report.html), written at the end
+
+
+class InspectFormat(str, Enum):
+    """Formats of ``scanner inspect``."""
+
+    table = "table"
+    json = "json"
+
+
+def report_header(result: ScanResult, summary: Summary, gate: Gate | None) -> dict[str, Any]:
+    """Everything in the JSON report except the per-input lists (schema in the README)."""
+    return {"schema_version": REPORT_SCHEMA_VERSION, "kind": "scan", **result.settings.to_dict(),
+            "summary": summary.to_dict(), "gate": None if gate is None else gate.to_dict(),
+            "warnings": list(summary.warnings)}
+
+
+def write_json_report(result: ScanResult, summary: Summary, gate: Gate | None, stream: IO[str]) -> None:
+    """The JSON report, written one record at a time so memory does not grow with the inputs."""
+    head = json.dumps(report_header(result, summary, gate), indent=2)
+    stream.write(head[:-2] + ',\n  "results": [')
+    for i, record in enumerate(result.records()):
+        stream.write(("," if i else "") + "\n    " + json.dumps(record))
+    stream.write("\n  ],\n  \"failures\": " + json.dumps(result.failure_records()) + "\n}\n")
+
+
+def num_text(value) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def summary_lines(settings: ScanSettings, summary: Summary, gate: Gate | None, *, colour: bool = False) -> list[str]:
+    """The scan's closing block: model, settings, counts, per-class counts, verdict, gate.
+
+    The per-class line lists the classes with a flagged input and sums up the others (every
+    class is in the JSON report). ``colour`` paints the verdict and the gate (ANSI).
+    """
+    lines = [
+        f"model {settings.model} (sha256 {settings.model_sha256[:12]}) on {settings.execution_provider}",
+        f"{settings.detector_text}; flagged when {settings.score.upper()} >= {settings.threshold:.4g}",
+        *([f"batch: {settings.batch_note}"] if settings.batch_note else []),
+        f"inputs found {summary.inputs_found}, scored {summary.scored}, failed {summary.failed}, "
+        f"flagged {summary.flagged} ({summary.flagged_rate:.1%})"
+        + (f", undecidable {summary.undecidable} (never flagged, not in the verdict)" if summary.undecidable else ""),
+    ]
+    if summary.per_class:
+        hit = [c for c in summary.per_class if c.flagged]
+        rest = [c for c in summary.per_class if not c.flagged]
+        parts = [f"{c.label}{' ' + c.class_name if c.class_name else ''}: {c.flagged}/{c.inputs}" for c in hit]
+        if rest:
+            parts.append(f"{len(rest)} other class{'es' if len(rest) > 1 else ''}: 0/{sum(c.inputs for c in rest)}")
+        lines.append("flagged per predicted class: " + ", ".join(parts))
+    v = summary.verdict
+    lines.append(f"expected benign flag rate {v.expected_fpr:.4g} ({v.expected_fpr_source})")
+    if v.suspects:
+        lines.extend(paint("verdict: " + s.text, "red", colour) for s in v.suspects)
+    elif v.status == "cannot judge":
+        lines.append(paint("verdict: " + (v.note or "cannot judge"), "yellow", colour))
+    elif v.withheld:
+        lines.append(paint("verdict: no suspect named: " + v.withheld, "yellow", colour))
+    else:
+        lines.append(paint("verdict: no predicted class is flagged significantly more than expected", "green", colour))
+    if gate is not None:
+        lines.append(paint("gate: PASSED", "green", colour) if gate.passed
+                     else paint("gate: FAILED (" + "; ".join(gate.reasons) + ")", "red", colour))
+    if summary.incomplete:
+        lines.append(f"INCOMPLETE: {summary.incomplete}; the inputs not reached are listed as failed")
+    return lines
+
+
+# -- writing safely ------------------------------------------------------------------------------
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7f)} | {0x0a: "\\n", 0x0d: "\\r", 0x09: "\\t"}
+
+
+def display_name(text: str) -> str:
+    """A name shown safely on one line: undecodable bytes as ``\\xNN``, control characters
+    (newline, carriage return, escape...) as escapes. JSON keeps names as they are (escaped by JSON)."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no file name decoding produced
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.translate(_CONTROL)
+
+
+def csv_text(text: str | None) -> str:
+    """A text cell for CSV: shown safely, and never read as a formula by a spreadsheet."""
+    if not text:
+        return ""
+    text = display_name(text)
+    return "'" + text if text[0] in "=+-@" else text
+
+
+@contextlib.contextmanager
+def open_report(path: Path | None, stdout: IO[str]):
+    """Where a report goes: ``stdout``, or a file written to a temporary name beside it and renamed
+    into place only when the block completes. A run that fails leaves any previous file as it was."""
+    if path is None:
+        yield stdout
+        return
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+    except OSError as exc:
+        raise ScannerError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # a report is readable like any file the user writes, not mkstemp's 0600
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ScannerError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)

@@ -1,0 +1,350 @@
+"""The HTML audit report (``scanner scan --format html -o report.html``): one self-contained file.
+
+No network at view time and no script: inline CSS, inline SVG charts, images as ``data:`` URIs.
+It holds the model and settings, the verdict and the gate, the flagged rate of each predicted
+class against its expected rate, a histogram of each score, the failures, and a gallery of the
+most suspicious inputs (largest score first, capped): each input beside its amplified copies
+``clip(n * x, 0, 1)`` (pixel space, as SCALE-UP queries the model) with the label at each scale,
+so an auditor sees the trigger survive the amplification. Its size does not grow with the number
+of inputs beyond the per-class chart and the failure list (both capped).
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import html
+import io
+import math
+from typing import IO, Any
+
+import numpy as np
+from pathlib import Path
+
+from ..decide.verdict import Gate, Summary
+from .common import display_name
+from ..results import ScanResult
+
+GALLERY = 24  # inputs in the gallery at most
+MAX_CLASSES = 60  # classes in the per-class chart at most (the highest flagged rates)
+MAX_FAILURES = 50
+THUMB = 96  # the longest side of a thumbnail, in pixels
+BINS = 20
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;
+color:#1d2330;background:#fff;padding:0 16px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dde2ea;padding-bottom:4px}
+table{border-collapse:collapse}td,th{padding:3px 10px 3px 0;text-align:left;vertical-align:top}
+th{color:#5b6475;font-weight:600}.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12.5px}
+.badge{display:inline-block;padding:4px 10px;border-radius:4px;font-weight:600;margin:4px 8px 4px 0}
+.bad{background:#fde2e1;color:#a4161a}.good{background:#dff3e4;color:#1b6e35}.warn{background:#fff3cd;color:#7a5b00}
+.muted{color:#6b7385}.card{border:1px solid #dde2ea;border-radius:6px;padding:8px;margin:0 0 10px}
+.row{display:flex;gap:6px;align-items:flex-end;flex-wrap:wrap}.cell{text-align:center;font-size:12px}
+.cell img{display:block;image-rendering:pixelated;width:80px;height:80px;object-fit:contain;background:#f3f4f7;
+border:1px solid #dde2ea}.same{color:#a4161a;font-weight:600}.name{font-size:12.5px;margin-bottom:4px;word-break:break-all}
+svg text{font:11px system-ui,sans-serif;fill:#1d2330}
+"""
+
+
+def write_html(result: ScanResult, summary: Summary, gate: Gate | None, stream: IO[str], *,
+               gallery: int = GALLERY) -> None:
+    """Write the audit report of a finished scan to ``stream``."""
+    st = result.settings
+    out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+           "<meta name='viewport' content='width=device-width,initial-scale=1'><link rel='icon' href='data:,'>",
+           f"<title>SCALE-UP scan: {_e(display_name(st.model))}</title><style>{_CSS}</style></head><body>",
+           f"<h1>SCALE-UP backdoor-input scan</h1><div class='muted mono'>{_e(display_name(st.model))} "
+           f"(sha256 {st.model_sha256[:16]}) &middot; scanner {st.scanner_version}</div>"]
+    out.append("<h2>Verdict</h2>" + _verdict(summary, gate))
+    out.append("<h2>Model and settings</h2>" + _settings(result, summary))
+    out.append("<h2>Flagged rate per predicted class</h2>" + _class_chart(summary))
+    out.append("<h2>Scores</h2>" + _histograms(result))
+    out.append(f"<h2>Most suspicious inputs</h2>{_gallery(result, gallery)}")
+    if result.failures:
+        out.append("<h2>Failed inputs</h2>" + _failures(result))
+    out.append("</body></html>\n")
+    stream.write("\n".join(out))
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _label(settings, label: int) -> str:
+    name = settings.class_name(label)
+    return f"{label} {name}" if name else str(label)
+
+
+# -- sections ------------------------------------------------------------------------------------
+def _verdict(summary: Summary, gate: Gate | None) -> str:
+    v = summary.verdict
+    parts = []
+    if v.suspects:
+        parts += [f"<div class='badge bad'>{_e(s.text)}</div>" for s in v.suspects]
+    elif v.withheld:
+        parts.append(f"<div class='badge warn'>no suspect named: {_e(v.withheld)}</div>")
+    else:
+        parts.append("<div class='badge good'>no predicted class is flagged significantly more than expected</div>")
+    if gate is not None:
+        parts.append("<div class='badge good'>gate: PASSED</div>" if gate.passed else
+                     f"<div class='badge bad'>gate: FAILED ({_e('; '.join(gate.reasons))})</div>")
+    if summary.incomplete:
+        parts.append(f"<div class='badge warn'>INCOMPLETE: {_e(summary.incomplete)}</div>")
+    parts += [f"<div class='badge warn'>Warning: {_e(w)}</div>" for w in summary.warnings]
+    parts.append(f"<p>{summary.inputs_found:,} inputs found, {summary.scored:,} scored, {summary.failed:,} failed, "
+                 f"<b>{summary.flagged:,} flagged ({summary.flagged_rate:.1%})</b>. Expected benign flag rate "
+                 f"{v.expected_fpr:.4g} ({_e(v.expected_fpr_source)}); {_e(v.test)}, alpha {v.alpha:g}.</p>")
+    return "\n".join(parts)
+
+
+def _settings(result: ScanResult, summary: Summary) -> str:
+    st = result.settings
+    spec = st.spec.to_dict()
+    cal = st.calibration
+    rows = [
+        ("model", st.model), ("sha256", st.model_sha256), ("execution provider", st.execution_provider),
+        ("output", st.output), ("batch", f"{st.batch_mode}{': ' + st.batch_note if st.batch_note else ''}"),
+        ("detector", st.detector_text), ("decision", f"flagged when {st.score.upper()} >= {st.threshold:.4g}"),
+        ("calibration", "none (data-free)" if cal is None else
+         f"{cal.n_samples} benign inputs, target FPR {cal.target_fpr}, achieved {cal.achieved_fpr:.4f}"),
+        ("preprocessing", ", ".join(f"{k}={v}" for k, v in spec.items() if v is not None and k != "class_names")),
+        ("preprocessing from", ", ".join(f"{k}: {v}" for k, v in st.spec_sources.items())),
+        ("scan time", f"{summary.seconds:.2f} s"),
+    ]
+    return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td class='mono'>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _class_chart(summary: Summary) -> str:
+    v = summary.verdict
+    classes = list(summary.per_class)
+    if not classes:
+        return "<p class='muted'>no input was scored</p>"
+    note = ""
+    if len(classes) > MAX_CLASSES:
+        note = f"<p class='muted'>the {MAX_CLASSES} classes with the highest flagged rates of {len(classes)}</p>"
+        classes = sorted(sorted(classes, key=lambda c: -c.flagged / c.inputs)[:MAX_CLASSES], key=lambda c: c.label)
+    suspects = {s.label for s in v.suspects}
+    left, width, row = 170, 520, 18
+    height = row * len(classes) + 30
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{left + width + 150}' height='{height}' "
+             f"role='img' aria-label='flagged rate per predicted class'>"]
+    for k in range(0, 11, 2):
+        x = left + width * k / 10
+        parts.append(f"<line x1='{x:.1f}' y1='0' x2='{x:.1f}' y2='{height - 24}' stroke='#eceff4'/>"
+                     f"<text x='{x:.1f}' y='{height - 10}' text-anchor='middle'>{k * 10}%</text>")
+    for i, c in enumerate(classes):
+        y = i * row + 2
+        rate = c.flagged / c.inputs
+        expected = v.expected_fpr_per_class.get(c.label, v.expected_fpr)
+        colour = "#d9363e" if c.label in suspects else "#5b8def"
+        name = f"{c.label} {c.class_name}" if c.class_name else str(c.label)
+        parts.append(f"<text x='{left - 6}' y='{y + 12}' text-anchor='end'>{_e(name[:26])}</text>"
+                     f"<rect x='{left}' y='{y + 2}' width='{max(rate * width, 0.5):.1f}' height='{row - 6}' fill='{colour}'/>"
+                     f"<line x1='{left + expected * width:.1f}' y1='{y}' x2='{left + expected * width:.1f}' "
+                     f"y2='{y + row - 2}' stroke='#1d2330' stroke-width='2'/>"
+                     f"<text x='{left + width + 8}' y='{y + 12}'>{c.flagged}/{c.inputs} ({rate:.0%})</text>")
+    parts.append("</svg>")
+    legend = ("<p class='muted'>bars: flagged rate of the inputs predicted as each class (red: suspected target); "
+              "black tick: the expected benign flag rate of that class.</p>")
+    return note + "".join(parts) + legend
+
+
+def _histograms(result: ScanResult) -> str:
+    st, s = result.settings, result.scores
+    shown = []
+    for name in result.score_names:
+        values = s.named.get(name)
+        if values is None or len(values) == 0:
+            continue
+        values = np.asarray(values, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if len(values) == 0:
+            continue
+        threshold = st.threshold if name == st.score.replace("-", "_") else None
+        shown.append(_histogram(name, values, threshold))
+    return "<div class='row'>" + "".join(shown) + "</div>" if shown else "<p class='muted'>no scores</p>"
+
+
+def _histogram(name: str, values: np.ndarray, threshold: float | None) -> str:
+    lo, hi = float(values.min()), float(values.max())
+    if name.endswith(("spc", "prob_consistency")) and not name.endswith("nspc"):
+        lo, hi = 0.0, 1.0
+    if hi <= lo:
+        hi = lo + 1.0
+    counts, edges = np.histogram(values, bins=BINS, range=(lo, hi))
+    w, h, pad = 320, 150, 28
+    top = max(int(counts.max()), 1)
+    bar = w / BINS
+    parts = [f"<div class='card'><b>{_e(name.upper())}</b> <span class='muted'>({len(values):,} inputs)</span><br>"
+             f"<svg xmlns='http://www.w3.org/2000/svg' width='{w + 2 * pad}' height='{h + pad}' role='img' "
+             f"aria-label='{_e(name)} histogram'>"]
+    for i, n in enumerate(counts.tolist()):
+        bh = h * math.sqrt(n / top) if n else 0  # square-root scale: the small bins stay visible
+        parts.append(f"<rect x='{pad + i * bar + 1:.1f}' y='{h - bh:.1f}' width='{bar - 2:.1f}' height='{bh:.1f}' "
+                     f"fill='#5b8def'><title>{edges[i]:.3g} to {edges[i + 1]:.3g}: {n}</title></rect>")
+    parts.append(f"<line x1='{pad}' y1='{h}' x2='{pad + w}' y2='{h}' stroke='#1d2330'/>"
+                 f"<text x='{pad}' y='{h + 16}' text-anchor='middle'>{lo:.3g}</text>"
+                 f"<text x='{pad + w}' y='{h + 16}' text-anchor='middle'>{hi:.3g}</text>"
+                 f"<text x='{pad - 4}' y='12' text-anchor='end'>{top}</text>")
+    if threshold is not None and lo <= threshold <= hi:
+        x = pad + w * (threshold - lo) / (hi - lo)
+        parts.append(f"<line x1='{x:.1f}' y1='0' x2='{x:.1f}' y2='{h}' stroke='#d9363e' stroke-width='2' "
+                     f"stroke-dasharray='4 3'/><text x='{x + 4:.1f}' y='12' fill='#d9363e'>threshold {threshold:.3g}</text>")
+    parts.append("</svg><div class='muted'>counts on a square-root scale</div></div>")
+    return "".join(parts)
+
+
+def _failures(result: ScanResult) -> str:
+
+    records = result.failure_records()
+    rows = "".join(f"<tr><td class='mono'>{_e(display_name(f['input']))}</td><td>{_e(display_name(f['reason']))}</td></tr>"
+                   for f in records[:MAX_FAILURES])
+    more = f"<p class='muted'>and {len(records) - MAX_FAILURES:,} more (all in the JSON/CSV report)</p>" \
+        if len(records) > MAX_FAILURES else ""
+    return f"<table>{rows}</table>{more}"
+
+
+# -- the gallery ---------------------------------------------------------------------------------
+def _gallery(result: ScanResult, cap: int) -> str:
+
+    s, st = result.scores, result.settings
+    if result.n_scored == 0 or cap <= 0:
+        return "<p class='muted'>no input was scored</p>"
+    score = np.nan_to_num(np.asarray(s.score, dtype=np.float64), nan=-np.inf)
+    order = np.lexsort((np.arange(len(score)), -score))[:cap]  # largest score first, then input order
+    scales = [n for n in st.detector.get("scales", [])]
+    intro = (f"<p class='muted'>the {len(order)} inputs with the largest {_e(st.score.upper())} of {result.n_scored:,} "
+             f"scored, each beside its amplified copies clip(n&middot;x, 0, 1) and the model's label at each scale "
+             f"(red: the unscaled label kept).</p>")
+    cards = []
+    for row in order.tolist():
+        index = int(result.indices[row])
+        label = int(s.labels[row])
+        image = _decode(result, index)
+        cells = [_cell(image, "x", _label(st, label), False)]
+        for name, q in zip(st.query_names, s.query_labels[row].tolist()):
+            factor = _factor(name, scales)
+            copy = None if image is None or factor is None else np.clip(image * factor, 0.0, 1.0)
+            cells.append(_cell(copy, f"x{name}", _label(st, int(q)), int(q) == label))
+        flagged = bool(s.flagged[row])
+        cards.append(f"<div class='card'><div class='name mono'>{_e(display_name(result.inputs.name(index)))} &middot; "
+                     f"{_e(st.score.upper())} {float(s.score[row]):.3g}"
+                     f"{' &middot; <span class=same>flagged</span>' if flagged else ''}</div>"
+                     f"<div class='row'>{''.join(cells)}</div></div>")
+    return intro + "".join(cards)
+
+
+def _factor(name: str, scales) -> float | None:
+    try:
+        return float(name)
+    except ValueError:
+        return None
+
+
+def _cell(image: np.ndarray | None, caption: str, label: str, same: bool) -> str:
+    src = _data_uri(image) if image is not None else ""
+    img = f"<img alt='{_e(caption)}' src='{src}'>" if src else "<div class='muted'>(no image)</div>"
+    return f"<div class='cell'>{img}{_e(caption)}<br><span class='{'same' if same else ''}'>{_e(label)}</span></div>"
+
+
+def _decode(result: ScanResult, index: int) -> np.ndarray | None:
+    """Input ``index`` as the model saw it before amplification: (H, W, C) float in [0, 1]."""
+    from ..inputs.stream import BatchLoader
+    from ..inputs.decode import UNIT
+
+    inputs, spec = result.inputs, result.settings.spec
+    if not hasattr(inputs, "parts"):
+        return None
+    parts, offsets = inputs.parts(), inputs.offsets()
+    p = bisect.bisect_right(offsets, index) - 1
+    loader = BatchLoader(inputs, height=spec.height, width=spec.width, channels=spec.channels, batch_size=1, workers=1)
+    try:
+        batch = loader.load([(parts[p], index - offsets[p], 1, index)])
+    except Exception:  # noqa: BLE001 - a file changed since the scan: no thumbnail, not a failed report
+        return None
+    if not len(batch.indices):
+        return None
+    image = batch.images[0]
+    return image.astype(np.float32) * UNIT if image.dtype == np.uint8 else image.astype(np.float32)
+
+
+def _data_uri(image: np.ndarray) -> str:
+    from PIL import Image
+
+    pixels = np.rint(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+    if pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    picture = Image.fromarray(pixels)
+    if max(picture.size) > THUMB:
+        picture.thumbnail((THUMB, THUMB), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    if max(picture.size) > 48:  # photographs: JPEG is several times smaller
+        picture.convert("RGB").save(buffer, "JPEG", quality=85)
+        kind = "jpeg"
+    else:
+        picture.save(buffer, "PNG", optimize=True)
+        kind = "png"
+    return f"data:image/{kind};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# -- scanner evaluate --html ---------------------------------------------------------------------
+def write_evaluation_html(evaluation, stream: IO[str]) -> None:
+    """The paper's protocol as one self-contained page: settings, protocol counts, every metric,
+    the SPC ROC curve and the SPC of the kept benign and poisoned inputs."""
+    from sklearn.metrics import roc_curve
+
+    doc = evaluation.to_dict()
+    p = doc["protocol"]
+    w, pad = 300, 34
+    colours = ("#d9363e", "#2f6fdb", "#1f9d55", "#b7791f", "#805ad5", "#319795", "#d53f8c", "#4a5568", "#975a16")
+    curves, legend, marks = [], [], []
+    for i, (name, m) in enumerate(doc["metrics"].items()):
+        b, q = np.asarray(evaluation.benign[name], float), np.asarray(evaluation.poisoned[name], float)
+        fpr, tpr, _ = roc_curve(np.r_[np.zeros(b.size), np.ones(q.size)], np.r_[b, q])
+        c = colours[i % len(colours)]
+        points = " ".join(f"{pad + x * w:.1f},{pad + (1 - y) * w:.1f}" for x, y in zip(fpr, tpr))
+        curves.append(f"<polyline points='{points}' fill='none' stroke='{c}' stroke-width='{3 if m['decision'] else 1.5}'/>")
+        legend.append(f"<span style='color:{c}'>&#9632;</span> {_e(name)} {m['auroc']:.4f}")
+        if m["decision"]:
+            at = m["at_threshold"]
+            marks.append(f"<circle cx='{pad + at['fpr'] * w:.1f}' cy='{pad + (1 - at['tpr']) * w:.1f}' r='5' "
+                         f"fill='none' stroke='{c}' stroke-width='2'><title>operating point: {_e(name)} >= "
+                         f"{m['threshold']:.4g}</title></circle>")
+    roc = (f"<div class='card'><b>ROC, every score</b> <span class='muted'>(AUROC; circle: the decision's operating "
+           f"point)</span><br><svg xmlns='http://www.w3.org/2000/svg' width='{w + 2 * pad}' height='{w + 2 * pad}' "
+           f"role='img' aria-label='ROC curves'><rect x='{pad}' y='{pad}' width='{w}' height='{w}' fill='none' "
+           f"stroke='#1d2330'/><line x1='{pad}' y1='{pad + w}' x2='{pad + w}' y2='{pad}' stroke='#b9c0cc' "
+           f"stroke-dasharray='3 3'/>{''.join(curves)}{''.join(marks)}"
+           f"<text x='{pad + w / 2}' y='{2 * pad + w - 6}' text-anchor='middle'>false-positive rate</text>"
+           f"<text x='12' y='{pad + w / 2}' transform='rotate(-90 12 {pad + w / 2})' text-anchor='middle'>"
+           f"true-positive rate</text></svg><br>{'<br>'.join(legend)}</div>")
+    histograms = "".join(
+        _histogram(f"benign {name}", np.asarray(evaluation.benign[name], float), m["threshold"])
+        + _histogram(f"poisoned {name}", np.asarray(evaluation.poisoned[name], float), m["threshold"])
+        for name, m in doc["metrics"].items())
+    rows = [("benign", f"{p['benign_found']} found, {p['benign_scored']} scored, {p['benign_kept']} kept "
+                       f"({p['benign_filter']})"),
+            ("poisoned", f"{p['poisoned_found']} found, {p['poisoned_scored']} scored, {p['poisoned_kept']} kept "
+                         f"({p['poisoned_filter']})"),
+            ("clean accuracy", p["benign_accuracy"]), ("attack success rate", p["attack_success_rate"]),
+            ("failures", len(p["failures"])), ("model", doc["model"]), ("sha256", doc["model_sha256"]),
+            ("execution provider", doc["execution_provider"]),
+            ("detectors", evaluation.settings.detector_text), ("scales", ",".join(map(str, doc.get("scales", []))))]
+    table = "<table>" + "".join(f"<tr><th>{_e(k)}</th><td class='mono'>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
+    head = "<tr><th>score</th><th>AUROC</th><th>threshold</th><th>TPR</th><th>FPR</th><th>F1</th>" + \
+           "".join(f"<th>TPR at FPR {r['target_fpr']}</th>" for r in next(iter(doc["metrics"].values()))["tpr_at_fpr"]) + \
+           "<th>best F1 (oracle)</th></tr>"
+    body = "".join(
+        f"<tr><td>{_e(name)}</td><td>{m['auroc']:.4f}</td><td>{m['at_threshold']['threshold']:.4g}</td>"
+        f"<td>{m['at_threshold']['tpr']:.4f}</td><td>{m['at_threshold']['fpr']:.4f}</td><td>{m['at_threshold']['f1']:.4f}</td>"
+        + "".join(f"<td>{r['tpr']:.4f} (FPR {r['fpr']:.4f})</td>" for r in m["tpr_at_fpr"])
+        + f"<td>{m['best_f1']['f1']:.4f}</td></tr>" for name, m in doc["metrics"].items())
+    stream.write("\n".join([
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>",
+        f"<title>Evaluation: {_e(doc['model'])}</title><style>{_CSS}</style></head><body>",
+        f"<h1>Evaluation of {_e(Path(doc['model']).name)}: benign {_e(evaluation.names[0])} vs poisoned "
+        f"{_e(evaluation.names[1])}</h1>", "<h2>Protocol</h2>" + table,
+        "<h2>Metrics</h2><table class='mono'>" + head + body + "</table>",
+        "<h2>Curves</h2><div class='row'>" + roc + histograms + "</div>",
+        "</body></html>\n"]))

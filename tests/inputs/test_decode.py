@@ -1,0 +1,93 @@
+"""Decoding image files: every format, mode and bit depth, at the model's size."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import RGB
+from scanner.inputs.decode import decode_image
+
+
+@pytest.mark.parametrize("suffix", [".png", ".bmp", ".ppm", ".tiff", ".webp"])
+def test_lossless_formats_decode_exactly(tmp_path, suffix):
+    path = tmp_path / f"img{suffix}"
+    Image.fromarray(RGB).save(path, **({"lossless": True} if suffix == ".webp" else {}))
+    np.testing.assert_array_equal(decode_image(str(path), 8, 8, 3), RGB)
+
+
+def test_jpeg_decodes_as_pillow_does(tmp_path):
+    Image.fromarray(RGB).save(tmp_path / "a.jpg", quality=90)
+    out = decode_image(str(tmp_path / "a.jpg"), 8, 8, 3)
+    np.testing.assert_array_equal(out, np.asarray(Image.open(tmp_path / "a.jpg").convert("RGB")))
+
+
+def test_modes_become_what_the_model_takes(tmp_path):
+    Image.fromarray(RGB).convert("RGBA").save(tmp_path / "rgba.png")
+    np.testing.assert_array_equal(decode_image(str(tmp_path / "rgba.png"), 8, 8, 3), RGB)  # alpha dropped
+    Image.fromarray(RGB).convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / "p.png")
+    assert decode_image(str(tmp_path / "p.png"), 8, 8, 3).shape == (8, 8, 3)
+    gray = Image.fromarray(RGB).convert("L")
+    gray.save(tmp_path / "gray.png")
+    np.testing.assert_array_equal(decode_image(str(tmp_path / "gray.png"), 8, 8, 3)[..., 0], np.asarray(gray))
+    np.testing.assert_array_equal(decode_image(str(tmp_path / "gray.png"), 8, 8, 1)[..., 0], np.asarray(gray))
+
+
+def test_16_bit_keeps_precision(tmp_path):
+    values = (np.arange(64).reshape(8, 8) * 1000).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    out = decode_image(str(tmp_path / "deep.png"), 8, 8, 1)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[..., 0], values / 65535, atol=1e-6)
+
+
+def test_resize_to_model_size(tmp_path):
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "big.png")
+    assert decode_image(str(tmp_path / "big.png"), 8, 8, 3).shape == (8, 8, 3)
+
+
+@pytest.mark.parametrize("mode,size", [("RGB", (8, 8)), ("L", (8, 8)), ("RGB", (13, 11))])
+def test_fast_jpeg_path_equals_pillow(tmp_path, monkeypatch, mode, size):
+    import scanner.inputs.decode as images
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (size[0], size[1], 3), dtype=np.uint8)).convert(mode)
+    img.save(tmp_path / "a.jpg", quality=75)
+    fast = decode_image(str(tmp_path / "a.jpg"), 8, 8, 3)
+    monkeypatch.setattr(images, "_simplejpeg", None)
+    np.testing.assert_array_equal(fast, decode_image(str(tmp_path / "a.jpg"), 8, 8, 3))
+
+
+def test_nan_float_images_fail(tmp_path):
+    Image.fromarray(np.full((8, 8), np.nan, np.float32), mode="F").save(tmp_path / "nan.tiff")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        decode_image(str(tmp_path / "nan.tiff"), 8, 8, 3)
+
+
+def test_animated_gif_gives_its_first_frame(tmp_path):
+    frames = [Image.fromarray(np.full((8, 8, 3), v, np.uint8)) for v in (10, 200)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    assert Image.open(tmp_path / "a.gif").n_frames == 2
+    got = decode_image(str(tmp_path / "a.gif"), 8, 8, 3)
+    assert abs(int(got.mean()) - 10) <= 2
+
+
+def test_exif_orientation_is_not_applied(tmp_path):
+    img = Image.fromarray(RGB)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    img.save(tmp_path / "o.jpg", exif=exif, quality=100)
+    got = decode_image(str(tmp_path / "o.jpg"), 8, 8, 3)
+    assert got.shape == (8, 8, 3)
+    np.testing.assert_array_equal(got, decode_image(str(tmp_path / "o.jpg"), 8, 8, 3))
+    assert np.abs(got.astype(int) - RGB).mean() < 12  # stored orientation, not rotated
+
+
+def test_huge_declared_sizes_are_refused_before_decoding(tmp_path, monkeypatch):
+    import scanner.inputs.decode as decode
+
+    Image.fromarray(RGB).save(tmp_path / "a.png")
+    Image.fromarray(RGB).save(tmp_path / "a.jpg")
+    monkeypatch.setattr(decode, "MAX_DECODE_PIXELS", 63)  # the 8x8 images now count as too large
+    for name in ("a.png", "a.jpg"):
+        with pytest.raises(ValueError, match="declares 8x8 pixels, above the limit of 63"):
+            decode_image(str(tmp_path / name), 8, 8, 3)

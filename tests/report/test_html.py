@@ -1,0 +1,131 @@
+"""The HTML audit report: self-contained, the right content, small for 10,000 inputs, and rendered
+by a real browser (headless Chromium: not blank, no console errors)."""
+
+import base64
+import io
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import onnx_models as om
+from helpers import write_pngs
+from scanner.cli.app import app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("html")
+    fx = om.trigger_nchw(root / "model", embed_spec=True)
+    x = om.make_images(40, seed=7, triggered_fraction=0.25)
+    folder = write_pngs(root / "imgs", x)
+    (folder / "img_010b.png").write_text("not an image <b>")
+    out = root / "report.html"
+    run = CliRunner().invoke(app, ["-q", "scan", str(fx.path), str(folder), "-f", "html", "-o", str(out),
+                                   "--max-flagged", "0", "--expected-fpr", "0.1"])
+    assert run.exit_code == 1, run.output  # the gate fails; the report is written all the same
+    return out, x
+
+
+def _images(text):
+    return re.findall(r"<img alt='([^']*)' src='data:image/(png|jpeg);base64,([^']+)'>", text)
+
+
+def test_self_contained_no_script_no_network(report):
+    text = report[0].read_text()
+    assert text.startswith("<!DOCTYPE html>") and "<style>" in text and "<svg" in text
+    assert "<script" not in text.lower()
+    assert not re.search(r"""(src|href)\s*=\s*['"]?\s*(https?:)?//""", text)  # nothing fetched at view time
+    assert "url(" not in text
+
+
+def test_content_verdict_gate_chart_histograms_failures(report):
+    text = report[0].read_text()
+    assert "suspected target class 0" in text and "gate: FAILED (10 flagged &gt; --max-flagged 0)" in text
+    assert "Flagged rate per predicted class" in text and "aria-label='flagged rate per predicted class'" in text
+    assert "aria-label='spc histogram'" in text and "threshold 0.5" in text
+    assert "img_010b.png" in text and "not an image &lt;b&gt;" not in text  # the reason is Pillow's, escaped
+    assert "Failed inputs" in text and "CPUExecutionProvider" in text and "scales 3,5,7,9,11" in text
+
+
+def test_gallery_largest_score_first_with_amplified_copies(report):
+    text = report[0].read_text()
+    scores = [float(s) for s in re.findall(r"&middot; SPC ([0-9.e+-]+)", text)]
+    assert scores and scores == sorted(scores, reverse=True) and len(scores) <= 24
+    images = _images(text)
+    assert [alt for alt, _, _ in images[:6]] == ["x", "x3", "x5", "x7", "x9", "x11"]
+    decoded = [np.asarray(Image.open(io.BytesIO(base64.b64decode(data)))).astype(np.float64) / 255
+               for _, _, data in images[:6]]
+    for n, copy in zip((3, 5, 7, 9, 11), decoded[1:]):
+        assert np.abs(copy - np.clip(n * decoded[0], 0, 1)).max() <= 3 / 255  # clip(n x, 0, 1), pixel space
+
+
+def test_ten_thousand_inputs_stay_small(tmp_path):
+    fx = om.trigger_nchw(tmp_path / "model", embed_spec=True)
+    np.save(tmp_path / "many.npy", om.to_bytes(om.make_images(10_000, seed=2, triggered_fraction=0.1)))
+    out = tmp_path / "report.html"
+    run = CliRunner().invoke(app, ["-q", "scan", str(fx.path), str(tmp_path / "many.npy"), "-f", "html", "-o", str(out)])
+    assert run.exit_code == 0, run.output
+    size = out.stat().st_size
+    assert size < 3_000_000, size
+    assert len(_images(out.read_text())) == 24 * 6
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def test_a_real_browser_renders_it_without_errors(report, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no Chromium found (Debian package `chromium`; .ci/run installs it when apt-get can)")
+    page = report[0]
+    if (ROOT / "samples" / "model.onnx").exists():  # the bundled sample: real images in the screenshot
+        page = tmp_path / "sample.html"
+        run = CliRunner().invoke(app, ["-q", "scan", str(ROOT / "samples/model.onnx"), str(ROOT / "samples/clean"),
+                                       str(ROOT / "samples/triggered"), "--max-flagged", "3", "-f", "html", "-o", str(page)])
+        assert run.exit_code == 1, run.output
+    shot = tmp_path / "shot.png"
+    proc = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr",
+         "--v=0", f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
+         "--window-size=1200,1700", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True, text=True, timeout=180)
+    assert shot.exists(), proc.stderr[-2000:]
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == [], console
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(np.int16)
+    assert pixels.shape[0] >= 1000 and pixels.shape[1] >= 1000
+    not_white = (np.abs(pixels - 255).sum(axis=2) > 30).mean()
+    assert 0.03 < not_white < 0.9, not_white  # text, charts and thumbnails drawn, not a blank page
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200  # images and colours, not a flat error page
+    if os.environ.get("SCANNER_SCREENSHOT"):  # docs/report-html.png is made this way
+        shutil.copyfile(shot, os.environ["SCANNER_SCREENSHOT"])
+
+
+def test_evaluate_writes_a_self_contained_page(tmp_path):
+    fx = om.trigger_nchw(tmp_path / "model", embed_spec=True)
+    x = om.make_images(30, seed=9, triggered_fraction=0.0)
+    benign = write_pngs(tmp_path / "benign", x[:20])
+    poisoned = write_pngs(tmp_path / "poisoned", om.make_images(10, seed=10, triggered_fraction=1.0))
+    page = tmp_path / "eval.html"
+    run = CliRunner().invoke(app, ["-q", "evaluate", str(fx.path), "--benign", str(benign), "--poisoned", str(poisoned),
+                                   "--html", str(page)])
+    assert run.exit_code == 0, run.output
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and "<script" not in text and "aria-label='ROC curves'" in text
+    auroc = next(line for line in run.stdout.splitlines() if line.startswith("SPC (decision): AUROC ")).split()[3].rstrip(";")
+    assert f"<td>spc</td><td>{auroc}</td>" in text and "benign spc histogram" in text
+    assert "poisoned prob_consistency histogram" in text and "operating point" in text
