@@ -8,6 +8,9 @@ and out-of-range values never reach the scoring or the decisions.
 from __future__ import annotations
 
 import math
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
 from .errors import ScannerError
@@ -60,3 +63,34 @@ def check_size(height: int, width: int, name: str, error=ScannerError) -> None:
         check_number(side, name, lo=1, hi=MAX_SIDE, integer=True, error=error)
     if height * width > MAX_PIXELS:
         raise error(f"{name}: {height}x{width} is {height * width} pixels; at most {MAX_PIXELS} are allowed")
+
+
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular file is: "a FIFO", "a directory"..."""
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((text for test, text in kinds if test(mode)), "a special file")
+
+
+def check_output_file(path: str | Path) -> Path:
+    """Where an output file named ``path`` (``-o``, ``--html``...) is written, checked before any work.
+
+    A regular file or a new name in an existing folder is written (replaced whole); a symbolic
+    link is followed and the file it points to written (the link stays a link). Anything else (a
+    directory, a FIFO, a device such as /dev/null, a socket, a link loop) is refused with one
+    :class:`ScannerError` naming the path and what it is: replacing it would destroy it (a device
+    node) or hang (a FIFO), and writing into it would not leave a report.
+    """
+    target = Path(os.path.realpath(path))
+    try:
+        mode: int | None = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise ScannerError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise ScannerError(f"cannot write {path}: it is {file_kind(mode)}, not a regular file "
+                           "(reports and output files are written to regular files only)")
+    if not target.parent.is_dir():
+        raise ScannerError(f"cannot write {path}: the folder {target.parent} does not exist")
+    return target

@@ -49,6 +49,16 @@ def _open_output(path: Optional[Path]):
     return open_report(path, sys.stdout)
 
 
+def _check_outputs(*paths: Optional[Path]) -> None:
+    """Refuse, before any work, an output path that is not a regular file or a new name (a
+    directory, FIFO, device...; see :func:`scanner._validation.check_output_file`)."""
+    from .._validation import check_output_file
+
+    for path in paths:
+        if path is not None:
+            check_output_file(path)
+
+
 def _make_scanner(model: Path, prep: Preprocessing, *, device: Device, scales=(3, 5, 7, 9, 11), threshold=None,
                   calibration=None, batch_size=None, score: str | None = None, detectors: str | None = None):
     from ..core import Scanner
@@ -132,6 +142,7 @@ def scan(
     with _closed_pipe_ends_quietly(), _user_errors(), _hard_stop_after(timeout), \
             _progress(not _state["quiet"], "scanning") as progress:
         around = _lift(progress) if progress is not None and on_terminal else None
+        _check_outputs(output, html)
         if (format is Format.html or html is not None) and output_dir is not None:
             raise ScannerError("--format html needs the per-input results in the report; drop --output-dir")
         if engine is Engine.ray and timeout is not None:
@@ -229,6 +240,8 @@ def calibrate(
 ) -> None:
     """Score trusted clean inputs with every detector: per-class references for each score, the clean
     images STRIP blends with, and the paper's NSPC statistics."""
+    import json
+
     from ..calibrating import calibrate as run_calibration
     from ..report.calibration import calibration_lines
 
@@ -238,6 +251,7 @@ def calibrate(
     if severities is not None:
         params["teco"] = {"severities": severities}
     with _user_errors():
+        _check_outputs(output)
         with _progress(not _state["quiet"], "calibrating") as progress:
             cal, result = run_calibration(
                 model, clean_paths, detectors=detector, detector_params=params, target_fpr=fpr,
@@ -246,10 +260,8 @@ def calibrate(
         if result.failures:
             log.warning("%d calibration input(s) could not be read and were left out, e.g. %s",
                         len(result.failures), result.failure_records()[0]["input"])
-        try:
-            cal.save(output)
-        except OSError as exc:
-            raise ScannerError(f"cannot write {output}: {exc.strerror or exc}") from None
+        with _open_output(output) as fh:  # replaced only when complete, like a report
+            fh.write(json.dumps(cal.to_dict(), indent=2) + "\n")
     lines = calibration_lines(cal, result)
     for line in lines[:-1]:
         typer.echo(line, err=line.startswith("Warning"))
@@ -279,6 +291,7 @@ def evaluate(
     from ..report.render import render_evaluation, write_evaluation_json
 
     with _user_errors():
+        _check_outputs(output, html, plot)
         scanner = _make_scanner(model, prep, device=device, scales=_scales(scales), threshold=threshold,
                                 calibration=calibration, batch_size=batch_size)
         result = run_evaluation(scanner, benign, poisoned, target_label=target_label, labels_file=labels)
@@ -336,6 +349,7 @@ def probe(
     from ..model.probe import probe as run_probe
 
     with _user_errors():
+        _check_outputs(write_spec)
         loaded = load_model(model, device=device.value, options=prep.overrides, spec_file=prep.spec_file)
         result = run_probe(loaded, paths, labels_file=labels, sample=sample)
         if write_spec is not None:

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..inputs.stream import BatchLoader
 from ..inputs.decode import UNIT
+from .._validation import check_output_file
 from ..errors import InputError
 from ..inputs.find import InputSet, MemoryArray, collect_inputs
 from .loader import Model
@@ -170,6 +171,7 @@ class ProbeResult:
         return self.spec.to_dict()
 
     def write_spec(self, path: str | Path) -> None:
+        check_output_file(path)  # a regular file or a new name; never a FIFO (a hang) or a device
         try:
             Path(path).write_text(json.dumps(self.spec_dict(), indent=2) + "\n")
         except OSError as exc:

@@ -15,6 +15,7 @@ from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
+from .._validation import check_output_file
 from ..decide.verdict import Gate, Summary
 from ..errors import ScannerError
 from ..results import ScanResult, ScanSettings
@@ -121,27 +122,76 @@ def csv_text(text: str | None) -> str:
     return "'" + text if text[0] in "=+-@" else text
 
 
+class _ReportFile:
+    """A report file open for writing: a failed write (disk full...) is one error naming the
+    report, while an error of anything else in the block (an input, the model) stays its own."""
+
+    def __init__(self, fh: IO[str], path: Path) -> None:
+        self._fh, self._path = fh, path
+
+    def _failed(self, exc: OSError) -> ScannerError:
+        return ScannerError(f"cannot write {self._path}: {exc.strerror or exc}")
+
+    def write(self, text: str) -> int:
+        try:
+            return self._fh.write(text)
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        try:
+            self._fh.flush()
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def __getattr__(self, name: str):
+        return getattr(self._fh, name)
+
+
 @contextlib.contextmanager
 def open_report(path: Path | None, stdout: IO[str]):
     """Where a report goes: ``stdout``, or a file written to a temporary name beside it and renamed
-    into place only when the block completes. A run that fails leaves any previous file as it was."""
+    into place only when the block completes. A run that fails leaves any previous file as it was.
+
+    The target is checked first (:func:`scanner._validation.check_output_file`): a regular file
+    or a new name; a symbolic link is followed (its target replaced, the link kept); a directory,
+    FIFO, device or socket is refused, never replaced. A write, flush or rename that fails raises
+    a :class:`ScannerError` naming the report, so a report that is not there is never reported
+    written; an error raised by the block itself passes through unchanged.
+    """
     if path is None:
         yield stdout
         return
     path = Path(path)
+    target = check_output_file(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise ScannerError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # a report is readable like any file the user writes, not mkstemp's 0600
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            yield fh
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ScannerError(f"cannot write {path}: {exc.strerror or exc}") from None
+        try:
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)  # a report is readable like any file the user writes, not mkstemp's 0600
+            fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        except OSError as exc:
+            os.close(fd)
+            raise ScannerError(f"cannot write {path}: {exc.strerror or exc}") from None
+        try:
+            yield _ReportFile(fh, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                fh.close()
+            raise
+        try:
+            fh.close()
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise ScannerError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

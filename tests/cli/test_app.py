@@ -426,3 +426,39 @@ def test_undecidable_inputs_in_the_csv_and_the_summary(runner, model, tmp_path):
     assert [r.split(",")[1] for r in rows] == ["undecidable", "undecidable", "scored", "scored"]
     assert "amplification barely changes it" in rows[0]
     assert "undecidable 2 (never flagged, not in the verdict)" in result.stderr
+
+
+def test_every_output_option_refuses_a_fifo_or_a_folder_before_any_work(runner, model, tmp_path):
+    """Issue 28: calibrate -o, evaluate -o/--html/--plot and probe --write-spec check their target
+    first, like scan -o (tests/report/test_render.py): a FIFO was replaced (or, written through,
+    hung the command), a folder failed only after the whole run."""
+    import os
+    import stat
+
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dir").mkdir()
+    missing = tmp_path / "missing"  # the inputs are never looked at: the target is refused first
+    for target, kind in ((tmp_path / "fifo", "a FIFO"), (tmp_path / "dir", "a directory")):
+        for args in (("calibrate", model.path, missing, "-o", target),
+                     ("evaluate", model.path, "--benign", missing, "--poisoned", missing, "-o", target),
+                     ("evaluate", model.path, "--benign", missing, "--poisoned", missing, "--html", target),
+                     ("evaluate", model.path, "--benign", missing, "--poisoned", missing, "--plot", target),
+                     ("probe", model.path, missing, "--write-spec", target)):
+            result = invoke(runner, *args)
+            assert result.exit_code == 2, (args, result.output)
+            assert one_error_line(result).startswith(f"Error: cannot write {target}: it is {kind}, not a regular file")
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "fifo").st_mode)
+
+
+def test_calibrate_writes_through_a_symlink_and_keeps_it(runner, model, tmp_path):
+    import os
+
+    (tmp_path / "real.json").write_text("previous")
+    os.symlink(tmp_path / "real.json", tmp_path / "link.json")
+    clean = om.make_images(30, seed=4, triggered_fraction=0.0)
+    np.save(tmp_path / "clean.npy", np.rint(clean * 255).astype(np.uint8))
+    result = invoke(runner, "calibrate", model.path, tmp_path / "clean.npy", "-o", tmp_path / "link.json",
+                    "--detector", "scaleup")
+    assert result.exit_code == 0, result.output
+    assert os.path.islink(tmp_path / "link.json")
+    assert json.loads((tmp_path / "real.json").read_text())["format"] == "scanner-calibration"

@@ -145,3 +145,90 @@ def test_unwritable_report_is_one_line(tmp_path):
     result = CliRunner().invoke(app, ["-q", "scan", str(fx.path), str(Image_dir), "-o", "/proc/version"])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines()[-1].startswith("Error: cannot write /proc/version")
+
+
+# -- report targets (issue 28): regular files only, links followed, checked before the scan --------
+def _scan_to(tmp_path, *args):
+    from scanner.cli.app import app
+    from typer.testing import CliRunner
+
+    fx = om.trigger_nchw(tmp_path / "model", embed_spec=True)
+    from helpers import write_pngs
+    folder = write_pngs(tmp_path / "imgs", om.make_images(2))
+    return CliRunner().invoke(app, ["-q", "scan", str(fx.path), str(folder), *map(str, args)])
+
+
+def _special_files(tmp_path):
+    """A FIFO, a directory and (where this user may make one) a character device like /dev/null."""
+    import os
+    import stat
+
+    (tmp_path / "special").mkdir()
+    os.mkfifo(tmp_path / "special" / "fifo")
+    (tmp_path / "special" / "dir").mkdir()
+    out = {"fifo": "a FIFO", "dir": "a directory"}
+    try:
+        os.mknod(tmp_path / "special" / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        out["null"] = "a character device"
+    except (PermissionError, OSError):
+        pass
+    return {tmp_path / "special" / name: kind for name, kind in out.items()}
+
+
+@pytest.mark.parametrize("option", ["-o", "--html"])
+def test_a_report_target_that_is_not_a_regular_file_is_refused_before_the_scan(tmp_path, option):
+    import os
+    import stat
+
+    for target, kind in _special_files(tmp_path).items():
+        before = os.lstat(target)
+        # an input that does not exist: the report target is refused first, before any input is looked at
+        result = _scan_to(tmp_path, tmp_path / "missing", option, target)
+        assert result.exit_code == 2, (target, result.output)
+        line = result.stderr.strip().splitlines()[-1]
+        assert line == (f"Error: cannot write {target}: it is {kind}, not a regular file (reports and output "
+                        "files are written to regular files only)"), line
+        after = os.lstat(target)  # never replaced: the same node, of the same kind
+        assert (after.st_ino, stat.S_IFMT(after.st_mode)) == (before.st_ino, stat.S_IFMT(before.st_mode))
+    assert not [p for p in (tmp_path / "special").iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_a_report_through_a_symlink_writes_its_target_and_keeps_the_link(tmp_path):
+    import os
+
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "real.json").write_text("previous")
+    os.symlink(tmp_path / "reports" / "real.json", tmp_path / "link.json")
+    result = _scan_to(tmp_path, "-f", "json", "-o", tmp_path / "link.json")
+    assert result.exit_code == 0, result.output
+    assert os.path.islink(tmp_path / "link.json")
+    assert json.loads((tmp_path / "reports" / "real.json").read_text())["summary"]["scored"] == 2
+    os.symlink("loop.json", tmp_path / "loop.json")
+    result = _scan_to(tmp_path, "-o", tmp_path / "loop.json")
+    assert result.exit_code == 2 and "cannot write" in result.stderr and "symbolic links" in result.stderr
+
+
+def test_report_write_errors_name_the_report_and_other_errors_stay_theirs(tmp_path, monkeypatch):
+    import errno
+
+    from scanner.errors import ScannerError
+    from scanner.report import common
+    from scanner.report.render import open_report
+
+    out = tmp_path / "r.txt"
+    with pytest.raises(OSError, match="an input's own error") as caught:  # not blamed on the report
+        with open_report(out, None) as fh:
+            fh.write("partial")
+            raise OSError(errno.ELOOP, "an input's own error")
+    assert not isinstance(caught.value, ScannerError) and not out.exists()
+
+    class Full(io.StringIO):
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    real = common.os.fdopen
+    monkeypatch.setattr(common.os, "fdopen", lambda fd, *a, **k: (real(fd).close(), Full())[1])
+    with pytest.raises(ScannerError, match=f"cannot write {out}: No space left on device"):
+        with open_report(out, None) as fh:
+            fh.write("text")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
