@@ -15,6 +15,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .._validation import file_kind
 from ..errors import InputError
 
 IMAGE_SUFFIXES = frozenset(
@@ -137,6 +138,9 @@ def collect_inputs(paths: Sequence[str | Path]) -> InputSet:
     for raw in paths:
         path = Path(raw)
         if not path.exists():
+            if os.path.lexists(path):  # the link itself is there: a broken link or a link loop
+                inputs.add_failed(str(path), _not_regular(str(path)) or "cannot read this file")
+                continue
             raise InputError(f"input path not found: {path}")
         if path.is_dir():
             found = _walk(path)
@@ -180,13 +184,22 @@ def _walk(folder: Path) -> list[tuple[str, str | None]]:
             found.append((current, f"cannot list this folder ({exc.strerror or exc})"))
             continue
         for entry in listed:
-            if entry.is_dir(follow_symlinks=False):
-                pending.append(entry.path)
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                    continue
+            except OSError as exc:  # a stat that fails: listed with its reason like any unreadable file
+                found.append((entry.path, f"cannot read this file ({exc.strerror or exc})"))
                 continue
             dot = entry.name.rfind(".")
             if dot > 0 and entry.name[dot:].lower() in wanted:
-                # d_type answers is_file() without a stat for a regular file
-                found.append((entry.path, None if entry.is_file() else _not_regular(entry.path)))
+                # d_type answers is_file() without a stat for a regular file; a link loop
+                # (x.png -> x.png) raises there, and _not_regular gives its reason
+                try:
+                    regular = entry.is_file()
+                except OSError:
+                    regular = False
+                found.append((entry.path, None if regular else _not_regular(entry.path)))
     return sorted(found, key=lambda item: item[0].split(os.sep))
 
 
@@ -200,9 +213,7 @@ def _not_regular(path: str) -> str | None:
         return f"cannot read this file ({exc.strerror or exc})"
     if stat.S_ISREG(mode):
         return None
-    kind = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device",
-            stat.S_ISBLK: "a block device"}
-    return f"not a regular file ({next((v for k, v in kind.items() if k(mode)), 'special file')}); skipped"
+    return f"not a regular file ({file_kind(mode)}); skipped"
 
 
 def _add_arrays(inputs: InputSet, path: Path) -> None:

@@ -462,3 +462,16 @@ def test_calibrate_writes_through_a_symlink_and_keeps_it(runner, model, tmp_path
     assert result.exit_code == 0, result.output
     assert os.path.islink(tmp_path / "link.json")
     assert json.loads((tmp_path / "real.json").read_text())["format"] == "scanner-calibration"
+
+
+def test_a_symlink_loop_in_a_scanned_folder_is_one_failed_input_not_a_report_error(runner, model, images):
+    """Issue 28: it aborted the scan (exit 3), and with -o the error blamed the report."""
+    import os
+
+    folder, _ = images
+    os.symlink("loop.png", folder / "loop.png")
+    out = folder.parent / "report.json"
+    result = invoke(runner, "-q", "scan", model.path, folder, "-f", "json", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["failures"] == [
+        {"input": str(folder / "loop.png"), "reason": "cannot read this file (Too many levels of symbolic links)"}]

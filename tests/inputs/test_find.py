@@ -77,6 +77,20 @@ def test_a_fifo_is_listed_not_opened(tmp_path):
     assert failures_of(collect_inputs([tmp_path / "x.png"])) == {str(tmp_path / "x.png"): "not a regular file (a FIFO); skipped"}
 
 
+def test_a_symlink_loop_named_like_an_image_is_one_failed_input(tmp_path):
+    """Issue 28: ``ln -s x.png x.png`` in a scanned folder aborted the whole run (ELOOP from the
+    folder walk, exit 3); it is one failed input with its reason, in a folder or named directly."""
+    import os
+
+    Image.fromarray(RGB).save(tmp_path / "a.png")
+    os.symlink("x.png", tmp_path / "x.png")
+    loop = "cannot read this file (Too many levels of symbolic links)"
+    inputs = collect_inputs([tmp_path])
+    assert [inputs.name(i) for i in range(len(inputs))] == [str(tmp_path / "a.png"), str(tmp_path / "x.png")]
+    assert failures_of(inputs) == {str(tmp_path / "x.png"): loop}
+    assert failures_of(collect_inputs([tmp_path / "x.png", tmp_path / "a.png"])) == {str(tmp_path / "x.png"): loop}
+
+
 def test_npz_members_are_size_checked_before_inflating(tmp_path, monkeypatch):
     import scanner.inputs.find as inputs_module
 
