@@ -7,9 +7,11 @@ and out-of-range values never reach the scoring or the decisions.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,21 @@ def check_size(height: int, width: int, name: str, error=ScannerError) -> None:
         check_number(side, name, lo=1, hi=MAX_SIDE, integer=True, error=error)
     if height * width > MAX_PIXELS:
         raise error(f"{name}: {height}x{width} is {height * width} pixels; at most {MAX_PIXELS} are allowed")
+
+
+def load_json(text: str, source: str, error=ScannerError) -> Any:
+    """``json.loads`` with every way a file can fail it as one ``error`` naming ``source``: not
+    JSON, nested deeper than Python recurses (RecursionError), an integer of more digits than
+    Python converts (ValueError). NaN and infinity literals parse; the checks above refuse them."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{source} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    except RecursionError:
+        raise error(f"{source} is nested too deeply to read (arrays or objects inside each other "
+                    f"about {sys.getrecursionlimit()} levels or more)") from None
+    except ValueError:  # int("1" * 5001): more digits than int_max_str_digits
+        raise error(f"{source} holds an integer of more than {sys.get_int_max_str_digits()} digits") from None
 
 
 def file_kind(mode: int) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_number, check_rate, check_scales
+from .._validation import check_number, check_rate, check_scales, load_json
 from ..errors import CalibrationError
 from .metrics import threshold_at_fpr
 from .reference import References
@@ -137,11 +137,12 @@ class Calibration:
     def load(cls, path: str | Path) -> "Calibration":
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise CalibrationError(f"cannot read calibration file {path}: {exc.strerror or exc}") from None
-        except json.JSONDecodeError as exc:
-            raise CalibrationError(f"calibration file {path} is not valid JSON: {exc.msg}") from None
+        except UnicodeDecodeError:
+            raise CalibrationError(f"calibration file {path} is not valid JSON: not UTF-8 text") from None
+        data = load_json(text, f"calibration file {path}", error=CalibrationError)
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise CalibrationError(f"{path} is not a scanner calibration file (made by `scanner calibrate`)")
         if data.get("format_version") not in SUPPORTED_VERSIONS:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .._validation import MAX_SIDE, check_size
+from .._validation import MAX_SIDE, check_size, load_json
 from ..errors import SpecError
 
 SCHEMA_VERSION = 1
@@ -225,10 +225,7 @@ def read_spec_file(path: str | Path) -> dict[str, Any]:
         text = path.read_text()
     except OSError as exc:
         raise SpecError(f"cannot read spec file {path}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"spec file {path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    data = load_json(text, f"spec file {path}", error=SpecError)
     return validate_spec_dict(data, origin=f"spec file {path}")
 
 
@@ -237,10 +234,7 @@ def spec_from_metadata(metadata: dict[str, str]) -> dict[str, Any]:
     raw = metadata.get(METADATA_KEY)
     if raw is None:
         return {}
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"model metadata {METADATA_KEY!r} is not valid JSON: {exc.msg}") from None
+    data = load_json(raw, f"model metadata {METADATA_KEY!r}", error=SpecError)
     return validate_spec_dict(data, origin=f"model metadata {METADATA_KEY!r}")
 
 

@@ -464,6 +464,25 @@ def test_calibrate_writes_through_a_symlink_and_keeps_it(runner, model, tmp_path
     assert json.loads((tmp_path / "real.json").read_text())["format"] == "scanner-calibration"
 
 
+@pytest.mark.parametrize("text,message", [
+    ("[" * 100_000 + "]" * 100_000, "is nested too deeply to read"),
+    ('{"height": ' + "1" * 5001 + "}", "holds an integer of more than 4300 digits"),
+])
+def test_json_python_cannot_read_is_exit_2_not_3(runner, tmp_path, images, text, message):
+    """Issue 28: in the model's scanner.spec metadata or in a calibration file."""
+    folder, _ = images
+    fx = om.trigger_nchw(tmp_path / "m", metadata={"scanner.spec": text})
+    for args in (("inspect", fx.path), ("scan", fx.path, folder)):
+        result = invoke(runner, *args)
+        assert result.exit_code == 2, result.output
+        assert one_error_line(result).startswith(f"Error: model metadata 'scanner.spec' {message}")
+    good = om.trigger_nchw(tmp_path / "good", embed_spec=True)
+    (tmp_path / "cal.json").write_text(text)
+    result = invoke(runner, "scan", good.path, folder, "--calibration", tmp_path / "cal.json")
+    assert result.exit_code == 2, result.output
+    assert one_error_line(result).startswith(f"Error: calibration file {tmp_path / 'cal.json'} {message}")
+
+
 def test_a_symlink_loop_in_a_scanned_folder_is_one_failed_input_not_a_report_error(runner, model, images):
     """Issue 28: it aborted the scan (exit 3), and with -o the error blamed the report."""
     import os

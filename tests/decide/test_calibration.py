@@ -140,3 +140,15 @@ def test_zero_spread_class_is_reported_not_silently_unflaggable():
     cal.labels, cal.values, cal.detectors = labels, {"spc": spc}, ({"name": "scaleup"},)
     q = unflaggable(cal, "q_spc")
     assert list(q) == [0] and "share the top value 1" in q[0]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[" * 100_000 + "]" * 100_000, "is nested too deeply to read"),
+    ('{"format": "scanner-calibration", "n": ' + "1" * 5001 + "}", "holds an integer of more than 4300 digits"),
+    (b"\xff\xfe{}", "is not valid JSON: not UTF-8 text"),
+])
+def test_a_calibration_file_json_cannot_read_is_one_error(tmp_path, text, message):
+    path = tmp_path / "cal.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(CalibrationError, match=message):
+        Calibration.load(path)

@@ -86,3 +86,18 @@ def test_metadata_layer():
     assert spec_from_metadata({METADATA_KEY: '{"schema_version": 1, "height": 5}'}) == {"height": 5}
     with pytest.raises(SpecError, match="model metadata 'scanner.spec' is not valid JSON"):
         spec_from_metadata({METADATA_KEY: "{"})
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[" * 100_000 + "]" * 100_000, "is nested too deeply to read"),
+    ('{"height": ' + "1" * 5001 + "}", "holds an integer of more than 4300 digits"),
+])
+def test_json_python_cannot_read_is_one_spec_error(tmp_path, text, message):
+    """Issue 28: a RecursionError (JSON nested 100,000 deep) and a ValueError (an integer of more
+    digits than Python converts) were internal errors (exit 3); they are one SpecError."""
+    with pytest.raises(SpecError, match=f"model metadata 'scanner.spec' {message}"):
+        spec_from_metadata({METADATA_KEY: text})
+    with pytest.raises(SpecError, match=f"spec file .*spec.json {message}"):
+        read_spec_file(write(tmp_path, text))
+    with pytest.raises(SpecError, match="field 'height': int too large to convert to float"):
+        spec_from_metadata({METADATA_KEY: '{"height": ' + "1" * 4000 + "}"})  # within the limit: too large
