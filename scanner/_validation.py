@@ -22,20 +22,38 @@ MAX_SIDE = 8192            # pixels per image side
 MAX_PIXELS = 1 << 24       # pixels per image (4096 x 4096)
 MAX_SCALES = 64            # scales in one scale set
 MAX_SCALE = 1000.0         # largest amplification factor
+MAX_LABEL = 2**31 - 1      # largest class label a calibration may name
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, cut short: a 4000-digit number in a file makes a readable message too."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's digit limit for str()
+        return f"an integer of more than {sys.get_int_max_str_digits()} digits"
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
+
+
+def is_finite(value: int | float) -> bool:
+    """``math.isfinite``, and False (not OverflowError) for an integer too large for a float."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def check_number(value: Any, name: str, *, lo: float | None = None, hi: float | None = None,
                  lo_open: bool = False, integer: bool = False, error=ScannerError):
     """A finite number (an int if ``integer``) within ``[lo, hi]`` (``(lo, hi]`` if ``lo_open``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not is_finite(value):
         kind = "an integer" if integer else "a finite number"
-        raise error(f"{name}: expected {kind}, got {value!r}")
+        raise error(f"{name}: expected {kind}, got {_shown(value)}")
     if integer and value != int(value):
-        raise error(f"{name}: expected an integer, got {value!r}")
+        raise error(f"{name}: expected an integer, got {_shown(value)}")
     if lo is not None and (value <= lo if lo_open else value < lo):
-        raise error(f"{name}: expected a value {'above' if lo_open else 'of at least'} {lo:g}, got {value!r}")
+        raise error(f"{name}: expected a value {'above' if lo_open else 'of at least'} {lo:g}, got {_shown(value)}")
     if hi is not None and value > hi:
-        raise error(f"{name}: expected a value of at most {hi:g}, got {value!r}")
+        raise error(f"{name}: expected a value of at most {hi:g}, got {_shown(value)}")
     return int(value) if integer else float(value)
 
 
@@ -65,6 +83,13 @@ def check_size(height: int, width: int, name: str, error=ScannerError) -> None:
         check_number(side, name, lo=1, hi=MAX_SIDE, integer=True, error=error)
     if height * width > MAX_PIXELS:
         raise error(f"{name}: {height}x{width} is {height * width} pixels; at most {MAX_PIXELS} are allowed")
+
+
+def check_label_key(key: Any, name: str, error=ScannerError) -> int:
+    """A class label written as an object key ("0", "1", ...): ASCII digits, at most MAX_LABEL."""
+    if not (isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 10 and int(key) <= MAX_LABEL):
+        raise error(f"{name}: key {_shown(key)} is not a class label (an integer from 0 to {MAX_LABEL})")
+    return int(key)
 
 
 def load_json(text: str, source: str, error=ScannerError) -> Any:

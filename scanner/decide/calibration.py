@@ -27,10 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_number, check_rate, check_scales, load_json
-from ..errors import CalibrationError
+from .._validation import (MAX_LABEL, check_label_key, check_number, check_rate, check_scales, is_finite,
+                           load_json)
+from ..detectors import DETECTORS, from_settings
+from ..errors import CalibrationError, ScannerError, SpecError
+from ..model.spec import validate_spec_dict
 from .metrics import threshold_at_fpr
-from .reference import References
+from .reference import COMBINED, References, q_name
 
 FORMAT = "scanner-calibration"
 FORMAT_VERSION = 2
@@ -228,15 +231,19 @@ def _from_dict(data: dict, source: str) -> Calibration:
         raise CalibrationError(f"{source}: field 'per_class' must be an object keyed by class label")
     per_class = {}
     for key, value in per_class_raw.items():
-        if not (isinstance(key, str) and key.isdigit()):
-            raise CalibrationError(f"{source}: per_class key {key!r} is not a class label (a non-negative integer)")
-        per_class[int(key)] = stats(value, f"per_class[{key}]")
+        per_class[check_label_key(key, f"{source}: field 'per_class'", error=CalibrationError)] = \
+            stats(value, f"per_class[{key}]")
     sha = data.get("model_sha256")
     if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
         raise CalibrationError(f"{source}: field 'model_sha256' must be 64 hex digits, got {sha!r}")
     spec = data.get("spec")
     if spec is not None and not isinstance(spec, dict):
         raise CalibrationError(f"{source}: field 'spec' must be an object")
+    if spec is not None:  # checked like a spec file (kept as written: it is the record of the calibration)
+        try:
+            validate_spec_dict(spec, origin=f"{source}: field 'spec'")
+        except SpecError as exc:
+            raise CalibrationError(str(exc)) from None
     cal = Calibration(
         scales=check_scales(data.get("scales", ()), f"{source}: field 'scales'", error=CalibrationError),
         per_class=per_class,
@@ -261,10 +268,19 @@ def _read_v2(cal: Calibration, data: dict, source: str) -> None:
     if not isinstance(detectors, list) or not detectors or not all(isinstance(d, dict) and isinstance(d.get("name"), str)
                                                                   for d in detectors):
         raise CalibrationError(f"{source}: field 'detectors' must be a non-empty list of objects with a name")
+    names = [d["name"] for d in detectors]
+    if any(n not in DETECTORS for n in names) or len(set(names)) != len(names):
+        raise CalibrationError(f"{source}: field 'detectors' must name each of {', '.join(DETECTORS)} at most once, "
+                               f"got {', '.join(map(repr, names))}")
+    scaleup = next((d for d in detectors if d["name"] == "scaleup"), None)
+    if scaleup is not None and "scales" in scaleup and scaleup["scales"] != list(cal.scales):
+        raise CalibrationError(f"{source}: field 'detectors': scaleup's scales {scaleup['scales']!r} are not the "
+                               f"calibration's scales {list(cal.scales)}")
     labels = data.get("labels")
     if not isinstance(labels, list) or len(labels) != cal.n_samples or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in labels):
-        raise CalibrationError(f"{source}: field 'labels' must list {cal.n_samples} class labels")
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_LABEL for v in labels):
+        raise CalibrationError(f"{source}: field 'labels' must list {cal.n_samples} class labels "
+                               f"(integers from 0 to {MAX_LABEL})")
     values = data.get("values")
     if not isinstance(values, dict) or not values:
         raise CalibrationError(f"{source}: field 'values' must be an object of score name -> list of numbers")
@@ -273,23 +289,35 @@ def _read_v2(cal: Calibration, data: dict, source: str) -> None:
         if (not isinstance(raw, list) or len(raw) != cal.n_samples
                 or not all(v is None or isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)):
             raise CalibrationError(f"{source}: values[{name!r}] must list {cal.n_samples} numbers (null: undecidable)")
-        arr = np.asarray([np.nan if v is None else v for v in raw], dtype=np.float64)
-        if np.isinf(arr).any():
-            raise CalibrationError(f"{source}: values[{name!r}] holds a value that is not finite")
-        out[str(name)] = arr
+        bad = next((i for i, v in enumerate(raw) if v is not None and not is_finite(v)), None)
+        if bad is not None:  # NaN too: only null marks an input the detector could not judge
+            v = raw[bad]
+            what = "NaN" if v != v else "infinite" if isinstance(v, float) else "an integer too large for a float"
+            raise CalibrationError(f"{source}: values[{name!r}][{bad}] is {what}, not a finite number "
+                                   "(null, not NaN, marks an input the detector could not judge)")
+        out[str(name)] = np.asarray([np.nan if v is None else v for v in raw], dtype=np.float64)
     images = data.get("clean_images")
     if images is not None:
         try:
-            shape = tuple(int(v) for v in images["shape"])
+            shape = tuple(images["shape"])
             buf = base64.b64decode(images["base64"], validate=True)
-            if images.get("dtype") != "uint8" or len(shape) != 4 or min(shape) < 1 or len(buf) != int(np.prod(shape)):
+            if (images.get("dtype") != "uint8" or len(shape) != 4 or not all(type(v) is int and v >= 1 for v in shape)
+                    or len(buf) != math.prod(shape)):
                 raise ValueError
         except (KeyError, TypeError, ValueError):
             raise CalibrationError(f"{source}: field 'clean_images' must hold a uint8 (n, H, W, C) array") from None
         images = np.frombuffer(buf, dtype=np.uint8).reshape(shape).copy()
+    try:  # every detector's settings checked as the scan will rebuild it (STRIP: with these images)
+        from_settings(detectors, images)
+    except ScannerError as exc:
+        raise CalibrationError(f"{source}: field 'detectors': {exc}") from None
     decision = data.get("decision")
     if decision is not None and not isinstance(decision, str):
         raise CalibrationError(f"{source}: field 'decision' must be a score name")
+    offered = ["nspc", *(q_name(n) for n in out), q_name(COMBINED)]
+    if decision is not None and decision not in offered:
+        raise CalibrationError(f"{source}: field 'decision' must be one of the scores it calibrates "
+                               f"({', '.join(offered)}), got {decision!r}")
     cal.detectors = tuple(dict(d) for d in detectors)
     cal.labels, cal.values, cal.clean_images, cal.decision = np.asarray(labels, np.int64), out, images, decision
 

@@ -22,6 +22,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .._validation import check_label_key, check_rate, is_finite
 from ..errors import CalibrationError
 
 COMBINED = "fisher"
@@ -110,18 +111,16 @@ class ScoreReference:
             if not isinstance(raw, list) or not raw or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                              for v in raw):
                 raise CalibrationError(f"{at} must be a non-empty list of numbers")
-            arr = np.asarray(raw, dtype=np.float64)
-            if not np.isfinite(arr).all():
+            if not all(is_finite(v) for v in raw):  # NaN, infinity, an integer too large for a float
                 raise CalibrationError(f"{at} holds a value that is not finite")
-            return np.sort(arr)
+            return np.sort(np.asarray(raw, dtype=np.float64))
 
         per_class = {}
         if not isinstance(data["per_class"], dict):
             raise CalibrationError(f"{where}.per_class must be an object keyed by class label")
         for key, raw in data["per_class"].items():
-            if not (isinstance(key, str) and key.isdigit()):
-                raise CalibrationError(f"{where}.per_class key {key!r} is not a class label")
-            per_class[int(key)] = values(raw, f"{where}.per_class[{key}]")
+            per_class[check_label_key(key, f"{where}.per_class", error=CalibrationError)] = \
+                values(raw, f"{where}.per_class[{key}]")
         return cls(per_class, values(data["pooled"], f"{where}.pooled"), min_class_samples)
 
 
@@ -199,7 +198,7 @@ class References:
             raise CalibrationError(f"{where}.min_class_samples must be a positive integer")
         scores = {str(n): ScoreReference.from_dict(v, m, f"{where}.scores.{n}") for n, v in data["scores"].items()}
         combined_of = data.get("combined_of") or []
-        if not isinstance(combined_of, list) or not all(c in scores for c in combined_of):
+        if not isinstance(combined_of, list) or not all(isinstance(c, str) and c in scores for c in combined_of):
             raise CalibrationError(f"{where}.combined_of must list scores of {where}.scores")
         combined = data.get("combined")
         if (combined is None) != (len(combined_of) < 2):
@@ -207,6 +206,8 @@ class References:
         achieved = data.get("achieved_fpr") or {}
         if not isinstance(achieved, dict):
             raise CalibrationError(f"{where}.achieved_fpr must be an object")
+        achieved = {str(k): check_rate(v, f"{where}.achieved_fpr[{k!r}]", error=CalibrationError)
+                    for k, v in achieved.items()}
         return cls(scores, tuple(combined_of),
                    None if combined is None else ScoreReference.from_dict(combined, m, f"{where}.combined"),
-                   m, {str(k): float(v) for k, v in achieved.items()})
+                   m, achieved)

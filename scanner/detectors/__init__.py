@@ -78,7 +78,15 @@ def from_settings(settings: Sequence[dict[str, Any]], clean_images: np.ndarray |
         if entry["name"] == Strip.name:
             if clean_images is None:
                 raise ScannerError("the calibration records STRIP but holds no clean images")
-            parts.append(Strip.from_images(clean_images, mode=params.get("mode", "add"), seed=params.get("seed", 0)))
+            # every recorded setting checked as a new detector's would be (n_blends, mode, seed, no others)
+            recorded_strip = make_detector(Strip.name, **{"n_blends": len(clean_images), **params})
+            if recorded_strip.n_blends != len(clean_images):
+                raise ScannerError(f"detector strip: n_blends is {recorded_strip.n_blends} but the calibration holds "
+                                   f"{len(clean_images)} clean images to blend with")
+            try:
+                parts.append(Strip.from_images(clean_images, mode=recorded_strip.mode, seed=recorded_strip.seed))
+            except (TypeError, ValueError) as exc:
+                raise ScannerError(f"detector strip: {exc}") from None
         else:
             parts.append(make_detector(entry["name"], **params))
     return parts[0] if len(parts) == 1 else Combined(parts)

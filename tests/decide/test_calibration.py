@@ -142,6 +142,50 @@ def test_zero_spread_class_is_reported_not_silently_unflaggable():
     assert list(q) == [0] and "share the top value 1" in q[0]
 
 
+# -- every field checked alike (issue 28) ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def v2(tmp_path_factory):
+    """A format-2 calibration with every detector, made once: (fixture model, calibration)."""
+    fx, cal, _ = _v2(tmp_path_factory.mktemp("v2"))
+    return fx, cal
+
+
+def _strip(doc, **settings):
+    doc["detectors"] = [dict(d, **settings) if d["name"] == "strip" else d for d in doc["detectors"]]
+
+
+def _set(key, value):
+    return lambda doc: doc.__setitem__(key, value)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda d: d["values"]["spc"].__setitem__(3, float("nan")), r"values\['spc'\]\[3\] is NaN, not a finite number "
+     r"\(null, not NaN, marks an input the detector could not judge\)"),
+    (lambda d: d["values"]["teco"].__setitem__(0, float("inf")), r"values\['teco'\]\[0\] is infinite"),
+    (lambda d: d["values"]["strip"].__setitem__(0, 10**400), r"values\['strip'\]\[0\] is an integer too large"),
+    (_set("decision", "q_evil"), "field 'decision' must be one of the scores it calibrates .*got 'q_evil'"),
+    (lambda d: _strip(d, n_blends=-1), "field 'detectors': detector strip: n_blends: expected a value of at least 1"),
+    (lambda d: _strip(d, n_blends=3), "field 'detectors': detector strip: n_blends is 3 but the calibration holds 4"),
+    (lambda d: _strip(d, seed=1.5), "field 'detectors': detector strip: seed: expected an integer, got 1.5"),
+    (lambda d: _strip(d, mode="evil"), "field 'detectors': detector strip: mode"),
+    (lambda d: _strip(d, blend=1), "field 'detectors': detector strip: .*'blend'"),
+    (lambda d: d["detectors"].append({"name": "scaleup"}), "field 'detectors' must name each of"),
+    (lambda d: d["detectors"][0].__setitem__("scales", [3, 5]), "scaleup's scales \\[3, 5\\] are not"),
+    (lambda d: d["spec"].__setitem__("mean", [float("inf"), 0, 0]), "field 'spec': field 'mean': expected finite"),
+    (lambda d: d["labels"].__setitem__(0, 10**30), "field 'labels' must list 76 class labels"),
+    (lambda d: d["per_class"].__setitem__("\u00b2", d["per_class"].popitem()[1]), "field 'per_class': key '\u00b2' is not"),
+    (_set("threshold", 10**400), "field 'threshold': expected a finite number, got 1000000000"),
+])
+def test_every_field_of_a_calibration_file_is_checked(tmp_path, v2, edit, message):
+    """NaN (which Python's json reads), infinity, numbers too large for a float, an unknown
+    decision and detector settings a scan would not accept: one CalibrationError naming the field."""
+    doc = json.loads(json.dumps(v2[1].to_dict()))
+    edit(doc)
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    with pytest.raises(CalibrationError, match=message):
+        Calibration.load(tmp_path / "bad.json")
+
+
 @pytest.mark.parametrize("text,message", [
     ("[" * 100_000 + "]" * 100_000, "is nested too deeply to read"),
     ('{"format": "scanner-calibration", "n": ' + "1" * 5001 + "}", "holds an integer of more than 4300 digits"),

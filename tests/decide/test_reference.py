@@ -67,3 +67,24 @@ def test_round_trip_and_strict_reading():
     bad["scores"]["a"]["pooled"] = [1.0, float("nan")]
     with pytest.raises(CalibrationError, match="not finite"):
         References.from_dict(bad, "refs")
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda d: d["scores"]["a"]["per_class"]["0"].append(10**400), r"refs.scores.a.per_class\[0\] holds a value that is not finite"),
+    (lambda d: d["scores"]["b"].__setitem__("pooled", [float("-inf")]), "refs.scores.b.pooled holds a value that is not finite"),
+    (lambda d: d["scores"]["a"]["per_class"].__setitem__("\u00b2", [1.0]), "refs.scores.a.per_class: key '\u00b2' is not a class label"),
+    (lambda d: d["scores"]["a"]["per_class"].__setitem__("9" * 30, [1.0]), "is not a class label"),
+    (lambda d: d["achieved_fpr"].__setitem__("q_a", float("nan")), r"refs.achieved_fpr\['q_a'\]: expected a finite number"),
+    (lambda d: d["achieved_fpr"].__setitem__("q_a", "low"), r"refs.achieved_fpr\['q_a'\]: expected a finite number"),
+    (lambda d: d.__setitem__("combined_of", [["a"], "b"]), "combined_of must list scores"),
+])
+def test_reading_checks_every_field_like_a_calibration_file(edit, message):
+    """Issue 28: the same checks as a calibration file (NaN, infinity, numbers too large for a
+    float, keys that are not class labels): one CalibrationError, never an OverflowError or a
+    ValueError from int()."""
+    refs = References.fit({"a": np.arange(30.0), "b": -np.arange(30.0)}, np.repeat([0, 1, 2], 10),
+                          combine=["a", "b"], min_class_samples=5, target_fpr=0.1)
+    bad = refs.to_dict()
+    edit(bad)
+    with pytest.raises(CalibrationError, match=message):
+        References.from_dict(bad, "refs")
