@@ -87,6 +87,21 @@ def _default(detector: Detector, cal: Calibration | None, references, names) -> 
         return "nspc"  # a version 1 calibration: the paper's data-limited variant
     if cal.decision in names:
         return cal.decision
+    # The recorded decision is not offered. A scan of a subset of the detectors (--detector)
+    # falls back to the first score it offers; one that runs what the decision needs (every
+    # calibrated detector, or the one giving its score) refuses rather than flag by another score.
+    parts = parts_of(detector)
+    raw = cal.decision[2:] if cal.decision and cal.decision.startswith("q_") else None
+    if cal.decision is not None and ({p.name for p in parts} == set(cal.detector_names)
+                                     or any(raw in p.score_names for p in parts)):
+        values = cal.values.get(raw)
+        why = (f"every calibration input's {raw} is null (the detector could not judge any), so it has no reference"
+               if values is not None and not (values == values).any() else
+               "fewer than two of the scores it combines have a reference" if raw == COMBINED else
+               "this scan does not offer it")
+        raise ScannerError(f"the calibration's decision {cal.decision.replace('_', '-')} cannot be computed by this "
+                           f"scan: {why}; choose the deciding score with --score (one of "
+                           f"{', '.join(n.replace('_', '-') for n in names)})")
     return next(n for n in DECISION_ORDER if n in names)
 
 

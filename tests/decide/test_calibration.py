@@ -196,3 +196,23 @@ def test_a_calibration_file_json_cannot_read_is_one_error(tmp_path, text, messag
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(CalibrationError, match=message):
         Calibration.load(path)
+
+
+def test_a_decision_the_scan_cannot_compute_is_refused_not_replaced(tmp_path, v2):
+    """Every calibration input's STRIP value is null, so q_strip has no reference: a scan that runs
+    STRIP refuses (naming --score) instead of flagging by another score unasked."""
+    from dataclasses import replace
+
+    from scanner import Scanner
+    from scanner.errors import ScannerError
+
+    fx, cal = v2
+    blind = replace(cal, values=dict(cal.values, strip=np.full(cal.n_samples, np.nan)), decision="q_strip")
+    blind.save(tmp_path / "blind.json")
+    for given in (blind, tmp_path / "blind.json"):
+        with pytest.raises(ScannerError, match="the calibration's decision q-strip cannot be computed by this scan: "
+                                               "every calibration input's strip is null .*--score"):
+            Scanner(fx.path, calibration=given)
+    assert Scanner(fx.path, calibration=blind, score="q-teco").score_name == "q-teco"
+    # a subset without STRIP (--detector) still falls back to what it offers, as before
+    assert Scanner(fx.path, calibration=blind, detectors="scaleup").score_name == "q-prob-consistency"
