@@ -42,6 +42,8 @@ def calibrate(model: str | Path, paths: Sequence[str | Path] | InputSet, *,
     for name, values in (detector_params or {}).items():
         params.setdefault(name, {}).update(values)
     scanner = Scanner(model, detectors=names, detector_params=params, **scanner_args)
+    if isinstance(paths, (str, Path)):  # one path, not a sequence of characters (as Scanner.scan)
+        paths = [paths]
     inputs = paths if isinstance(paths, InputSet) else collect_inputs(list(paths))
     held = _hold_out(scanner, inputs)
     result = scanner.scan(inputs, progress=progress)
