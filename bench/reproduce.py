@@ -44,7 +44,7 @@ PAPER = {"spc": 0.928, "nspc": 0.933}  # the paper's CIFAR-10 averages, as quote
 REFERENCE = REPO.parent / "shared" / "reference" / "scaleup-official-spc"
 TARGET_FPR = 0.05
 _DATASET_LABEL = {"cifar10": "CIFAR-10", "gtsrb": "GTSRB", "mnist": "MNIST"}
-VERSION = "v2"  # part of the scan cache key: reports of the first scanner are not reused
+VERSION = "v3"  # part of the scan cache key: v3 calibrations carry the response-profile model
 # decision -> (what it is, raw scores combined, uses SCALE-UP, queries per input with the
 # calibrate defaults: SCALE-UP 5 scales, STRIP 16 blends, TeCo 12 corruptions x 3 severities)
 DECISIONS = {
@@ -56,9 +56,12 @@ DECISIONS = {
     "scaleup+strip": ("Fisher: SCALE-UP + STRIP", ("prob_consistency", "strip"), True, 22),
     "strip+teco": ("Fisher: STRIP + TeCo", ("strip", "teco"), False, 53),
     "scaleup+teco": ("Fisher: SCALE-UP + TeCo", ("prob_consistency", "teco"), True, 42),
-    "all": ("Fisher: SCALE-UP + STRIP + TeCo (the default)", ("prob_consistency", "strip", "teco"), True, 58),
+    "all": ("Fisher: SCALE-UP + STRIP + TeCo", ("prob_consistency", "strip", "teco"), True, 58),
+    # the calibration's density model over every query's answer (scanner.decide.profile); its
+    # calibrated score is read from the scan report (it needs the model the calibration holds)
+    "profile": ("Response profile: Mahalanobis over the 58 queries' answers, calibrated", ("profile",), True, 58),
 }
-TABLE = ("spc", "nspc", "scaleup", "strip", "teco", "all")
+TABLE = ("spc", "nspc", "scaleup", "strip", "teco", "all", "profile")
 SETS = WORK = REPO / "bench" / ".work" / "reproduce"
 
 
@@ -135,6 +138,9 @@ def decision_scores(cal: Calibration, col: dict, labels: np.ndarray) -> dict[str
     out = {"spc": (col["spc"], fit_threshold(cal.values["spc"])), "nspc": (col["nspc"], cal.threshold)}
     for name, (_, raw, _, _) in DECISIONS.items():
         if name in ("spc", "nspc"):
+            continue
+        if name == "profile":
+            out[name] = (col.get("q_profile", np.full(len(labels), np.nan)), 1.0 - cal.target_fpr - 1e-12)
             continue
         refs = cal.references(list(raw), list(raw))
         q = refs.calibrated({r: col[r] for r in raw}, labels)
@@ -282,7 +288,7 @@ def _summary(rows: list[dict], name: str) -> dict:
 
 def render(doc) -> str:
     lines = [
-        "# Detection on the backdoor zoo: SCALE-UP, STRIP, TeCo and their combination",
+        "# Detection on the backdoor zoo: SCALE-UP, STRIP, TeCo, their combination and the response profile",
         "",
         f"Command: `{doc['command'].strip()}` ({doc['date']}, {doc['machine']}, {doc['seconds']} s, "
         + ("every scan rerun" if "--no-cache" in doc["command"] else "cached scans read where present")

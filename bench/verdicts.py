@@ -48,7 +48,7 @@ WORK = REPO / "bench" / ".work" / "verdicts"
 # (column, decision, calibrated): without a calibration SCALE-UP's data-free scores
 CONFIGS = (("spc, no calibration", "spc", False), ("prob-consistency, no calibration", "prob_consistency", False),
            ("nspc", "nspc", True), ("scaleup", "scaleup", True), ("strip", "strip", True), ("teco", "teco", True),
-           ("strip+teco", "strip+teco", True), ("all (default)", "all", True))
+           ("strip+teco", "strip+teco", True), ("all (Fisher)", "all", True), ("profile (default)", "profile", True))
 
 
 def stream_rows(n_test: int, test_index: np.ndarray, pois_index: np.ndarray, n: int, mix: float,
@@ -180,7 +180,7 @@ def check_with_cli(entry: Path, cal_file: Path, test_npz: Path, poisoned: Path, 
     WORK.mkdir(parents=True, exist_ok=True)
     path = WORK / f"{entry.name}_check_{len(pick)}.npz"
     np.savez(path, x=x)
-    for column, extra in (("all (default)", ["--calibration", str(cal_file)]), ("spc, no calibration", [])):
+    for column, extra in (("profile (default)", ["--calibration", str(cal_file)]), ("spc, no calibration", [])):
         rep, _ = scancli.run("scan", entry / "model.onnx", [path], extra, extra_key=VERSION, cache=False)
         named = sorted(int(s["label"]) for s in rep["summary"]["verdict"]["suspected_targets"])
         if named != sorted(row["cells"][column]["named"]) or rep["summary"]["verdict"]["status"] != row["cells"][column]["status"]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from .inputs.stream import BatchLoader
 from .decide.calibration import Calibration, fit_calibration
+from .decide.profile import SCORE as PROFILE, ProfileModel, split
 from .core import Scanner
 from .decide.scoring import choose
 from .inputs.decode import UNIT
@@ -46,6 +47,7 @@ def calibrate(model: str | Path, paths: Sequence[str | Path] | InputSet, *,
         paths = [paths]
     inputs = paths if isinstance(paths, InputSet) else collect_inputs(list(paths))
     held = _hold_out(scanner, inputs)
+    scanner.collect_features = scanner.model.output_kind == "scores"  # label-only models give no profile
     result = scanner.scan(inputs, progress=progress)
     keep = ~np.isin(result.indices, held)
     s = result.scores
@@ -70,6 +72,8 @@ def calibrate(model: str | Path, paths: Sequence[str | Path] | InputSet, *,
                 v[s.undecidable] = np.nan
             cal.values[name] = v[keep]
     cal.labels = s.labels[keep]
+    if s.features is not None:
+        _fit_profile(cal, s.features[keep], min_class_samples)
     strip = next((p for p in parts_of(scanner.detector) if p.clean_images_needed), None)
     if strip is not None:
         cal.clean_images = np.rint(strip.held_images * 255).astype(np.uint8)
@@ -77,6 +81,18 @@ def calibrate(model: str | Path, paths: Sequence[str | Path] | InputSet, *,
     cal.decision = choose(scanner.detector, cal, has_probabilities=scanner.model.output_kind == "scores",
                           score=None, threshold=None).score.replace("-", "_")
     return cal, result
+
+
+def _fit_profile(cal: Calibration, features: np.ndarray, min_class_samples: int) -> None:
+    """The response-profile model on half the inputs of each class (:func:`~scanner.decide.profile.split`);
+    the other half's distances are its reference (NaN: the fit inputs, which are left out)."""
+    fit = split(cal.labels)
+    if fit.all():  # every class has a single input: nothing left to be the reference
+        return
+    cal.profile = ProfileModel(features[fit], cal.labels[fit], min_class_samples)
+    values = np.full(len(cal.labels), np.nan)
+    values[~fit] = cal.profile.distance(features[~fit], cal.labels[~fit])
+    cal.values[PROFILE] = values
 
 
 def _hold_out(scanner: Scanner, inputs: InputSet) -> np.ndarray:

@@ -20,7 +20,9 @@ import numpy as np
 from .inputs.stream import BatchLoader
 from .decide.calibration import Calibration
 from .detectors import Detector, parts_of
+from .detectors.profile import response_profile
 from .detectors.scaleup import DEFAULT_SCALES
+from .decide.profile import SCORE as PROFILE
 from .decide.scoring import check_calibration, choose, make_detector_for
 from ._validation import check_number, check_scales
 from .errors import InputError, ModelLoadError, ScannerError
@@ -123,6 +125,10 @@ class Scanner:
         choice = choose(self.detector, cal, has_probabilities=self.model.output_kind == "scores", score=score,
                         threshold=threshold, output_name=self.model.output.tensor.name)
         self.references, self.score_names = choice.references, choice.names
+        # the response-profile density model, when the calibration has one and the scan offers it
+        self.profile = cal.profile if choice.references is not None and PROFILE in choice.references.scores else None
+        #: collect each input's response profile in the result (``scanner calibrate`` sets it)
+        self.collect_features = False
         self.score_kind, self.threshold = choice.score, choice.threshold
         spec_ = self.spec
         per_image = spec_.height * spec_.width * spec_.channels * self.detector.queries_per_input
@@ -203,6 +209,12 @@ class Scanner:
             raise ModelLoadError(f"the model's output {self.model.output.tensor.name!r} gives {probs.shape[1]} "
                                  "class score per input; a classifier with at least 2 classes is needed")
         out = det.score(labels, probs, b)
+        if probs is not None and (self.profile is not None or self.collect_features):
+            features = response_profile(labels, probs, b)
+            if self.profile is not None:
+                out.scores[PROFILE] = self.profile.distance(features, out.labels)
+            if self.collect_features:
+                out.features = features
         found = det.undecidable(images)
         if found is not None:
             out.undecidable, out.undecidable_reason = found
@@ -321,6 +333,8 @@ class Scanner:
         scores = self._scores(tally.labels[indices], tally.queries[indices], raw, tally.undecidable[indices])
         rows = np.flatnonzero(scores.undecidable)  # only those: not a Python pass over every input
         scores.undecidable_reasons = {int(r): tally.reasons[int(indices[r])] for r in rows}
+        if tally.features is not None:
+            scores.features = tally.features[indices]
         return ScanResult(inputs, indices, scores, sorted(tally.failures), self.settings(), seconds,
                           score_names=self.score_names)
 
@@ -335,6 +349,8 @@ class Scanner:
             elif name not in det.calibrated:  # not produced: needs probabilities the model lacks, or nothing scored
                 usable = has_probs or name not in det.probability_scores
                 named[name] = np.empty(0) if usable and len(labels) == 0 else None
+        if PROFILE in raw:  # computed against the calibration, not by a detector
+            named[PROFILE] = raw[PROFILE]
         for calibrated, base in det.calibrated.items():
             named[calibrated] = self.calibration.nspc(named[base], labels) if self.calibration else None
         if self.references is not None:

@@ -43,6 +43,8 @@ class Scores:
     query_labels_key: str = "query_labels"
     undecidable: np.ndarray | None = None
     undecidable_reasons: dict[int, str] = field(default_factory=dict)
+    #: (n, F) response profiles, when the scan collected them (``scanner calibrate`` does)
+    features: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.undecidable is None:
@@ -258,6 +260,7 @@ class Tally:
         self.undecidable = np.zeros(total, dtype=bool)
         self.reasons: dict[int, str] = {}  # input index -> why it is undecidable
         self.failures: list[tuple[int, str]] = []
+        self.features: np.ndarray | None = None  # (total, F) response profiles, when collected
 
     def add(self, indices: np.ndarray, out) -> None:
         """Record a :class:`~scanner.detectors.DetectorScores` for the inputs ``indices``; inputs
@@ -271,6 +274,10 @@ class Tally:
             if values is not None:
                 self.raw.setdefault(name, np.full(len(self.labels), np.nan))[indices] = values
         self.scored[indices] = True
+        if out.features is not None:
+            if self.features is None:
+                self.features = np.full((len(self.labels), out.features.shape[1]), np.nan)
+            self.features[indices] = out.features
         if out.undecidable is not None and np.any(out.undecidable):
             which = np.asarray(indices)[np.asarray(out.undecidable, dtype=bool)]
             self.undecidable[which] = True

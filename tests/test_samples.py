@@ -34,7 +34,7 @@ def test_per_class_calibration_finding():
     triggered = nspc.scan([SAMPLES / "triggered"])
     assert (triggered.scores.spc == 1).all() and not triggered.scores.flagged.any()
     default = Scanner(SAMPLES / "model.onnx", device="cpu", calibration=SAMPLES / "calibration.json")
-    assert default.score_name == "q-fisher"
+    assert default.score_name == "q-profile"
     assert default.scan([SAMPLES / "triggered"]).scores.flagged.all()
 
 

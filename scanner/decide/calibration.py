@@ -33,6 +33,7 @@ from ..detectors import DETECTORS, from_settings
 from ..errors import CalibrationError, ScannerError, SpecError
 from ..model.spec import validate_spec_dict
 from .metrics import threshold_at_fpr
+from .profile import SCORE as PROFILE, ProfileModel
 from .reference import COMBINED, References, q_name
 
 FORMAT = "scanner-calibration"
@@ -72,6 +73,9 @@ class Calibration:
     clean_images: np.ndarray | None = None
     #: version 2: the calibrated score that flags by default (e.g. "q_fisher")
     decision: str | None = None
+    #: version 2: the response-profile density model (:mod:`.profile`), fit on part of the
+    #: calibration inputs; ``values["profile"]`` holds the others' distances (its reference)
+    profile: ProfileModel | None = None
 
     @property
     def detector_names(self) -> tuple[str, ...]:
@@ -131,7 +135,7 @@ class Calibration:
         return {"format": FORMAT, "format_version": 2, **data, "detectors": [dict(d) for d in self.detectors],
                 "decision": self.decision, "labels": self.labels.tolist(),
                 "values": {k: [None if math.isnan(x) else x for x in v.tolist()] for k, v in self.values.items()},
-                "clean_images": images}
+                "clean_images": images, "profile": None if self.profile is None else self.profile.to_dict()}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
@@ -314,12 +318,20 @@ def _read_v2(cal: Calibration, data: dict, source: str) -> None:
     decision = data.get("decision")
     if decision is not None and not isinstance(decision, str):
         raise CalibrationError(f"{source}: field 'decision' must be a score name")
+    profile = data.get("profile")
+    if profile is not None:
+        profile = ProfileModel.from_dict(profile, f"{source}: field 'profile'")
+        if PROFILE not in out:
+            raise CalibrationError(f"{source}: a 'profile' model needs values['profile'] (its reference)")
+    elif PROFILE in out:
+        raise CalibrationError(f"{source}: values['profile'] needs the 'profile' model")
     offered = ["nspc", *(q_name(n) for n in out), q_name(COMBINED)]
     if decision is not None and decision not in offered:
         raise CalibrationError(f"{source}: field 'decision' must be one of the scores it calibrates "
                                f"({', '.join(offered)}), got {decision!r}")
     cal.detectors = tuple(dict(d) for d in detectors)
     cal.labels, cal.values, cal.clean_images, cal.decision = np.asarray(labels, np.int64), out, images, decision
+    cal.profile = profile
 
 
 def unflaggable(cal: Calibration, score: str) -> dict[int, str]:

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from .calibration import Calibration
 from ..detectors import Detector, ScaleUp, build_detector, from_settings, parts_of
 from ..errors import ScannerError
+from ..detectors.profile import FEATURES_PER_QUERY
+from .profile import SCORE as PROFILE
 from .reference import COMBINED, References, q_name
 
 # With a calibration and no recorded decision, the first of these the scan offers flags.
-DECISION_ORDER = (q_name(COMBINED), q_name("prob_consistency"), q_name("strip"), q_name("teco"), "nspc",
+DECISION_ORDER = (q_name(PROFILE), q_name(COMBINED), q_name("prob_consistency"), q_name("strip"), q_name("teco"), "nspc",
                   q_name("spc"))
 
 
@@ -63,7 +65,10 @@ def choose(detector: Detector, cal: Calibration | None, *, has_probabilities: bo
         raw = [n for n in detector.score_names if n in cal.values
                and (has_probabilities or n not in detector.probability_scores)]
         # SPC is a coarse copy of prob-consistency where both exist: combine the finer one
-        references = cal.references(raw, [n for n in raw if not (n == "spc" and "prob_consistency" in raw)])
+        combine = [n for n in raw if not (n == "spc" and "prob_consistency" in raw)]
+        if has_probabilities and offers_profile(detector, cal):
+            raw.append(PROFILE)  # a decision of its own, never a part of Fisher's combination
+        references = cal.references(raw, combine)
     names = tuple(detector.score_names)  # NSPC stays, null without a calibration (report schema 1)
     if references is not None:
         names += tuple(references.names)
@@ -78,6 +83,14 @@ def choose(detector: Detector, cal: Calibration | None, *, has_probabilities: bo
     if threshold is None:
         threshold = default_threshold(detector, cal, key)
     return ScoreChoice(names, score, float(threshold), references)
+
+
+def offers_profile(detector: Detector, cal: Calibration) -> bool:
+    """The calibration's response-profile model applies to this scan: it has one, and the scan
+    runs exactly the calibrated detectors (the profile has a feature for every query of each)."""
+    return (cal.profile is not None and PROFILE in cal.values
+            and [p.name for p in parts_of(detector)] == list(cal.detector_names)
+            and FEATURES_PER_QUERY * detector.queries_per_input == cal.profile.n_features)
 
 
 def _default(detector: Detector, cal: Calibration | None, references, names) -> str:

@@ -44,13 +44,17 @@ class DetectorScores:
     undecidable: np.ndarray | None = None
     #: why, one line (the same for every undecidable input of this detector)
     undecidable_reason: str | None = None
+    #: (b, F) float64: each input's response profile (:mod:`scanner.detectors.profile`), set by
+    #: the scanner when a calibration is being made
+    features: np.ndarray | None = None
 
     def subset(self, keep: np.ndarray) -> "DetectorScores":
         """The rows ``keep`` (a boolean mask or indices) of every array."""
         return DetectorScores(self.labels[keep], self.query_labels[keep],
                               {k: None if v is None else v[keep] for k, v in self.scores.items()},
                               undecidable=None if self.undecidable is None else self.undecidable[keep],
-                              undecidable_reason=self.undecidable_reason)
+                              undecidable_reason=self.undecidable_reason,
+                              features=None if self.features is None else self.features[keep])
 
 
 class Detector(ABC):

@@ -79,9 +79,9 @@ def test_format_2_round_trip_keeps_detectors_values_images_and_decision(tmp_path
     from scanner import Scanner
 
     fx, cal, result = _v2(tmp_path)
-    assert cal.detector_names == ("scaleup", "strip", "teco") and cal.decision == "q_fisher"
+    assert cal.detector_names == ("scaleup", "strip", "teco") and cal.decision == "q_profile"
     assert cal.n_samples == 80 - 4 and cal.clean_images.shape == (4, 8, 8, 3) and cal.clean_images.dtype == np.uint8
-    assert set(cal.values) == {"spc", "prob_consistency", "strip", "teco"}
+    assert set(cal.values) == {"spc", "prob_consistency", "strip", "teco", "profile"}
     cal.save(tmp_path / "cal.json")
     back = Calibration.load(tmp_path / "cal.json")
     assert back.to_dict() == cal.to_dict()
@@ -90,9 +90,9 @@ def test_format_2_round_trip_keeps_detectors_values_images_and_decision(tmp_path
     images = om_images()
     a = Scanner(fx.path, calibration=cal).score_arrays(images)
     b = Scanner(fx.path, calibration=tmp_path / "cal.json").score_arrays(images)
-    for name in ("strip", "teco", "q_fisher", "nspc"):
+    for name in ("strip", "teco", "q_fisher", "q_profile", "nspc"):
         np.testing.assert_array_equal(a.named[name], b.named[name])
-    assert a.score_name == "q-fisher"
+    assert a.score_name == "q-profile"
     # a subset of the detectors: their own references and combination, fewer queries
     fast = Scanner(fx.path, calibration=cal, detectors="scaleup")
     assert fast.detector.queries_per_input == 6 and fast.score_name == "q-prob-consistency"
