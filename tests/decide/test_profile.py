@@ -147,3 +147,23 @@ def test_a_calibration_file_with_half_a_profile_is_refused(model, tmp_path):
 def _save(path, array):
     np.save(path, array)
     return path
+
+
+def test_calibrate_says_when_a_class_is_too_small_for_the_profile_flag(model, tmp_path):
+    """The profile's reference is half of a class's images: with about 15 of them the smallest
+    p-value is 1/16 > 0.05, and the calibration says so, naming the floor."""
+    import onnx_models as om
+    from scanner.calibrating import calibrate
+    from scanner.decide.calibration import unflaggable
+    from scanner.report.calibration import calibration_lines
+
+    clean = np.rint(om.make_images(120, seed=8, triggered_fraction=0.0) * 255).astype(np.uint8)
+    cal, result = calibrate(model.path, [_save(tmp_path / "clean.npy", clean)], detectors="scaleup,strip",
+                            detector_params={"strip": {"n_blends": 4}})
+    sizes = {k: int((cal.labels[~np.isnan(cal.values["profile"])] == k).sum()) for k in np.unique(cal.labels)}
+    small = {k for k, n in sizes.items() if 10 <= n < 19}  # own reference, floor 1/(n+1) > 0.05
+    assert small, sizes
+    blind = unflaggable(cal, "q_profile")
+    for k in small:
+        assert blind[k] == f"profile: only {sizes[k]} calibration inputs (p cannot go below 1/{sizes[k] + 1})"
+    assert any(line.startswith("Warning: q-profile can never flag") for line in calibration_lines(cal, result))
