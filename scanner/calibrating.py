@@ -14,8 +14,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .inputs.stream import BatchLoader
-from .decide.calibration import Calibration, fit_calibration
+from .decide.calibration import Calibration, fit_calibration, unflaggable
 from .decide.profile import SCORE as PROFILE, ProfileModel, split
+from .decide.reference import COMBINED, q_name
 from .core import Scanner
 from .decide.scoring import choose
 from .inputs.decode import UNIT
@@ -78,8 +79,13 @@ def calibrate(model: str | Path, paths: Sequence[str | Path] | InputSet, *,
     if strip is not None:
         cal.clean_images = np.rint(strip.held_images * 255).astype(np.uint8)
     # what a scan with this calibration offers by default (no second model load)
-    cal.decision = choose(scanner.detector, cal, has_probabilities=scanner.model.output_kind == "scores",
-                          score=None, threshold=None).score.replace("-", "_")
+    choice = choose(scanner.detector, cal, has_probabilities=scanner.model.output_kind == "scores",
+                    score=None, threshold=None)
+    cal.decision = choice.score.replace("-", "_")
+    if cal.decision == q_name(PROFILE) and unflaggable(cal, cal.decision) and q_name(COMBINED) in choice.names:
+        # the profile's reference is half of each class: a class too small for it to reach the
+        # target FPR would be blind to the default; Fisher's references use every image
+        cal.decision = q_name(COMBINED)
     return cal, result
 
 

@@ -167,3 +167,5 @@ def test_calibrate_says_when_a_class_is_too_small_for_the_profile_flag(model, tm
     for k in small:
         assert blind[k] == f"profile: only {sizes[k]} calibration inputs (p cannot go below 1/{sizes[k] + 1})"
     assert any(line.startswith("Warning: q-profile can never flag") for line in calibration_lines(cal, result))
+    # a default blind to a class is not chosen: Fisher's references use every calibration image
+    assert cal.decision == "q_fisher"
