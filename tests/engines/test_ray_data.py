@@ -263,6 +263,7 @@ def test_calibrated_scan_with_every_detector_matches_local(ray_cluster, case, tm
                                                                           "teco": {"severities": 2}})
     local = Scanner(fx.path, batch_size=BATCH, calibration=cal).scan(paths)
     result = distributed.scan(fx.path, paths, batch_size=BATCH, workers=2, calibration=cal)
-    assert result.settings.score == "q-profile"  # the response profile: computed on the actors alike
+    assert result.settings.score == "q-fisher"  # small classes: the default falls back from q-profile
+    assert result.scores.named["q_profile"] is not None  # still computed on the actors, compared below
     _same_scores(result, local)
     assert _summary(result) == _summary(local)
