@@ -3,10 +3,10 @@
     python -m bench.calibration_size [--entries badnets-white,wanet-t4,tuap,physicalba,blended,clean] [--sizes 25,50,100,200]
 
 For each entry (CIFAR-10, calibration held out: test images neither evaluated nor trained on):
-one ``scanner calibrate`` (the library call) on 200 held-out images per class, then one scan of
-that pool and one of the evaluated set (benign: 200 test images per class the model classifies
-correctly; poisoned: the entry's triggered non-target test images sent to the target), both
-collecting every input's response profile. Then, for each size n, a seeded choice of n pool
+one ``scanner calibrate`` (the library call) on 200 held-out images per class, whose scan gives
+the pool's response profiles, then one scan of the evaluated set collecting them too (benign: 200
+test images per class the model classifies correctly; poisoned: the entry's triggered non-target
+test images sent to the target). Then, for each size n, a seeded choice of n pool
 images per class is split as ``scanner calibrate`` splits it (half fit the density model, half
 are its reference) and the evaluated set is judged at p <= 0.05: TPR, FPR, FPR on the target
 class, and the smallest p-value a class's reference allows (1 / (n/2 + 1)). Three seeds per size;
@@ -47,9 +47,9 @@ def _profiles(scanner: Scanner, paths) -> tuple[np.ndarray, np.ndarray]:
 def measure(entry: Path, manifest: dict, sizes, sets) -> dict:
     test_npz, y_test, pool_npz, _, _ = sets
     model = entry / "model.onnx"
-    cal, _ = calibrate(model, [pool_npz])
+    cal, pool = calibrate(model, [pool_npz])  # its scan already holds the pool's profiles
+    pool_f, pool_y = pool.scores.features, pool.scores.labels
     scanner = Scanner(model, calibration=cal)
-    pool_f, pool_y = _profiles(scanner, [pool_npz])
     poisoned = entry / "poisoned_test.npz"
     eval_f, eval_y = _profiles(scanner, [test_npz] + ([poisoned] if poisoned.exists() else []))
     n_test, target = len(y_test), manifest.get("target_class")
