@@ -166,14 +166,17 @@ def export_onnx(model: torch.nn.Module, path: Path, source: str | None = None, d
                   pixel_range="unit", class_names=list(ds.classes), source=source)
 
 
-def entry_name(dataset: str, attack: str, target: int | None, arch: str, default_arch: str = "resnet8-xs") -> str:
-    """``[DATASET-][ARCH-]ATTACK[-tK]`` (see the module docstring)."""
+def entry_name(dataset: str, attack: str, target: int | None, arch: str, default_arch: str = "resnet8-xs",
+               seed: int = 0) -> str:
+    """``[DATASET-][ARCH-]ATTACK[-tK][-sS]`` (see the module docstring); ``-sS`` only for a seed other than 0."""
     parts = [] if dataset == "cifar10" else [dataset]
     if arch != default_arch:
         parts.append(arch)
     parts.append(attack)
     if target is not None and attack != "clean":
         parts.append(f"t{target}")
+    if seed:
+        parts.append(f"s{seed}")
     return "-".join(parts)
 
 
@@ -216,12 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     work = cifar.WORK_DIR
     ds = datasets.load(args.dataset, args.data, args.split_seed)
     arch = args.arch or ds.default_arch
-    name = entry_name(args.dataset, args.attack, args.target, arch, ds.default_arch)
+    name = entry_name(args.dataset, args.attack, args.target, arch, ds.default_arch, args.seed)
     target = A.TARGET if args.target is None else args.target
     if not 0 <= target < ds.num_classes:
         raise SystemExit(f"--target {target}: {args.dataset} has classes 0..{ds.num_classes - 1}")
     # the original CIFAR-10 entries kept their run directories: <attack> or <attack>-<arch>
-    run_dir = work / (name if args.dataset != "cifar10" or args.target is not None or arch == "resnet8-xs"
+    run_dir = work / (name if args.dataset != "cifar10" or args.target is not None or arch == "resnet8-xs" or args.seed
                       else f"{args.attack}-{arch}")
     x_tr, y_tr, x_te, y_te = ds.x_train, ds.y_train, ds.x_test, ds.y_test
     c, h, _ = ds.shape
