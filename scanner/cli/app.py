@@ -359,5 +359,10 @@ def probe(
         typer.echo(f"wrote {write_spec} (scan with --spec {write_spec})", err=True)
 
 
+from .audit_command import audit as _audit  # noqa: E402 - registered after the commands it sits beside
+
+app.command("audit")(_audit)
+
+
 def main() -> None:
     app()

@@ -18,7 +18,7 @@ LAYERS = [
     {"decide"},
     {"results"},
     {"core"},
-    {"calibrating", "evaluation"},
+    {"calibrating", "evaluation", "audit"},
     {"report"},
     {"engines"},
     {"cli"},
