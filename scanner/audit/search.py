@@ -25,7 +25,8 @@ Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 class Budget:
     """How hard the search tries: ``draws`` random members per family and setting. The search
     costs ``len(candidates) * search images`` queries, shared by all classes, plus one pass over
-    the held-back images per class."""
+    the held-back images per distinct trigger chosen (at most one per class, at most one per
+    candidate), so it grows with the number of classes only until every candidate is chosen."""
 
     draws: int = 4
 
@@ -38,7 +39,7 @@ class ClassSearch:
     search_rate: float          # share of the search images (not already k) it sent to k
     heldout_rate: float         # the same on the held-back images
     heldout_n: int              # held-back images not already k
-    queries: int
+    queries: int               # queries this class added (0 when it shares an earlier class's trigger)
 
 
 def _rates(labels: np.ndarray, clean: np.ndarray, k: int) -> float:
@@ -80,11 +81,15 @@ class Searcher:
     def run(self, progress: Callable[[int, int], None] | None = None) -> list[ClassSearch]:
         chosen = self.random_stage(progress)
         n = len(T.candidates(*self.search.shape[1:], self.seed, self.budget.draws))
+        # classes often share their best candidate: each distinct trigger crosses the held-back set once
+        heldout: dict[int, np.ndarray] = {}
         out = []
         for k in range(self.k):
             before = self.queries
             trig, rate = chosen[k]
-            labels = self._labels(trig.apply(self.heldout))
+            if id(trig) not in heldout:
+                heldout[id(trig)] = self._labels(trig.apply(self.heldout))
+            labels = heldout[id(trig)]
             moved = int((self.heldout_labels != k).sum())
             out.append(ClassSearch(trig, rate, _rates(labels, self.heldout_labels, k), moved,
                                    self.queries - before))
