@@ -13,6 +13,7 @@ from ..inputs.find import InputSet, MemoryArray, collect_inputs
 from ..inputs.stream import BatchLoader, _as_float
 from ..model.loader import Model, load_model
 from . import verdict as V
+from . import triggers as T
 from .search import Budget, ClassSearch, Searcher
 
 
@@ -56,6 +57,8 @@ class AuditResult:
     seed: int
     queries: int
     seconds: float
+    families: tuple[str, ...] = ()
+    left_out: str = ""                  # why families were left out, if any
     searches: list[ClassSearch] = field(default_factory=list, repr=False)
     examples: np.ndarray | None = field(default=None, repr=False)  # a few held-back images, for the HTML report
 
@@ -63,7 +66,8 @@ class AuditResult:
         b = self.budget
         return {"model": self.model, "verdict": self.verdict.to_dict(),
                 "classes": [c.to_dict() for c in self.classes],
-                "search": {"families": ["patch", "blend", "warp", "additive"], "clean_images": self.images,
+                "search": {"families": list(self.families), "families_left_out": self.left_out or None,
+                           "clean_images": self.images,
                            "search_images": self.search_images, "heldout_images": self.heldout_images,
                            "labels_only": self.labels_only, "seed": self.seed,
                            "random_draws": b.draws,
@@ -115,10 +119,17 @@ def audit(model: str | Path | Model, clean: str | Path | Sequence[str | Path] | 
     names = list(model.spec.class_names or [])
     k = model.num_classes
 
+    families, left_out = T.FAMILIES, ""
+    sat = T.saturation(images)
+    if sat > T.MAX_SATURATION:
+        families = tuple(f for f in T.FAMILIES if f not in T.TEXTURE_FAMILIES)
+        left_out = (f"blend and additive left out: {sat:.0%} of the clean pixels are at 0 or 1 (near-binary "
+                    "images), on which any texture is out of distribution")
+
     def result(verdict, classes=(), searches=(), queries=0, n_search=0, examples=None) -> AuditResult:
         return AuditResult(str(model.info.path), verdict, list(classes), len(images), failures, n_search,
                            len(images) - n_search, labels_only, budget, seed, queries,
-                           time.perf_counter() - t0, list(searches), examples)
+                           time.perf_counter() - t0, families, left_out, list(searches), examples)
 
     if k is None or k < 2:
         return result(V.cannot_judge("the number of classes is unknown (a labels-only output without class names; give --class-names)"))
@@ -133,7 +144,7 @@ def audit(model: str | Path | Model, clean: str | Path | Sequence[str | Path] | 
     order = np.random.default_rng(seed).permutation(len(images))
     n_search = min(search_images, len(images) // 2)
     searcher = Searcher(predict, images[order[:n_search]], images[order[n_search:]], k, budget=budget,
-                        seed=seed)
+                        seed=seed, families=families)
     counts = np.bincount(searcher.heldout_labels, minlength=k)
     if counts.max() > V.MAX_ONE_CLASS * counts.sum():
         top = int(counts.argmax())

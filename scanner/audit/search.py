@@ -51,8 +51,8 @@ class Searcher:
     """Runs the search over one model's ``predict`` and a fixed split of clean images."""
 
     def __init__(self, predict: Predict, search: np.ndarray, heldout: np.ndarray, num_classes: int,
-                 *, budget: Budget, seed: int) -> None:
-        self.predict, self.budget, self.seed = predict, budget, seed
+                 *, budget: Budget, seed: int, families: tuple[str, ...] = T.FAMILIES) -> None:
+        self.predict, self.budget, self.seed, self.families = predict, budget, seed, families
         self.search, self.heldout, self.k = search, heldout, num_classes
         self.queries = 0
         self.search_labels = self._labels(search)
@@ -66,7 +66,7 @@ class Searcher:
         """Per class, the random candidate with the highest search rate (ties: the smaller one, then the first)."""
         _, h, w, c = self.search.shape
         best: list[tuple[T.Trigger, float] | None] = [None] * self.k
-        found = T.candidates(h, w, c, self.seed, self.budget.draws)
+        found = T.candidates(h, w, c, self.seed, self.budget.draws, self.families)
         for i, trig in enumerate(found):
             if progress:
                 progress(i, len(found) + self.k)
@@ -80,7 +80,7 @@ class Searcher:
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> list[ClassSearch]:
         chosen = self.random_stage(progress)
-        n = len(T.candidates(*self.search.shape[1:], self.seed, self.budget.draws))
+        n = len(T.candidates(*self.search.shape[1:], self.seed, self.budget.draws, self.families))
         # classes often share their best candidate: each distinct trigger crosses the held-back set once
         heldout: dict[int, np.ndarray] = {}
         out = []

@@ -5,7 +5,9 @@ held-back clean images (not already called k) that it sends to k. A backdoor is 
 target stands out twice: r_k is high in absolute terms, and it is an outlier among the classes.
 The anomaly index of class k is the robust z-score of logit(r_k) against all classes,
 ``(logit r_k - median) / (1.4826 * MAD)`` (Neural Cleanse's index, on success rates instead of
-mask norms; MAD floored so a model whose classes all resist gets no huge index from a tiny spread).
+mask norms). Rates are clipped to [0.01, 0.99] first and the MAD is floored at one logit unit:
+between rates of 0.1% and 2% (a handful of images either way) the logit differs by 3, which is
+noise, not evidence, and a model whose classes all resist must not get a large index from it.
 
 Rule: class k is a suspected target when ``r_k >= MIN_RATE`` and ``anomaly_k >= MIN_ANOMALY``.
 """
@@ -18,7 +20,8 @@ import numpy as np
 
 MIN_RATE = 0.5      # at least half the held-back images go to k
 MIN_ANOMALY = 2.0   # and k is an outlier among the classes (Neural Cleanse's threshold)
-MAD_FLOOR = 0.25    # in logit units: about a 5-point spread of rates near 0.2
+MAD_FLOOR = 1.0     # in logit units (a factor e in odds)
+CLIP = 0.01         # rates are clipped to [CLIP, 1 - CLIP] before the logit
 MIN_IMAGES = 100    # decodable clean images below which the audit cannot judge
 MAX_ONE_CLASS = 0.9  # share of the clean images in one predicted class above which it cannot judge
 
@@ -29,7 +32,7 @@ RULE = (f"class k is a suspected target when its strongest trigger sends at leas
 
 def _logit(r: np.ndarray, n: np.ndarray) -> np.ndarray:
     # half a count of smoothing, so 0 and 1 stay finite and a small held-back set counts less
-    p = (r * n + 0.5) / (n + 1.0)
+    p = np.clip((r * n + 0.5) / (n + 1.0), CLIP, 1 - CLIP)
     return np.log(p / (1 - p))
 
 

@@ -28,13 +28,20 @@ def audit_text(result: AuditResult) -> str:
             name = f"{c.index} ({c.name})"[:24]
             lines.append(f"{name:<24} {c.heldout_rate:>16.0%} {c.anomaly:>8.1f}  {c.trigger}{mark}")
     s = result
-    lines += ["", f"searched: patch, blend, warp and additive triggers ({s.budget.draws} random draws a setting); "
+    lines += ["", f"searched: {_families(s)} triggers ({s.budget.draws} random draws a setting); "
               f"{s.images} clean images ({s.search_images} to search, {s.heldout_images} held back); "
               f"{s.queries:,} queries in {s.seconds:.1f} s"]
+    if s.left_out:
+        lines.append(s.left_out)
     if s.failures:
         lines.append(f"failed inputs: {len(s.failures)} (listed in the JSON report)")
     lines.append(f"rule: {v.rule}")
     return "\n".join(lines)
+
+
+def _families(result: AuditResult) -> str:
+    fams = list(result.families)
+    return ", ".join(fams[:-1]) + " and " + fams[-1] if len(fams) > 1 else "".join(fams)
 
 
 def write_audit_json(result: AuditResult, stream: IO[str]) -> None:
@@ -96,9 +103,11 @@ def write_audit_html(result: AuditResult, stream: IO[str]) -> None:
             parts.append(f"<h2>Class {k} ({html.escape(result.classes[k].name)}): {html.escape(trig.describe())}</h2>"
                          + "".join(cells))
     s = result
-    parts.append(f"<h2>What was searched</h2><p>patch, blend, warp and additive triggers, {s.budget.draws} random "
+    parts.append(f"<h2>What was searched</h2><p>{_families(s)} triggers, {s.budget.draws} random "
                  f"draws a setting; {s.images} clean images ({s.search_images} to search, {s.heldout_images} held "
                  f"back); {s.queries:,} queries in {s.seconds:.1f} s; seed {s.seed}; scanner {__version__}</p>")
+    if s.left_out:
+        parts.append(f"<p>{html.escape(s.left_out)}</p>")
     if s.failures:
         parts.append("<h2>Inputs that could not be read</h2><ul>" + "".join(
             f"<li>{html.escape(n)}: {html.escape(r)}</li>" for n, r in s.failures) + "</ul>")

@@ -128,6 +128,8 @@ def test_anomaly_index_is_a_robust_z_score():
     assert idx[-1] > 5 and abs(np.median(idx)) < 1e-9
     flat = anomaly_index([0.1] * 10, [100] * 10)  # no spread: the MAD floor keeps it finite and zero
     assert np.all(flat == 0)
+    # rates of a few images out of hundreds are noise: 2% against nine classes at 0% is no outlier
+    assert anomaly_index([0.0] * 9 + [0.02], [872] * 10)[-1] < 2
 
 
 def test_trigger_families_do_what_they_say():
@@ -185,3 +187,12 @@ def test_cli_gate_fails_when_it_cannot_judge(models, tmp_path):
     r = CliRunner().invoke(app, ["audit", str(models["clean"]), str(few), "--pixel-range", "unit",
                                  "--fail-on-backdoor", "--device", "cpu"])
     assert r.exit_code == 1 and "cannot judge" in r.output and "too few clean images" in r.output
+
+
+def test_near_binary_images_leave_the_texture_families_out(models):
+    binary = (smooth_images(300) > 0.4).astype(np.float32)
+    res = audit(models["backdoored"], binary, options=OPTS, device="cpu")
+    assert res.families == ("patch", "warp") and "blend and additive left out" in res.left_out
+    assert res.verdict.targets == [TARGET]  # the patch still finds the white corner
+    full = audit(models["backdoored"], smooth_images(300), options=OPTS, device="cpu")
+    assert full.families == ("patch", "blend", "warp", "additive") and full.left_out == ""
