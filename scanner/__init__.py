@@ -4,10 +4,12 @@ Public API: :class:`Scanner` (score arrays or scan paths), :class:`ScanResult`, 
 :func:`summarize` / :func:`check_gate` (typed decisions), :class:`Calibration` /
 :func:`fit_calibration` (the data-limited variant), :func:`load_model` (the model boundary),
 :class:`Spec` and :class:`Preprocessor` (preprocessing), the detectors (:class:`ScaleUp`) and the
-:class:`ScannerError` family. Importing this package never imports torch.
+:class:`ScannerError` family; :func:`audit` / :class:`AuditResult` (is the model backdoored,
+from clean images alone). Importing this package never imports torch.
 """
 
 from ._version import __version__
+from .audit import AuditResult, audit
 from .decide.calibration import Calibration, fit_calibration
 from .core import Scanner
 from .results import ScanResult, ScanSettings, Scores, Tally
@@ -23,6 +25,7 @@ from .model.spec import Spec
 __all__ = [
     "__version__",
     "Scanner", "ScanResult", "ScanSettings", "Scores", "Tally",
+    "audit", "AuditResult",
     "summarize", "check_gate", "Summary", "Verdict", "Gate",
     "Calibration", "fit_calibration",
     "load_model", "Model", "create_session",
