@@ -19,7 +19,7 @@ from .decide.profile import SCORE as PROFILE, ProfileModel, split
 from .decide.reference import COMBINED, q_name
 from .core import Scanner
 from .decide.scoring import choose
-from .inputs.decode import UNIT
+from .inputs.decode import BYTE_MAX
 from .detectors import Detector, parts_of
 from .errors import CalibrationError
 from .inputs.find import InputSet, collect_inputs
@@ -119,7 +119,7 @@ def _hold_out(scanner: Scanner, inputs: InputSet) -> np.ndarray:
         for row, index in enumerate(np.asarray(batch.indices).tolist()):
             if index in wanted:
                 image = batch.images[row]
-                chosen[index] = image * UNIT if image.dtype == np.uint8 else np.array(image, dtype=np.float32)
+                chosen[index] = image / BYTE_MAX if image.dtype == np.uint8 else np.array(image, dtype=np.float32)
     picked = [i for i in order.tolist() if i in chosen][:need]
     if len(picked) < need:
         raise CalibrationError(f"the detectors need {need} readable clean images; only {len(picked)} were found")

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..inputs.stream import BatchLoader
-from ..inputs.decode import UNIT
+from ..inputs.decode import BYTE_MAX
 from .._validation import check_output_file
 from ..errors import InputError
 from ..inputs.find import InputSet, MemoryArray, collect_inputs
@@ -246,7 +246,7 @@ def _decode(inputs: InputSet, spec: Spec) -> tuple[np.ndarray, list[str], int]:
     for batch in loader:
         if len(batch.indices):
             block = batch.images
-            images.append(block * UNIT if block.dtype == np.uint8 else np.asarray(block, dtype=np.float32))
+            images.append(block / BYTE_MAX if block.dtype == np.uint8 else np.asarray(block, dtype=np.float32))
             names.extend(inputs.names(batch.indices))
         failed += len(batch.failures)
     if not images:
