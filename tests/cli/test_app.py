@@ -547,3 +547,25 @@ def test_fail_on_suspect_without_a_calibration_is_refused_before_any_work(runner
     assert result.stdout == ""
     stated = invoke(runner, "scan", model.path, images[0], "--fail-on-suspect", "--expected-fpr", "0.1")
     assert stated.exit_code == 2 and "add --calibration FILE" in one_error_line(stated)
+
+
+def test_evaluate_takes_detector_and_says_how_it_counts_undecidable_inputs(runner, tmp_path):
+    """Issue 27, point 2: `evaluate --detector` (documented, was "No such option") and the
+    undecidable inputs of both sets counted the same way, in the output."""
+    model = om.near_binary_backdoor(tmp_path, target=8)
+    np.save(tmp_path / "clean.npy", om.near_binary_images(200, seed=3, triggered=False))
+    np.save(tmp_path / "benign.npy", om.near_binary_images(40, seed=4, triggered=False))
+    np.save(tmp_path / "poisoned.npy", om.near_binary_images(20, seed=5, triggered=True))
+    plain = invoke(runner, "evaluate", model, "--benign", tmp_path / "benign.npy", "--poisoned",
+                   tmp_path / "poisoned.npy", "--target-label", "8", "--detector", "scaleup")
+    assert plain.exit_code == 0, plain.output
+    assert "benign: 40 found, 40 scored, 40 kept" in plain.stdout and "poisoned: 20 found, 20 scored, 20 kept" in plain.stdout
+    assert "undecidable for the decision: 40 benign, 20 poisoned, kept in both sets" in plain.stdout
+    cal = tmp_path / "cal.json"
+    assert invoke(runner, "calibrate", model, tmp_path / "clean.npy", "-o", cal, "--detector", "scaleup,strip",
+                  "--blends", "8").exit_code == 0
+    strip = invoke(runner, "evaluate", model, "--benign", tmp_path / "benign.npy", "--poisoned",
+                   tmp_path / "poisoned.npy", "--target-label", "8", "--calibration", cal, "--detector", "strip")
+    assert strip.exit_code == 0, strip.output
+    assert "Q_STRIP (decision)" in strip.stdout and "SPC" not in strip.stdout.replace("STRIP", "")
+    assert "undecidable for the decision" not in strip.stdout
