@@ -349,9 +349,9 @@ def probe(
 ) -> None:
     """Find the preprocessing: rank pixel ranges, normalizations and channel orders on sample inputs.
 
-    By accuracy when true labels are known, else by how confident and diverse the predictions
-    are. Prints the ranking and the flags to pass; says when it cannot tell. Preprocessing
-    flags given here are kept fixed.
+    By accuracy when true labels are known, else by how diverse and confident the predictions
+    are. Prints the ranking and the flags to pass; when it cannot tell it says so and recommends
+    nothing (--write-spec then exits 2). Preprocessing flags given here are kept fixed.
     """
     import json
 
@@ -362,9 +362,9 @@ def probe(
         _check_outputs(write_spec)
         loaded = load_model(model, device=device.value, options=prep.overrides, spec_file=prep.spec_file)
         result = run_probe(loaded, paths, labels_file=labels, sample=sample)
-        if write_spec is not None:
+        typer.echo(json.dumps(result.to_dict(), indent=2) if format is InspectFormat.json else str(result))
+        if write_spec is not None:  # refused when it cannot tell (after the ranking, which says why)
             result.write_spec(write_spec)
-    typer.echo(json.dumps(result.to_dict(), indent=2) if format is InspectFormat.json else str(result))
     if write_spec is not None and not _state["quiet"]:
         typer.echo(f"wrote {write_spec} (scan with --spec {write_spec})", err=True)
 
