@@ -278,6 +278,22 @@ def test_probe_prints_the_ranking_and_the_flags_and_writes_a_spec(runner, tmp_pa
     assert scanned.exit_code == 0 and "Warning" not in scanned.stderr
 
 
+def test_probe_that_cannot_tell_recommends_nothing_and_writes_no_spec(runner, tmp_path):
+    """Issue 27, point 4: "cannot tell" printed flags all the same, and users copied them."""
+    fx = om.trigger_byte_nhwc(tmp_path / "m")
+    dark = om.make_images(30, seed=4, max_value=0.05, triggered_fraction=0.0)  # one class whatever the preprocessing
+    folder = tmp_path / "dark"
+    folder.mkdir()
+    for i, img in enumerate(dark):
+        Image.fromarray(np.rint(img * 255).astype(np.uint8)).save(folder / f"{i:02d}.png")
+    result = invoke(runner, "probe", fx.path, folder, "--write-spec", tmp_path / "spec.json")
+    assert result.exit_code == 2
+    assert "cannot tell:" in result.stdout and "flags:" not in result.stdout and "most likely" not in result.stdout
+    assert "no spec is written" in one_error_line(result) and not (tmp_path / "spec.json").exists()
+    doc = json.loads(invoke(runner, "probe", fx.path, folder, "-f", "json").stdout)
+    assert doc["decided"] is False and doc["best_flags"] is None and doc["spec"] is None
+
+
 def test_scan_warns_on_guessed_preprocessing_and_names_no_suspect_from_a_collapse(runner, tmp_path, mixed_pngs):
     fx = om.trigger_byte_nhwc(tmp_path / "m")
     result = invoke(runner, "-q", "scan", fx.path, mixed_pngs, "-f", "json")
