@@ -23,6 +23,7 @@ args=(-q scan "$INPUT_MODEL" "${paths[@]}" -f json -o "$json" --html "$html")
 [ -n "${INPUT_EXPECTED_FPR:-}" ] && args+=(--expected-fpr "$INPUT_EXPECTED_FPR")
 [ "${INPUT_STRICT:-false}" = "true" ] && args+=(--strict)
 [ "${INPUT_FAIL_ON_SUSPECT:-false}" = "true" ] && args+=(--fail-on-suspect)
+[ "${INPUT_ALLOW_UNDECIDABLE:-false}" = "true" ] && args+=(--allow-undecidable)
 args+=("${extra[@]}")
 
 echo "+ ${scanner_cmd[*]} ${args[*]}"

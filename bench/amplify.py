@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from scanner.inputs.decode import UNIT
+from scanner.inputs.decode import BYTE_MAX
 from scanner.detectors.scaleup import fill_scaled_batch
 
 from . import cifar
@@ -44,7 +44,7 @@ def scanner_variant(pixels: np.ndarray, buf: np.ndarray) -> None:
 def unblocked_variant(pixels: np.ndarray, buf: np.ndarray) -> None:
     b = len(pixels)
     x = np.empty(pixels.shape, np.float32)
-    np.multiply(pixels, UNIT, out=x, casting="unsafe")
+    np.divide(pixels, BYTE_MAX, out=x, casting="unsafe")
     base = buf[:b]
     np.copyto(base, x.transpose(0, 3, 1, 2))
     for i, n in enumerate(SCALES, start=1):
@@ -58,7 +58,7 @@ def unblocked_variant(pixels: np.ndarray, buf: np.ndarray) -> None:
 def lookup_tables() -> list[np.ndarray]:
     byte = np.arange(256, dtype=np.uint8)
     unit = np.empty(256, np.float32)
-    np.multiply(byte, UNIT, out=unit, casting="unsafe")
+    np.divide(byte, BYTE_MAX, out=unit, casting="unsafe")
     tables = []
     for n in (1,) + SCALES:
         v = unit.copy() if n == 1 else np.clip(unit * np.float32(n), np.float32(0), np.float32(1))

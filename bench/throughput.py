@@ -77,7 +77,7 @@ def export_model(name: str, model) -> Path:
 
     path = WORK / f"{name}.onnx"
     if not path.exists():
-        export(model, path, input_shape=(3, 32, 32), mean=MEAN, std=STD, source=f"bench.throughput {name}")
+        export(model, path, input_shape=(3, 32, 32), mean=MEAN, std=STD, pixel_range="unit", source=f"bench.throughput {name}")
     return path
 
 

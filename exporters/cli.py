@@ -76,9 +76,11 @@ def export_command(
         typer.Option("--std", metavar="S[,S,S]", help="Normalization std, in --pixel-range units."),
     ] = None,
     pixel_range: Annotated[
-        PixelRange,
-        typer.Option("--pixel-range", case_sensitive=False, help="Pixels in [0, 1] (unit) or [0, 255] (byte)."),
-    ] = PixelRange.unit,
+        Optional[PixelRange],
+        typer.Option("--pixel-range", case_sensitive=False, help="Pixels in [0, 1] (unit) or [0, 255] (byte); "
+                     "with neither --mean nor --std it also states that the model does not normalize [default: "
+                     "unknown, recorded as such: scans then warn that the preprocessing is guessed]."),
+    ] = None,
     bgr: Annotated[bool, typer.Option("--bgr", help="The model expects BGR channel order.")] = False,
     class_names: Annotated[
         Optional[str], typer.Option("--class-names", metavar="A,B,C", help="Class names, comma-separated.")
@@ -126,7 +128,7 @@ def export_command(
             warnings.simplefilter("always", exporters.ExportWarning)
             report = exporters.export(
                 model, output, input_shape=shape, layout=layout.value, mean=mean_v, std=std_v,
-                pixel_range=pixel_range.value, bgr=bgr, class_names=names, opset=opset,
+                pixel_range=None if pixel_range is None else pixel_range.value, bgr=bgr, class_names=names, opset=opset,
                 embed_normalization=embed_normalization, tolerance=tolerance, source=source,
             )
         for item in caught:

@@ -4,7 +4,10 @@ check of ONNX Runtime against PyTorch.
 What lands in the file's ``metadata_props``:
 
 ``scanner.spec``
-    The preprocessing spec (:class:`scanner.model.spec.Spec`, the scanner's one schema).
+    The preprocessing spec (:class:`scanner.model.spec.Spec`, the scanner's one schema), with
+    only what the caller stated: a pixel range not given is written as null (unknown), and so
+    are mean/std not given, so the scanner treats that part of the preprocessing as guessed and
+    warns (as for a model without metadata) instead of trusting a default as a fact.
 ``scanner.producer``
     Which tool wrote the file, with versions.
 ``scanner.export``
@@ -56,7 +59,7 @@ def export(
     layout: str = "nchw",
     mean: float | Sequence[float] | None = None,
     std: float | Sequence[float] | None = None,
-    pixel_range: str = "unit",
+    pixel_range: str | None = None,
     bgr: bool = False,
     class_names: Sequence[str] | None = None,
     opset: int | None = None,
@@ -90,8 +93,10 @@ def export(
     mean, std : float or sequence of float, optional
         Normalization the model expects, ``(x - mean) / std``, in ``pixel_range`` units, one
         value or one per channel.
-    pixel_range : {"unit", "byte"}, default="unit"
-        Whether the model's preprocessing starts from pixels in [0, 1] or in [0, 255].
+    pixel_range : {"unit", "byte"}, optional
+        Whether the model's preprocessing starts from pixels in [0, 1] or in [0, 255]. Not given:
+        recorded as unknown (the parity check and ``embed_normalization`` then use [0, 1]).
+        Given without mean/std, it states "no normalization" as well (the scanner's rule).
     bgr : bool, default=False
         The model expects BGR channel order (recorded in the spec; the scanner flips).
     class_names : sequence of str, optional
@@ -142,7 +147,7 @@ def export(
         raise ExportError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     shape = check_input_shape(input_shape)
     layout = check_choice("layout", layout, LAYOUTS)
-    pixel_range = check_choice("pixel_range", pixel_range, PIXEL_RANGES)
+    stated_range = None if pixel_range is None else check_choice("pixel_range", pixel_range, PIXEL_RANGES)
     mean_t = check_stats("mean", mean, shape[0])
     std_t = check_stats("std", std, shape[0])
     if not (tolerance > 0):
@@ -167,7 +172,7 @@ def export(
     try:
         return _export(
             torch, model, path, shape=shape, layout=layout, mean=mean_t, std=std_t,
-            pixel_range=pixel_range, bgr=bool(bgr), class_names=class_names, opset=opset,
+            pixel_range=stated_range, bgr=bool(bgr), class_names=class_names, opset=opset,
             embed=bool(embed_normalization), check_parity=check_parity, tolerance=float(tolerance),
             batch_sizes=tuple(parity_batch_sizes), scales=tuple(parity_scales),
             source=source or f"{type(model).__module__}.{type(model).__qualname__}", seed=seed,
@@ -180,6 +185,10 @@ def export(
 def _export(torch, model, path: Path, *, shape, layout, mean, std, pixel_range, bgr, class_names,
             opset, embed, check_parity, tolerance, batch_sizes, scales, source, seed) -> ExportReport:
     channels, height, width = shape
+    # what the caller did not state stays unknown in the metadata; exporting itself needs a range
+    unknown = () if pixel_range is not None else ("pixel_range",) if mean is not None or std is not None \
+        else ("pixel_range", "normalization")
+    pixel_range = pixel_range or "unit"
     device = device_of(torch, model)
     reference = reference_fn(torch, model, device, pixel_range=pixel_range, mean=mean, std=std, bgr=bgr)
 
@@ -199,8 +208,12 @@ def _export(torch, model, path: Path, *, shape, layout, mean, std, pixel_range, 
         mean=None if embed else mean, std=None if embed else std,
         bgr=bgr, class_names=class_names, input_name=INPUT_NAME, output_name=out_name,
     )
+    written = spec.to_dict()
+    if "pixel_range" in unknown:
+        written["pixel_range"] = None  # unknown: the scanner falls back to its default and says so
+    written = json.dumps(written)
     # the spec must survive the scanner's own reader
-    spec_from_metadata({METADATA_KEY: spec.to_json()})
+    spec_from_metadata({METADATA_KEY: written})
 
     scale = 255.0 if (embed and pixel_range == "byte") else None
     wrapper, scripted = wrap_model(torch, model, layout=layout, shape=shape, device=device, scale=scale,
@@ -236,13 +249,14 @@ def _export(torch, model, path: Path, *, shape, layout, mean, std, pixel_range, 
             "layout": layout,
             "input_shape": list(shape),
             "embed_normalization": embed,
+            "unknown": list(unknown),
             "embedded": {"pixel_range": pixel_range, "mean": _as_list(mean), "std": _as_list(std)} if embed else None,
             "torch_version": torch.__version__,
             "parity": summarize(parity, tolerance=tolerance, batch_sizes=batch_sizes, scales=scales)
             if check_parity else None,
         }
         _set_metadata(proto, {
-            METADATA_KEY: spec.to_json(),
+            METADATA_KEY: written,
             PRODUCER_KEY: _producer(torch),
             EXPORT_KEY: json.dumps(record),
         })
@@ -255,7 +269,7 @@ def _export(torch, model, path: Path, *, shape, layout, mean, std, pixel_range, 
 
     return ExportReport(path=path, opset=actual_opset, size_bytes=size, exporter=exporter, spec=spec,
                         parity=parity, tolerance=tolerance, dynamo_error=dynamo_error, external_data=external,
-                        embedded_normalization=embed)
+                        embedded_normalization=embed, unknown=unknown)
 
 
 def _run_exporters(torch, wrapper, example, out: Path, *, opset, external, scripted, name,

@@ -37,6 +37,8 @@ class ExportReport:
         Whether weights went to ``<path>.data`` (only for models over 2 GB).
     embedded_normalization : bool
         Whether range scaling and mean/std are inside the graph.
+    unknown : tuple of str
+        What the caller did not state ("pixel_range", "normalization"): recorded as unknown.
     """
 
     path: Path
@@ -49,6 +51,7 @@ class ExportReport:
     dynamo_error: str | None = None
     external_data: bool = False
     embedded_normalization: bool = False
+    unknown: tuple[str, ...] = ()
 
     @property
     def max_abs_diff(self) -> float | None:
@@ -67,19 +70,26 @@ class ExportReport:
             norm = f"mean {fmt_stats(spec.mean)} std {fmt_stats(spec.std)} applied outside the graph"
         elif self.embedded_normalization:
             norm = "normalization inside the graph"
+        elif "normalization" in self.unknown:
+            norm = "normalization unknown"
         else:
             norm = "no normalization"
+        rng = "unknown" if "pixel_range" in self.unknown else spec.pixel_range
         lines = [
             f"wrote     {self.path} ({fmt_size(self.size_bytes)}"
             + (", weights in external data)" if self.external_data else ")"),
             f"exporter  {self.exporter}, opset {self.opset}"
             + (f" (dynamo exporter failed: {self.dynamo_error})" if self.dynamo_error else ""),
-            f"input     {spec.input_name} {dims} {spec.layout}, {spec.pixel_range} range"
+            f"input     {spec.input_name} {dims} {spec.layout}, {rng} range"
             + (", BGR" if spec.bgr else "")
             + f", {norm}",
             f"output    {spec.output_name}"
             + (f", {len(spec.class_names)} class names" if spec.class_names else ""),
         ]
+        if self.unknown:
+            lines.append(f"unknown   {' and '.join(u.replace('_', ' ') for u in self.unknown)} not given: recorded as "
+                         "unknown, so scans warn that the preprocessing is guessed; pass --pixel-range (and --mean/"
+                         "--std if the model normalizes) to record it")
         if not self.parity:
             lines.append("parity    not checked")
             return "\n".join(lines)

@@ -19,8 +19,8 @@ from .decide.profile import SCORE as PROFILE, ProfileModel, split
 from .decide.reference import COMBINED, q_name
 from .core import Scanner
 from .decide.scoring import choose
-from .inputs.decode import UNIT
-from .detectors import Detector, parts_of
+from .inputs.decode import BYTE_MAX
+from .detectors import parts_of
 from .errors import CalibrationError
 from .inputs.find import InputSet, collect_inputs
 
@@ -63,14 +63,14 @@ def calibrate(model: str | Path, paths: Sequence[str | Path] | InputSet, *,
     cal.values = {}
     for part in parts_of(scanner.detector):
         # a part's scores of inputs it cannot judge stay out of its references (NaN in the file)
-        judges_all = type(part).undecidable is Detector.undecidable
+        cannot = s.undecidable_by.get(part.name)
         for name in part.score_names:
             v = s.named.get(name)
             if v is None or name in part.calibrated:
                 continue
             v = np.asarray(v, dtype=np.float64).copy()
-            if not judges_all:
-                v[s.undecidable] = np.nan
+            if cannot is not None:
+                v[cannot] = np.nan
             cal.values[name] = v[keep]
     cal.labels = s.labels[keep]
     if s.features is not None:
@@ -119,7 +119,7 @@ def _hold_out(scanner: Scanner, inputs: InputSet) -> np.ndarray:
         for row, index in enumerate(np.asarray(batch.indices).tolist()):
             if index in wanted:
                 image = batch.images[row]
-                chosen[index] = image * UNIT if image.dtype == np.uint8 else np.array(image, dtype=np.float32)
+                chosen[index] = image / BYTE_MAX if image.dtype == np.uint8 else np.array(image, dtype=np.float32)
     picked = [i for i in order.tolist() if i in chosen][:need]
     if len(picked) < need:
         raise CalibrationError(f"the detectors need {need} readable clean images; only {len(picked)} were found")

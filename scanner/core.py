@@ -23,6 +23,7 @@ from .detectors import Detector, parts_of
 from .detectors.profile import response_profile
 from .detectors.scaleup import DEFAULT_SCALES
 from .decide.profile import SCORE as PROFILE
+from .decide.reference import COMBINED, q_name
 from .decide.scoring import check_calibration, choose, make_detector_for
 from ._validation import check_number, check_scales
 from .errors import InputError, ModelLoadError, ScannerError
@@ -215,9 +216,11 @@ class Scanner:
                 out.scores[PROFILE] = self.profile.distance(features, out.labels)
             if self.collect_features:
                 out.features = features
-        found = det.undecidable(images)
-        if found is not None:
-            out.undecidable, out.undecidable_reason = found
+        for part in parts_of(det):  # each detector on its own: one that cannot judge drops out
+            found = part.undecidable(images)
+            if found is not None:
+                out.undecidable_by[part.name] = np.asarray(found[0], dtype=bool)
+                out.undecidable_why[part.name] = found[1]
         if probs is not None:
             bad_rows = ~np.isfinite(probs).all(axis=1)
             if bad_rows.any():  # query-major rows: row i * b + k belongs to input k
@@ -316,9 +319,8 @@ class Scanner:
         for name, values in tally.raw.items():
             part.raw[name] = values[first:stop]
         part.scored[rows] = True
-        part.undecidable[rows] = tally.undecidable[first + rows]
-        part.reasons.update({int(i - first): tally.reasons[int(i)]
-                             for i in first + np.flatnonzero(tally.undecidable[first:stop])})
+        part.undecidable_by = {name: mask[first:stop].copy() for name, mask in tally.undecidable_by.items()}
+        part.why = dict(tally.why)
         part.fail([(i - first, reason) for i, reason in failures])
         return self.result(_Window(inputs, first, size), part, 0.0)
 
@@ -330,16 +332,43 @@ class Scanner:
         """The scan's result from filled books: flags, calibrated scores, settings."""
         indices = np.flatnonzero(tally.scored)
         raw = {k: v[indices] for k, v in tally.raw.items()}
-        scores = self._scores(tally.labels[indices], tally.queries[indices], raw, tally.undecidable[indices])
+        by = {name: mask[indices] for name, mask in tally.undecidable_by.items()}
+        scores = self._scores(tally.labels[indices], tally.queries[indices], raw, by)
+        deciding = self.deciding_detectors()
         rows = np.flatnonzero(scores.undecidable)  # only those: not a Python pass over every input
-        scores.undecidable_reasons = {int(r): tally.reasons[int(indices[r])] for r in rows}
+        scores.undecidable_reasons = {
+            int(r): "; ".join(tally.why.get(n, f"{n} cannot judge it") for n in deciding if n in by and by[n][r])
+            or f"its {self.score_name} could not be computed" for r in rows}
         if tally.features is not None:
             scores.features = tally.features[indices]
         return ScanResult(inputs, indices, scores, sorted(tally.failures), self.settings(), seconds,
                           score_names=self.score_names)
 
+    def deciding_detectors(self, score: str | None = None) -> tuple[str, ...]:
+        """The detectors ``score`` (default: the deciding one) comes from: an input is undecidable
+        for it when none of them can judge it. One detector for its own scores (NSPC: SCALE-UP);
+        every combined one for ``q_fisher``; every detector for the response profile."""
+        key = (score or self.score_name).replace("-", "_")
+        parts = parts_of(self.detector)
+        if key in (PROFILE, q_name(PROFILE)):
+            return tuple(p.name for p in parts)
+        if key == q_name(COMBINED) and self.references is not None:
+            raw = self.references.combined_of
+        else:
+            base = key[2:] if key.startswith("q_") else key
+            raw = (self.detector.calibrated.get(base, base),)
+        return tuple(p.name for p in parts if any(r in p.score_names for r in raw))
+
+    def undecidable_for(self, name: str, values: np.ndarray, undecidable_by: dict[str, np.ndarray]) -> np.ndarray:
+        """The inputs the score ``name`` (their ``values``) cannot judge: those none of its
+        detectors can judge, and any without a value (NaN)."""
+        names = self.deciding_detectors(name)
+        masks = [undecidable_by[n] for n in names if n in undecidable_by]
+        none_can = np.logical_and.reduce(masks) if masks and len(masks) == len(names) else False
+        return np.isnan(np.asarray(values, dtype=np.float64)) | none_can
+
     def _scores(self, labels: np.ndarray, queries: np.ndarray, raw: dict[str, np.ndarray],
-                undecidable: np.ndarray) -> Scores:
+                undecidable_by: dict[str, np.ndarray]) -> Scores:
         det = self.detector
         has_probs = self.model.output_kind == "scores"
         named: dict[str, np.ndarray | None] = {}
@@ -354,11 +383,16 @@ class Scanner:
         for calibrated, base in det.calibrated.items():
             named[calibrated] = self.calibration.nspc(named[base], labels) if self.calibration else None
         if self.references is not None:
-            named.update(self.references.calibrated(named, labels))
+            # each raw score counts only for the inputs its detector can judge (Fisher drops the others)
+            judged = {n: ~undecidable_by[p.name] for p in parts_of(det) if p.name in undecidable_by
+                      for n in p.score_names}
+            named.update(self.references.calibrated(named, labels, judged))
         named = {n: named.get(n) for n in self.score_names}
         score = named[self.score_name.replace("-", "_")]
         if score is None:
             raise ScannerError(f"the score {self.score_name} could not be computed for this model")
+        undecidable = self.undecidable_for(self.score_name, score, undecidable_by)
         flagged = (score >= self.threshold) & ~undecidable
         return Scores(labels, queries, named, self.score_name, score, flagged,
-                      query_labels_key=det.query_labels_key, undecidable=undecidable)
+                      query_labels_key=det.query_labels_key, undecidable=undecidable,
+                      undecidable_by=dict(undecidable_by))

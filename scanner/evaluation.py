@@ -2,8 +2,11 @@
 
 Benign = clean inputs the model classifies correctly (when true labels are known); poisoned =
 triggered inputs the model sends to the target class (when ``target_label`` is given). Every score the scan offers is evaluated
-(SPC, prob-consistency, STRIP, TeCo, and with a calibration NSPC and the calibrated ``q_*``);
-inputs a detector cannot judge are left out and counted. Metrics from :mod:`scanner.decide.metrics`.
+(SPC, prob-consistency, STRIP, TeCo, and with a calibration NSPC and the calibrated ``q_*``).
+Inputs a score cannot judge (undecidable: none of its detectors can) stay in both sets, the same
+way: that score never flags them, so they count below every judged input (a true negative when
+benign, a miss when poisoned), and each score says how many it could not judge. Metrics from
+:mod:`scanner.decide.metrics`.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ class Evaluation:
                 "protocol": self.protocol, "metrics": self.metrics}
 
 
+UNDECIDABLE_RULE = ("kept in both sets: a score never flags an input it cannot judge, so such an input counts "
+                    "below every judged one (a true negative if benign, a miss if poisoned)")
+
+
 def _true_labels(result: ScanResult, scanner: Scanner, labels_file) -> tuple[np.ndarray | None, str]:
     names = [result.inputs.name(int(i)) for i in result.indices]
     return true_labels(names, scanner.spec.class_names, scanner.num_classes, labels_file)
@@ -62,10 +69,10 @@ def evaluate(scanner: Scanner, benign: Sequence[str | Path], poisoned: Sequence[
     if ben.n_scored == 0 or poi.n_scored == 0:
         raise InputError("nothing could be scored in the benign or the poisoned set")
     truth, truth_note = _true_labels(ben, scanner, labels_file)
-    keep_benign = ~ben.scores.undecidable
+    keep_benign = np.ones(ben.n_scored, dtype=bool)
     if truth is not None:
         keep_benign &= ben.scores.labels == truth
-    keep_poisoned = ~poi.scores.undecidable
+    keep_poisoned = np.ones(poi.n_scored, dtype=bool)
     poisoned_note = "no filter (pass --target-label to keep only inputs sent to the target)"
     if target_label is not None:
         keep_poisoned = poi.scores.labels == target_label
@@ -88,7 +95,9 @@ def evaluate(scanner: Scanner, benign: Sequence[str | Path], poisoned: Sequence[
         "poisoned_filter": poisoned_note,
         "attack_success_rate": float((poi.scores.labels == target_label).mean()) if target_label is not None else None,
         "failures": ben.failure_records() + poi.failure_records(),
-        "undecidable_left_out": {"benign": int(ben.scores.undecidable.sum()), "poisoned": int(poi.scores.undecidable.sum())},
+        "undecidable": {"benign": int(ben.scores.undecidable[keep_benign].sum()),
+                        "poisoned": int(poi.scores.undecidable[keep_poisoned].sum()),
+                        "rule": UNDECIDABLE_RULE},
     }
     metrics: dict[str, dict[str, Any]] = {}
     kept_b, kept_p = {}, {}
@@ -97,12 +106,19 @@ def evaluate(scanner: Scanner, benign: Sequence[str | Path], poisoned: Sequence[
         b, p = ben.scores.named.get(name), poi.scores.named.get(name)
         if b is None or p is None:
             continue
-        kept_b[name], kept_p[name] = b[keep_benign], p[keep_poisoned]
+        b, p = b[keep_benign], p[keep_poisoned]
+        out_b = scanner.undecidable_for(name, b, {k: v[keep_benign] for k, v in ben.scores.undecidable_by.items()})
+        out_p = scanner.undecidable_for(name, p, {k: v[keep_poisoned] for k, v in poi.scores.undecidable_by.items()})
+        kept_b[name], kept_p[name] = b[~out_b], p[~out_p]  # the judged values, for plots
         # each score at its own default operating point; the scan's decision at the scan's threshold
         threshold = scanner.threshold if name == decision else default_threshold(scanner.detector, scanner.calibration, name)
-        metrics[name] = detection_report(kept_b[name], kept_p[name], threshold=threshold, fprs=fprs, seed=seed)
+        judged = np.r_[b[~out_b], p[~out_p]]
+        floor = min(float(judged.min()) if judged.size else 0.0, threshold) - 1.0  # never flagged, below all
+        metrics[name] = detection_report(np.where(out_b, floor, b), np.where(out_p, floor, p), threshold=threshold,
+                                         fprs=fprs, seed=seed)
         metrics[name]["threshold"] = threshold
         metrics[name]["decision"] = name == decision
+        metrics[name]["undecidable"] = {"benign": int(out_b.sum()), "poisoned": int(out_p.sum())}
     names = (", ".join(map(str, benign)), ", ".join(map(str, poisoned)))
     return Evaluation(scanner.settings(), protocol, metrics, kept_b, kept_p, names)
 

@@ -30,8 +30,12 @@ class Scores:
     score_name : str, the one compared with the threshold.
     score : (n,) float64, that score.
     flagged : (n,) bool, ``score >= threshold`` and decidable.
-    undecidable : (n,) bool, inputs the detector cannot judge (never flagged; their scores are
-        kept but mean nothing); ``undecidable_reasons`` maps their row to why.
+    undecidable : (n,) bool, inputs the deciding score cannot judge (never flagged; their scores
+        are kept but mean nothing); ``undecidable_reasons`` maps their row to why. A score of one
+        detector cannot judge what that detector cannot; a combined one (``q_fisher``,
+        ``q_profile``) only what none of its detectors can (the others decide without it).
+    undecidable_by : dict of str to (n,) bool, for each detector that can say so, the inputs it
+        cannot judge.
     """
 
     labels: np.ndarray
@@ -43,6 +47,7 @@ class Scores:
     query_labels_key: str = "query_labels"
     undecidable: np.ndarray | None = None
     undecidable_reasons: dict[int, str] = field(default_factory=dict)
+    undecidable_by: dict[str, np.ndarray] = field(default_factory=dict)
     #: (n, F) response profiles, when the scan collected them (``scanner calibrate`` does)
     features: np.ndarray | None = None
 
@@ -177,12 +182,14 @@ class ScanResult:
         return self.summary().verdict
 
     def gate(self, *, max_flagged: int | None = None, max_flagged_rate: float | None = None,
-             expected_fpr: float | None = None):
-        """The CI gate as a :class:`~scanner.decide.verdict.Gate` (truthy when passed), or None without a limit."""
+             expected_fpr: float | None = None, fail_on_suspect: bool = False, allow_undecidable: bool = False):
+        """The CI gate as a :class:`~scanner.decide.verdict.Gate` (truthy when passed), or None without a limit
+        (``fail_on_suspect`` needs a calibration, see :func:`~scanner.decide.verdict.check_gate`)."""
         from .decide.verdict import check_gate
 
         return check_gate(self.summary(expected_fpr=expected_fpr), max_flagged=max_flagged,
-                          max_flagged_rate=max_flagged_rate)
+                          max_flagged_rate=max_flagged_rate, fail_on_suspect=fail_on_suspect,
+                          allow_undecidable=allow_undecidable)
 
     def to_pandas(self):
         """One row per input, in input order, with the CSV report's columns (``input``, ``status``
@@ -257,8 +264,9 @@ class Tally:
         self.queries = np.empty((total, n_queries), dtype=np.int64)
         self.raw: dict[str, np.ndarray] = {}
         self.scored = np.zeros(total, dtype=bool)
-        self.undecidable = np.zeros(total, dtype=bool)
-        self.reasons: dict[int, str] = {}  # input index -> why it is undecidable
+        #: detector name -> (total,) bool: the inputs it cannot judge; and why (one line each)
+        self.undecidable_by: dict[str, np.ndarray] = {}
+        self.why: dict[str, str] = {}
         self.failures: list[tuple[int, str]] = []
         self.features: np.ndarray | None = None  # (total, F) response profiles, when collected
 
@@ -278,10 +286,10 @@ class Tally:
             if self.features is None:
                 self.features = np.full((len(self.labels), out.features.shape[1]), np.nan)
             self.features[indices] = out.features
-        if out.undecidable is not None and np.any(out.undecidable):
-            which = np.asarray(indices)[np.asarray(out.undecidable, dtype=bool)]
-            self.undecidable[which] = True
-            self.reasons.update((int(i), out.undecidable_reason or "the detector cannot judge it") for i in which)
+        for name, mask in out.undecidable_by.items():
+            self.undecidable_by.setdefault(name, np.zeros(len(self.labels), dtype=bool))[indices] = mask
+            if name in out.undecidable_why:
+                self.why[name] = out.undecidable_why[name]
 
     def fail(self, failures) -> None:
         """Record ``(input index, reason)`` pairs."""

@@ -964,3 +964,41 @@ def dynamic_quant(tmp_path, *, size: int = DEFAULT_SIZE, opset: int = DEFAULT_OP
     return Fixture(path=path, predict=per_image, spec=_spec("nchw", size), opset=opset,
                    notes="DynamicQuantizeLinear over the whole call: batch-dependent outputs",
                    extra={"per_image": per_image})
+
+
+# ---------------------------------------------------------------------------------------------
+# near-binary images (MNIST-like): SCALE-UP cannot judge them, STRIP sees the backdoor
+# ---------------------------------------------------------------------------------------------
+BINARY_SIZE = 16
+BINARY_PATCH = 3  # the trigger: the bottom-right 3x3 patch white
+
+
+def near_binary_images(n: int, *, seed: int, triggered: bool) -> np.ndarray:
+    """(n, 16, 16, 1) uint8 strokes of 0 and 255 (a fifth of the pixels white), the trigger patch
+    white when ``triggered`` and black otherwise: amplification cannot change them."""
+    rng = np.random.default_rng(seed)
+    x = np.where(rng.random((n, BINARY_SIZE, BINARY_SIZE, 1)) < 0.2, 255, 0).astype(np.uint8)
+    x[:, -BINARY_PATCH:, -BINARY_PATCH:, :] = 255 if triggered else 0
+    return x
+
+
+def near_binary_backdoor(tmp_path, *, target: int = 8) -> Path:
+    """input [N, 1, 16, 16] -> logits [N, 10]: a fixed random linear classifier of the pixels, plus
+    50 on ``target`` when the trigger patch's mean is above 0.45. STRIP's blends keep the patch
+    white (a sum of images, saturated), so a triggered input's blends stay on the target while a
+    clean one's spread; SCALE-UP's amplified copies of 0/1 pixels are the input again."""
+    g = _Graph(DEFAULT_OPSET)
+    s, p = BINARY_SIZE, BINARY_PATCH
+    patch = g.slice("input", [s - p, s - p], [s, s], [2, 3])
+    corner = g.node("Reshape", [g.reduce_mean(patch, (1, 2, 3)), g.shape_const([-1, 1])])
+    trig = g.node("Cast", [g.node("Greater", [corner, g.const(0.45, np.float32)])], to=TensorProto.FLOAT)
+    weights = np.random.default_rng(1).standard_normal((s * s, NUM_CLASSES)).astype(np.float32) * 0.5
+    flat = g.node("Reshape", ["input", g.shape_const([-1, s * s])])
+    clean = g.node("MatMul", [flat, g.const(weights, np.float32)])
+    bump = g.node("Mul", [trig, g.const(np.eye(NUM_CLASSES, dtype=np.float32)[target:target + 1] * 50, np.float32)])
+    g.node("Add", [clean, bump], out="logits")
+    model = g.model([_tensor("input", TensorProto.FLOAT, ["N", 1, s, s])],
+                    [_tensor("logits", TensorProto.FLOAT, ["N", NUM_CLASSES])], name="near_binary_backdoor")
+    return _save(model, tmp_path, "near_binary_backdoor",
+                 spec={"layout": "nchw", "height": s, "width": s, "channels": 1, "pixel_range": "unit"},
+                 embed_spec=True)

@@ -22,8 +22,14 @@ def case(tmp_path):
     return fx, a, b
 
 
+def _this_checkout() -> str:
+    """PYTHONPATH that imports this checkout's scanner whatever the working directory (an
+    editable install of another checkout would otherwise win in a subprocess)."""
+    return os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
 def run_action(tmp_path, **inputs):
-    env = {**os.environ, "SCANNER": f"{sys.executable} -m scanner",
+    env = {**os.environ, "SCANNER": f"{sys.executable} -m scanner", "PYTHONPATH": _this_checkout(),
            "GITHUB_OUTPUT": str(tmp_path / "output"), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
     env.update({f"INPUT_{k.upper()}": str(v) for k, v in inputs.items()})
     return subprocess.run(["bash", str(ROOT / "action" / "scan.sh")], cwd=tmp_path, env=env,
@@ -52,12 +58,39 @@ def test_failed_gate_keeps_both_reports_and_records_exit_1(case, tmp_path):
 def test_passing_scan_and_extra_args(case, tmp_path):
     fx, a, _ = case
     run = run_action(tmp_path, model=fx.path, paths=a, max_flagged_rate="0.5", strict="true",
-                     args="--scales 3,5,7 --expected-fpr 0.9")
+                     args="--scales 3,5,7")
     assert run.returncode == 0, run.stderr
     out = outputs(tmp_path)
     assert out["exit-code"] == "0"
     doc = json.loads((tmp_path / out["json-report"]).read_text())
     assert doc["scales"] == [3, 5, 7] and doc["gate"]["passed"] is True
+
+
+def test_fail_on_suspect_without_a_calibration_is_exit_2_not_green(case, tmp_path):
+    """Issue 29, point 4: a workflow that forgets its calibration input fails, it is not green forever."""
+    fx, a, _ = case
+    run = run_action(tmp_path, model=fx.path, paths=a, fail_on_suspect="true")
+    assert outputs(tmp_path)["exit-code"] == "2"
+    assert "Error: --fail-on-suspect needs a measured benign reference" in run.stderr
+    assert "could not scan (exit 2)" in (tmp_path / "summary.md").read_text()
+
+
+def test_fail_on_suspect_with_a_calibration_gates_on_the_verdict(case, tmp_path):
+    import numpy as np
+
+    fx, a, _ = case
+    np.save(tmp_path / "clean.npy", om.to_bytes(om.make_images(200, seed=11, triggered_fraction=0.0)).astype(np.uint8))
+    made = subprocess.run([sys.executable, "-m", "scanner", "-q", "calibrate", str(fx.path), str(tmp_path / "clean.npy"),
+                           "-o", str(tmp_path / "cal.json"), "--detector", "scaleup"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": _this_checkout()})
+    assert made.returncode == 0, made.stderr
+    run = run_action(tmp_path, model=fx.path, paths=a, calibration=tmp_path / "cal.json", fail_on_suspect="true",
+                     allow_undecidable="true")
+    assert run.returncode == 0, run.stderr
+    doc = json.loads((tmp_path / outputs(tmp_path)["json-report"]).read_text())
+    assert doc["gate"]["fail_on_suspect"] is True and doc["gate"]["allow_undecidable"] is True
+    named = [t["label"] for t in doc["summary"]["verdict"]["suspected_targets"]]
+    assert outputs(tmp_path)["exit-code"] == ("1" if named else "0")
 
 
 def test_unusable_model_is_exit_2(tmp_path):

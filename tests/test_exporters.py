@@ -95,7 +95,8 @@ def test_round_trip(tmp_path, factories, name):
     model = getattr(factories, name)()
     out = tmp_path / "model.onnx"
     names = [f"class{i}" for i in range(10)]
-    report = exporters.export(model, out, input_shape=SHAPE, mean=CIFAR_MEAN, std=CIFAR_STD, class_names=names)
+    report = exporters.export(model, out, input_shape=SHAPE, mean=CIFAR_MEAN, std=CIFAR_STD, pixel_range="unit",
+                              class_names=names)
 
     assert report.exporter == "dynamo" and report.dynamo_error is None
     assert report.path == out and report.size_bytes == out.stat().st_size
@@ -465,3 +466,40 @@ def test_output_name_from_values():
     assert output_name(logits) == "logits"
     assert output_name(probs) == "probabilities"
     assert output_name(np.log(probs)) == "log_probabilities"
+
+
+def test_metadata_records_only_what_was_stated(tmp_path, factories):
+    """Issue 27, point 3: exporting without --pixel-range/--mean/--std wrote "[0, 1], no
+    normalization" as a fact, and later scans trusted it silently. The range (and the
+    normalization) not given are recorded as unknown, and a scan warns that they are guessed."""
+    from scanner import Scanner
+
+    model = factories.tiny_cnn()
+    plain = tmp_path / "plain.onnx"
+    report = exporters.export(model, plain, input_shape=SHAPE, parity_batch_sizes=(2,), parity_scales=(3,))
+    meta = metadata(plain)
+    written = json.loads(meta["scanner.spec"])
+    assert written["pixel_range"] is None and written["mean"] is None and written["std"] is None
+    assert json.loads(meta[EXPORT_KEY])["unknown"] == ["pixel_range", "normalization"]
+    assert report.unknown == ("pixel_range", "normalization") and "unknown range" in str(report)
+    assert "pixel range and normalization not given" in str(report)
+    scanner = Scanner(plain, device="cpu")
+    assert scanner.resolved.sources["pixel_range"] == "default"  # as for a model without metadata
+    np.save(tmp_path / "x.npy", (images(6) * 255).astype(np.uint8).transpose(0, 2, 3, 1))
+    warnings = scanner.scan([tmp_path / "x.npy"]).summary().warnings
+    assert any(w.startswith("preprocessing guessed: pixel range and normalization") for w in warnings), warnings
+
+    stats = tmp_path / "stats.onnx"
+    exporters.export(model, stats, input_shape=SHAPE, mean=CIFAR_MEAN, std=CIFAR_STD, parity_batch_sizes=(2,),
+                     parity_scales=(3,))
+    written = json.loads(metadata(stats)["scanner.spec"])
+    assert written["pixel_range"] is None and written["mean"] == pytest.approx(CIFAR_MEAN)
+    assert json.loads(metadata(stats)[EXPORT_KEY])["unknown"] == ["pixel_range"]
+
+    stated = tmp_path / "stated.onnx"
+    result = invoke("--factory", "_export_factories:tiny_cnn", "-o", stated, "--input-shape", "3,16,16",
+                    "--pixel-range", "unit")
+    assert result.exit_code == 0, result.output
+    assert json.loads(metadata(stated)["scanner.spec"])["pixel_range"] == "unit"
+    assert json.loads(metadata(stated)[EXPORT_KEY])["unknown"] == []
+    assert Scanner(stated, device="cpu").resolved.sources["pixel_range"] == "model metadata"

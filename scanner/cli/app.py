@@ -105,10 +105,11 @@ def scan(
     max_flagged: Annotated[Optional[int], typer.Option(min=0, help="Gate: exit 1 if more inputs are flagged [default: no limit].", rich_help_panel="CI gate")] = None,
     max_flagged_rate: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Gate: exit 1 if a larger fraction is flagged [default: no limit].", rich_help_panel="CI gate")] = None,
     strict: Annotated[bool, typer.Option(help="Exit 2 if any input cannot be read (default: list it as failed).", rich_help_panel="CI gate")] = False,
-    expected_fpr: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Benign flag rate the verdict tests against [default: from the calibration, else 0.10 assumed].")] = None,
+    expected_fpr: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Benign flag rate the verdict tests against, with --calibration [default: from the calibration; without one no class is named whatever the rate].")] = None,
     score: ScoreOpt = None,
     detector: DetectorOpt = None,
-    fail_on_suspect: Annotated[bool, typer.Option("--fail-on-suspect", help="Gate: exit 1 when the verdict names a suspected target class (needs --calibration to name one; default: off).", rich_help_panel="CI gate")] = False,
+    fail_on_suspect: Annotated[bool, typer.Option("--fail-on-suspect", help="Gate: exit 1 when the verdict names a suspected target class, or cannot judge the scan (most inputs undecidable); needs --calibration (refused without one) [default: off].", rich_help_panel="CI gate")] = False,
+    allow_undecidable: Annotated[bool, typer.Option("--allow-undecidable", help="Gate: with --fail-on-suspect, pass a scan whose verdict cannot judge it (most inputs undecidable) instead of failing it [default: off].", rich_help_panel="CI gate")] = False,
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = None,
     engine: Annotated[Engine, typer.Option(case_sensitive=False, help="local: this machine; ray: a Ray cluster (pip install -e \".[ray]\").", rich_help_panel="Scaling out")] = Engine.local,
@@ -129,7 +130,7 @@ def scan(
     failed; 2 usage error, unusable model, nothing could be scored, or (with --strict) an
     unreadable input; 3 internal error.
     """
-    from ..decide.verdict import check_gate, summarize
+    from ..decide.verdict import NEEDS_CALIBRATION, check_gate, summarize
     from ..report.render import display_name, summary_lines
     from ..report.stream import ScanWriter
     from ..report.terminal import is_terminal, outcome_line, use_colour
@@ -143,6 +144,10 @@ def scan(
             _progress(not _state["quiet"], "scanning") as progress:
         around = _lift(progress) if progress is not None and on_terminal else None
         _check_outputs(output, html)
+        if fail_on_suspect and calibration is None:
+            raise ScannerError(NEEDS_CALIBRATION)
+        if allow_undecidable and not fail_on_suspect:
+            raise ScannerError("--allow-undecidable goes with --fail-on-suspect")
         if (format is Format.html or html is not None) and output_dir is not None:
             raise ScannerError("--format html needs the per-input results in the report; drop --output-dir")
         if engine is Engine.ray and timeout is not None:
@@ -186,7 +191,7 @@ def scan(
             for warning in summary.warnings:
                 typer.echo(f"Warning: {warning}", err=True)
             gate = check_gate(summary, max_flagged=max_flagged, max_flagged_rate=max_flagged_rate,
-                              fail_on_suspect=fail_on_suspect)
+                              fail_on_suspect=fail_on_suspect, allow_undecidable=allow_undecidable)
             if writer is None:
                 shards.render_summary(result, summary, gate, format, stream, output_dir)
             else:
@@ -279,6 +284,7 @@ def evaluate(
     labels: Annotated[Optional[Path], typer.Option(help="File of 'input,label' lines giving the benign inputs' true labels [default: ImageFolder subfolders, else no correct-prediction filter].")] = None,
     calibration: CalibrationOpt = None,
     threshold: ThresholdOpt = None,
+    detector: DetectorOpt = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the metrics as JSON here [default: text on stdout only].")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write the ROC curve and SPC histograms as PNG (needs the plot extra) [default: no plot].")] = None,
     html: Annotated[Optional[Path], typer.Option("--html", help="Write the metrics, the ROC curve and the SPC histograms as one self-contained HTML page [default: none].")] = None,
@@ -286,14 +292,18 @@ def evaluate(
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = None,
 ) -> None:
-    """The paper's protocol: AUROC, TPR/FPR/F1 at the threshold, TPR at 1% and 5% FPR, best F1."""
+    """The paper's protocol: AUROC, TPR/FPR/F1 at the threshold, TPR at 1% and 5% FPR, best F1.
+
+    Every score the scan offers is evaluated. Inputs a score cannot judge stay in both sets and
+    count as not flagged by it (a true negative if benign, a miss if poisoned); each score says
+    how many."""
     from ..evaluation import evaluate as run_evaluation, plot_evaluation
     from ..report.render import render_evaluation, write_evaluation_json
 
     with _user_errors():
         _check_outputs(output, html, plot)
         scanner = _make_scanner(model, prep, device=device, scales=_scales(scales), threshold=threshold,
-                                calibration=calibration, batch_size=batch_size)
+                                calibration=calibration, batch_size=batch_size, detectors=detector)
         result = run_evaluation(scanner, benign, poisoned, target_label=target_label, labels_file=labels)
         if plot is not None:
             plot_evaluation(result, plot)
@@ -339,9 +349,9 @@ def probe(
 ) -> None:
     """Find the preprocessing: rank pixel ranges, normalizations and channel orders on sample inputs.
 
-    By accuracy when true labels are known, else by how confident and diverse the predictions
-    are. Prints the ranking and the flags to pass; says when it cannot tell. Preprocessing
-    flags given here are kept fixed.
+    By accuracy when true labels are known, else by how diverse and confident the predictions
+    are. Prints the ranking and the flags to pass; when it cannot tell it says so and recommends
+    nothing (--write-spec then exits 2). Preprocessing flags given here are kept fixed.
     """
     import json
 
@@ -352,9 +362,9 @@ def probe(
         _check_outputs(write_spec)
         loaded = load_model(model, device=device.value, options=prep.overrides, spec_file=prep.spec_file)
         result = run_probe(loaded, paths, labels_file=labels, sample=sample)
-        if write_spec is not None:
+        typer.echo(json.dumps(result.to_dict(), indent=2) if format is InspectFormat.json else str(result))
+        if write_spec is not None:  # refused when it cannot tell (after the ranking, which says why)
             result.write_spec(write_spec)
-    typer.echo(json.dumps(result.to_dict(), indent=2) if format is InspectFormat.json else str(result))
     if write_spec is not None and not _state["quiet"]:
         typer.echo(f"wrote {write_spec} (scan with --spec {write_spec})", err=True)
 

@@ -139,11 +139,24 @@ def binomial_sf(k: int, n: int, p: float) -> float:
 
 def betabinomial_sf(k: int, m: int, a: int, b: int) -> float:
     """P(X >= k) for X ~ BetaBinomial(m, a, b): how many of m fresh clean inputs reach a
-    conformal flag set from n = a + b - 1 clean references (a = floor(FPR (n + 1)))."""
+    conformal flag set from n = a + b - 1 clean references (a = floor(FPR (n + 1))).
+
+    Summed in log space like :func:`binomial_sf` (accurate to about 1e-9 relative down to
+    ~1e-308, then 0.0); a general-purpose ``betabinom.sf`` computes ``1 - cdf`` and loses every
+    digit below about 1e-8."""
     if k <= 0:
         return 1.0
     if k > m or a <= 0:
         return 0.0 if a > 0 else 1.0
-    from scipy.stats import betabinom  # scipy comes with scikit-learn; imported only here
-
-    return float(betabinom.sf(k - 1, m, a, b))
+    if b <= 0:  # the whole mass at m: every input flagged
+        return 1.0
+    # log pmf(k) = log C(m, k) + log B(k + a, m - k + b) - log B(a, b), then the recurrence
+    # pmf(i + 1) = pmf(i) * (m - i) / (i + 1) * (i + a) / (m - i - 1 + b)
+    log_first = (math.lgamma(m + 1) - math.lgamma(k + 1) - math.lgamma(m - k + 1)
+                 + math.lgamma(k + a) + math.lgamma(m - k + b) - math.lgamma(m + a + b)
+                 - math.lgamma(a) - math.lgamma(b) + math.lgamma(a + b))
+    i = np.arange(k, m, dtype=np.float64)
+    steps = np.log((m - i) / (i + 1)) + np.log((i + a) / (m - i - 1 + b))
+    log_terms = log_first + np.concatenate([[0.0], np.cumsum(steps)])
+    top = log_terms.max()
+    return float(min(1.0, math.exp(top + math.log(np.exp(log_terms - top).sum()))))

@@ -12,7 +12,12 @@ Classes with fewer than ``min_class_samples`` reference inputs use the pooled re
 
 Several scores combine by Fisher's method, ``F = -2 sum log p_i``, and ``F`` gets its own
 per-class reference from the calibration inputs' leave-one-out p-values, so the combined flag
-keeps the same guarantee.
+keeps the same guarantee. A detector that cannot judge an input (SCALE-UP on a near-binary
+digit) drops out of that input's combination: ``F`` over the p-values of the detectors that can,
+compared with the reference of that same combination (the calibration inputs' leave-one-out
+p-values of those detectors), i.e. the null distribution of the k remaining terms (2k degrees of
+freedom under independence), measured rather than assumed. One remaining detector: its own
+p-value. None: the input is undecidable for the combination.
 """
 
 from __future__ import annotations
@@ -138,6 +143,11 @@ class References:
     combined: ScoreReference | None = None
     min_class_samples: int = 10
     achieved_fpr: dict[str, float] = field(default_factory=dict)
+    #: the calibration inputs' leave-one-out p-values per score (NaN: not judged) and their labels:
+    #: the references of combinations of fewer scores are made from them when an input needs one
+    loo: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    labels: np.ndarray | None = field(default=None, repr=False)
+    _subsets: dict[tuple[str, ...], ScoreReference | None] = field(default_factory=dict, repr=False)
 
     @classmethod
     def fit(cls, raw: dict[str, np.ndarray], labels: np.ndarray, *, combine: Iterable[str],
@@ -148,6 +158,7 @@ class References:
         out = cls(refs, min_class_samples=int(min_class_samples))
         achieved = {}
         loo = {name: refs[name].leave_one_out(v, labels) for name, v in raw.items()}
+        out.loo, out.labels = loo, labels
         for name, p in loo.items():
             achieved[q_name(name)] = float(np.nanmean(p <= target_fpr))
         combine = tuple(c for c in combine if c in raw)
@@ -171,15 +182,54 @@ class References:
             return self.combined
         return self.scores.get(name[2:]) if name.startswith("q_") else None
 
-    def calibrated(self, raw: dict[str, np.ndarray | None], labels: np.ndarray) -> dict[str, np.ndarray | None]:
-        """``q_<score>`` (1 - p) for each referenced score, and ``q_fisher`` when combined."""
+    def combined_for(self, parts: tuple[str, ...]) -> ScoreReference | None:
+        """The reference of Fisher's combination of ``parts`` (a subset of ``combined_of``, in its
+        order): the stored one for all of them, else made from the calibration inputs judged by
+        every one of ``parts`` (None when there is none, or no leave-one-out p-values are kept)."""
+        if parts == self.combined_of:
+            return self.combined
+        if parts not in self._subsets:
+            ref = None
+            if self.labels is not None and all(c in self.loo for c in parts):
+                stat = fisher(self.loo[c] for c in parts)
+                if np.any(~np.isnan(stat)):
+                    ref = ScoreReference.fit(stat, self.labels, self.min_class_samples)
+            self._subsets[parts] = ref
+        return self._subsets[parts]
+
+    def calibrated(self, raw: dict[str, np.ndarray | None], labels: np.ndarray,
+                   judged: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray | None]:
+        """``q_<score>`` (1 - p) for each referenced score, and ``q_fisher`` when combined.
+
+        ``judged`` maps a raw score to the inputs its detector can judge (default: all). An input
+        some of the combined detectors cannot judge gets Fisher's combination of the others (see
+        :meth:`combined_for`); one none of them can judge keeps the value of the full combination
+        (meaningless: the scanner marks it undecidable and never flags it)."""
         p = {name: None if raw.get(name) is None else ref.p_values(raw[name], labels)
              for name, ref in self.scores.items()}
         out: dict[str, np.ndarray | None] = {q_name(n): None if v is None else 1.0 - v for n, v in p.items()}
-        if self.combined is not None:
-            parts = [p[c] for c in self.combined_of]
-            out[q_name(COMBINED)] = (None if any(v is None for v in parts)
-                                     else 1.0 - self.combined.p_values(fisher(parts), labels))
+        if self.combined is None:
+            return out
+        parts = [p[c] for c in self.combined_of]
+        if any(v is None for v in parts):
+            out[q_name(COMBINED)] = None
+            return out
+        labels = np.asarray(labels, np.int64)
+        q = 1.0 - self.combined.p_values(fisher(parts), labels)
+        if judged:
+            can = np.stack([np.asarray(judged[c], bool) if c in judged else np.ones(len(labels), bool)
+                            for c in self.combined_of], axis=1)
+            partial = np.flatnonzero(can.any(axis=1) & ~can.all(axis=1))
+            for pattern in {tuple(row) for row in can[partial].tolist()}:
+                rows = partial[(can[partial] == pattern).all(axis=1)]
+                keep = tuple(c for c, ok in zip(self.combined_of, pattern) if ok)
+                if len(keep) == 1:
+                    q[rows] = 1.0 - p[keep[0]][rows]
+                    continue
+                ref = self.combined_for(keep)
+                if ref is not None:
+                    q[rows] = 1.0 - ref.p_values(fisher(p[c][rows] for c in keep), labels[rows])
+        out[q_name(COMBINED)] = q
         return out
 
     def to_dict(self) -> dict[str, Any]:

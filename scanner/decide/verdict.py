@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._validation import check_number, check_rate
+from ..errors import ScannerError
 from .metrics import betabinomial_sf, binomial_sf  # noqa: F401  (binomial_sf: part of this module's API)
 
 if TYPE_CHECKING:  # types only: decisions read a ScanResult, they do not import the results module
     from ..results import ScanResult
 
-DEFAULT_ASSUMED_FPR = 0.10  # used for the verdict when no calibration states the benign rate
+DEFAULT_ASSUMED_FPR = 0.10  # the rate shown without a calibration (no class is named without one)
 DEFAULT_ALPHA = 0.01
 # A suspected target must also be flagged far above its benign rate, not just significantly:
 # on thousands of inputs a class at 7% against an expected 4% is "significant" yet no backdoor.
@@ -34,8 +35,12 @@ COLLAPSE_MIN_INPUTS = 20
 # Above this share of undecidable inputs the verdict is "cannot judge".
 CANNOT_JUDGE_SHARE = 0.5
 NO_REFERENCE = ("no benign reference: without a calibration the scanner cannot tell a backdoor's target from "
-                "the class amplified or corrupted inputs drift to on any model, so it names none; run "
-                "`scanner calibrate` on trusted clean inputs and scan with --calibration")
+                "the class amplified or corrupted inputs drift to on any model, so it names none (an assumed "
+                "--expected-fpr is no measured reference); run `scanner calibrate` on trusted clean inputs and "
+                "scan with --calibration")
+NEEDS_CALIBRATION = ("--fail-on-suspect needs a measured benign reference to name a suspect: add --calibration FILE "
+                     "(made by `scanner calibrate` on trusted clean inputs)")
+ALLOW_UNDECIDABLE = "--allow-undecidable"
 # where a stated preprocessing comes from (a uint8 input implies [0, 255]: "inferred from graph")
 STATED_SOURCES = ("option", "spec file", "model metadata")
 PROBE_HINT = "run `scanner probe MODEL IMAGES` to find the preprocessing and pass the flags it prints"
@@ -86,6 +91,8 @@ class Verdict:
     #: inputs undecidable), "withheld" (suspects found but not named, see ``withheld``)
     status: str = "no suspect"
     note: str | None = None  # one line saying why for the statuses other than suspect / no suspect
+    #: tested against a measured benign reference (a calibration); not in the report's JSON
+    has_reference: bool = True
 
     @property
     def model_suspicious(self) -> bool:
@@ -155,6 +162,7 @@ class Gate:
     max_flagged_rate: float | None
     reasons: tuple[str, ...] = field(default=())
     fail_on_suspect: bool = False
+    allow_undecidable: bool = False  # --fail-on-suspect passes a verdict that cannot judge
 
     @property
     def passed(self) -> bool:
@@ -165,7 +173,8 @@ class Gate:
 
     def to_dict(self) -> dict[str, Any]:
         return {"max_flagged": self.max_flagged, "max_flagged_rate": self.max_flagged_rate,
-                "fail_on_suspect": self.fail_on_suspect, "passed": self.passed, "reasons": list(self.reasons)}
+                "fail_on_suspect": self.fail_on_suspect, "allow_undecidable": self.allow_undecidable,
+                "passed": self.passed, "reasons": list(self.reasons)}
 
 
 def format_p(p: float) -> str:
@@ -244,7 +253,8 @@ def summarize(result: ScanResult, *, expected_fpr: float | None = None, alpha: f
     reference, reference_sizes = True, None
     if expected_fpr is not None:
         expected_fpr = check_rate(expected_fpr, "expected benign flag rate (--expected-fpr)")
-        source = "given (--expected-fpr)"
+        source = "given (--expected-fpr)" + ("" if cal is not None else ": no calibration, so no class is named")
+        reference = cal is not None  # an assumed rate alone is no benign reference
     elif cal is not None and result.settings.score.startswith("q"):
         # conformal p-values per predicted class: each class's benign flag rate is at most the target
         expected_fpr, source = cal.target_fpr, "calibration: per-class conformal p-values, rate at most the target"
@@ -253,7 +263,7 @@ def summarize(result: ScanResult, *, expected_fpr: float | None = None, alpha: f
         expected_fpr, source = cal.expected_fpr(), "calibration, per predicted class"
         expected_per_class = cal.expected_fpr_per_class()
     else:
-        expected_fpr, source = DEFAULT_ASSUMED_FPR, "assumed: no calibration; pass --calibration or --expected-fpr"
+        expected_fpr, source = DEFAULT_ASSUMED_FPR, "assumed: no calibration; pass --calibration"
         reference = False
     verdict, warnings = decide(s.labels, s.flagged, s.undecidable, expected_fpr=expected_fpr, source=source,
                                reference=reference, per_class=expected_per_class, alpha=alpha, class_names=names,
@@ -323,7 +333,7 @@ def decide(labels: np.ndarray, flagged: np.ndarray, undecidable: np.ndarray, *, 
             note += (f"; most flagged: class {most.label}{f' ({name})' if name else ''}, {most.flagged} of "
                      f"{most.inputs}, which may be a target or only where inputs drift to")
         verdict = replace(verdict.withhold(note) if verdict.suspects else verdict, status="no reference", note=note)
-    return verdict, warnings
+    return replace(verdict, has_reference=reference), warnings
 
 
 def _range(pixel_range: str) -> str:
@@ -352,14 +362,17 @@ def collapsed(labels: np.ndarray) -> tuple[int, float] | None:
     return (top.label, share) if share >= COLLAPSE_SHARE else None
 
 
-
-
-
 def check_gate(summary: Summary, *, max_flagged: int | None, max_flagged_rate: float | None,
-               fail_on_suspect: bool = False) -> Gate | None:
-    """The CI gate, or None when no limit is set. ``fail_on_suspect``: a named class fails it."""
+               fail_on_suspect: bool = False, allow_undecidable: bool = False) -> Gate | None:
+    """The CI gate, or None when no limit is set.
+
+    ``fail_on_suspect``: a named class fails it, and so does a verdict that cannot judge (most
+    inputs undecidable: a gate that cannot see must not pass silently) unless ``allow_undecidable``.
+    It needs a measured benign reference: without a calibration it is refused (ScannerError)."""
     if max_flagged is None and max_flagged_rate is None and not fail_on_suspect:
         return None
+    if fail_on_suspect and not summary.verdict.has_reference:
+        raise ScannerError(NEEDS_CALIBRATION)
     if max_flagged is not None:
         max_flagged = check_number(max_flagged, "--max-flagged", lo=0, integer=True)
     if max_flagged_rate is not None:
@@ -371,4 +384,8 @@ def check_gate(summary: Summary, *, max_flagged: int | None, max_flagged_rate: f
         reasons.append(f"flagged rate {summary.flagged_rate:.4f} > --max-flagged-rate {max_flagged_rate}")
     if fail_on_suspect and summary.verdict.suspects:
         reasons.append("--fail-on-suspect: " + "; ".join(s.text for s in summary.verdict.suspects))
-    return Gate(max_flagged, max_flagged_rate, tuple(reasons), fail_on_suspect)
+    if fail_on_suspect and summary.verdict.status == "cannot judge" and not allow_undecidable:
+        reasons.append(f"--fail-on-suspect: the verdict cannot judge this scan ({summary.undecidable} of "
+                       f"{summary.scored} inputs undecidable for the deciding score); choose detectors that can "
+                       f"judge them (--detector, --score), or pass {ALLOW_UNDECIDABLE} to let such a scan pass")
+    return Gate(max_flagged, max_flagged_rate, tuple(reasons), fail_on_suspect, allow_undecidable)

@@ -9,7 +9,7 @@ the books; it knows nothing else about any detector.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,11 +39,12 @@ class DetectorScores:
     scores: dict[str, np.ndarray | None]
     #: (b,) bool: inputs whose model outputs were not finite (set by the scanner, not the detector)
     invalid: np.ndarray | None = None
-    #: (b,) bool: inputs the detector cannot judge (its queries barely differ from the input);
-    #: set by the scanner from :meth:`Detector.undecidable`
-    undecidable: np.ndarray | None = None
-    #: why, one line (the same for every undecidable input of this detector)
-    undecidable_reason: str | None = None
+    #: detector name -> (b,) bool: the inputs that detector cannot judge (its queries barely
+    #: differ from the input), for each detector that can say so; set by the scanner from
+    #: :meth:`Detector.undecidable` of each detector that ran (a combination's parts one by one)
+    undecidable_by: dict[str, np.ndarray] = field(default_factory=dict)
+    #: detector name -> why, one line (the same for every input that detector cannot judge)
+    undecidable_why: dict[str, str] = field(default_factory=dict)
     #: (b, F) float64: each input's response profile (:mod:`scanner.detectors.profile`), set by
     #: the scanner when a calibration is being made
     features: np.ndarray | None = None
@@ -52,8 +53,8 @@ class DetectorScores:
         """The rows ``keep`` (a boolean mask or indices) of every array."""
         return DetectorScores(self.labels[keep], self.query_labels[keep],
                               {k: None if v is None else v[keep] for k, v in self.scores.items()},
-                              undecidable=None if self.undecidable is None else self.undecidable[keep],
-                              undecidable_reason=self.undecidable_reason,
+                              undecidable_by={k: v[keep] for k, v in self.undecidable_by.items()},
+                              undecidable_why=dict(self.undecidable_why),
                               features=None if self.features is None else self.features[keep])
 
 

@@ -75,12 +75,12 @@ class Combined(Detector):
         return DetectorScores(labels[:b], reported, scores)
 
     def undecidable(self, images: np.ndarray) -> tuple[np.ndarray, str] | None:
-        # undecidable when any part cannot judge it: the combined decision assumes every part
-        # informs it (run the other detectors alone to judge such inputs without that part)
-        found = [f for f in (p.undecidable(images) for p in self.parts) if f is not None]
-        if not found:
+        # undecidable only when no part can judge it: a part that cannot judge an input drops out
+        # of that input's combined decision (the scanner asks each part, see Scanner.score_batch)
+        found = [p.undecidable(images) for p in self.parts]
+        if any(f is None for f in found):
             return None
-        return np.logical_or.reduce([m for m, _ in found]), "; ".join(reason for _, reason in found)
+        return np.logical_and.reduce([m for m, _ in found]), "; ".join(reason for _, reason in found)
 
     def query_names(self) -> list[str]:
         return self._reporter.query_names()

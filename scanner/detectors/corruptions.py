@@ -82,7 +82,7 @@ from numbers import Integral
 
 import numpy as np
 
-from ..inputs.decode import UNIT
+from ..inputs.decode import BYTE_MAX
 from .jpeg import jpeg_into, jpeg_mosaics
 from .linear_filters import (gaussian_kernel, grouped, kernel_pass, matrix_pass, pixelate_matrix,
                              readonly, apply_plan)
@@ -124,7 +124,7 @@ def corrupt(images: np.ndarray, name: str, severity: int) -> np.ndarray:
     ----------
     images : ndarray of shape (b, H, W, C), C in {1, 3}
         float32 pixels in [0, 1] (other floats are converted; uint8 pixels p become
-        ``float32(p) * (1 / 255)``).
+        ``float32(p) / 255``).
     name : str
         One of :data:`CORRUPTIONS`.
     severity : int
@@ -170,7 +170,7 @@ def to_planar(images: np.ndarray) -> np.ndarray:
     out = np.empty((arr.shape[0], arr.shape[3], arr.shape[1], arr.shape[2]), np.float32)
     src = arr.transpose(0, 3, 1, 2)
     if arr.dtype == np.uint8:
-        np.multiply(src, UNIT, out=out, casting="unsafe")
+        np.divide(src, BYTE_MAX, out=out, casting="unsafe")
     else:
         np.copyto(out, src, casting="unsafe")
     return out

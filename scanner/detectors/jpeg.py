@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..inputs.decode import UNIT
+from ..inputs.decode import BYTE_MAX
 
 try:  # a declared dependency; Pillow (same libjpeg) is the fallback
     import simplejpeg as _simplejpeg
@@ -55,7 +55,7 @@ def jpeg_into(prep: tuple, quality: int, dst: np.ndarray) -> np.ndarray:
     for start, n, rows, cols, mosaic in mosaics:
         decoded = jpeg_roundtrip(mosaic, quality)
         tiles = decoded.reshape(rows, th, cols, tw, c).transpose(0, 2, 4, 1, 3).reshape(rows * cols, c, th, tw)
-        np.multiply(tiles[:n, :, :h, :w], UNIT, out=dst[start:start + n], casting="unsafe")
+        np.divide(tiles[:n, :, :h, :w], BYTE_MAX, out=dst[start:start + n], casting="unsafe")
     return dst
 
 

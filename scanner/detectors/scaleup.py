@@ -19,7 +19,7 @@ import numpy as np
 import math
 
 from .._validation import MAX_SCALE, MAX_SCALES, check_scales
-from ..inputs.decode import UNIT
+from ..inputs.decode import BYTE_MAX
 from ..model.preprocess import Preprocessor
 from .base import Detector, DetectorScores
 
@@ -80,7 +80,7 @@ def fill_scaled_batch(base: np.ndarray, scales, out: np.ndarray, *,
     ----------
     base : ndarray of shape (b, ...), float32 in [0, 1] or uint8 pixels
         The unscaled images, already in the model's layout (a transposed view is fine). Bytes
-        are converted as ``float32(p) * float32(1 / 255)`` while copied, the loader's own rule.
+        are converted as ``float32(p) / 255`` while copied, the loader's own rule.
     scales : sequence of positive numbers
         Copy ``i`` (rows ``(i + 1) * b`` to ``(i + 2) * b`` of ``out``) is scaled by ``scales[i]``.
     out : ndarray of shape ((1 + len(scales)) * b, ...), float32
@@ -101,7 +101,7 @@ def fill_scaled_batch(base: np.ndarray, scales, out: np.ndarray, *,
         hi = min(b, lo + block)
         src = out[lo:hi]
         if base.dtype == np.uint8:
-            np.multiply(base[lo:hi], UNIT, out=src, casting="unsafe")
+            np.divide(base[lo:hi], BYTE_MAX, out=src, casting="unsafe")
         else:
             np.copyto(src, base[lo:hi])
         for i, n in enumerate(factors, start=1):
@@ -143,7 +143,7 @@ def amplification_change(images: np.ndarray, scales) -> np.ndarray | None:
     if not scales:
         return None
     flat = np.asarray(images).reshape(len(images), -1)
-    x = flat.astype(np.float32) * UNIT if flat.dtype == np.uint8 else flat.astype(np.float32, copy=False)
+    x = flat.astype(np.float32) / BYTE_MAX if flat.dtype == np.uint8 else flat.astype(np.float32, copy=False)
     d, one = np.float32(UNDECIDABLE_DELTA), np.float32(1)
     total = np.zeros(len(x), dtype=np.float64)
     for n in scales:

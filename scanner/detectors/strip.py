@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_number
-from ..inputs.decode import UNIT
+from ..inputs.decode import BYTE_MAX
 from ..errors import ScannerError
 from ..model.preprocess import Preprocessor
 from .base import Detector, DetectorScores
@@ -51,7 +51,7 @@ def _unit_images(images: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name}: expected a non-empty array of images shaped (n, H, W, C), uint8 or float "
                          f"in [0, 1], got {arr.shape} {arr.dtype}")
     if arr.dtype == np.uint8:
-        return arr.astype(np.float32) * UNIT
+        return arr.astype(np.float32) / BYTE_MAX
     if arr.dtype.kind == "u":
         raise ValueError(f"{name}: integer pixels must be uint8, got {arr.dtype}")
     out = np.array(arr, dtype=np.float32)
@@ -193,7 +193,7 @@ class Strip(Detector):
         src = out[:b]
         base = pre.to_layout(images)
         if images.dtype == np.uint8:
-            np.multiply(base, UNIT, out=src, casting="unsafe")
+            np.divide(base, BYTE_MAX, out=src, casting="unsafe")
         else:
             np.copyto(src, base)
         alpha = self.mode == "alpha"

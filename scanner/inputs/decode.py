@@ -1,8 +1,10 @@
 """Decoding one input to pixels: image files to (H, W, C) uint8 (float32 for >8-bit images),
 array slices to unit-range float32, both at the model's size and channel count.
 
-8-bit pixels become unit-range values as ``float32(p) * UNIT`` wherever the conversion happens
-(here, the batch loader, the detectors' query buffers), so every path gives the same bits.
+8-bit pixels become unit-range values as ``float32(p) / BYTE_MAX`` (a float32 division by 255,
+bit for bit what ``x / 255`` gives; not a product with ``float32(1 / 255)``, which differs in the
+last bit for about half of the 256 values) wherever the conversion happens (here, the batch
+loader, the detectors' query buffers), so every path gives the same bits.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 
 import numpy as np
 
-UNIT = np.float32(1 / 255)
+BYTE_MAX = np.float32(255)  # unit-range pixels are float32(p) / BYTE_MAX
 # Pixels an image file may declare before it is decoded (8192 x 8192): a few bytes of a broken or
 # hostile header can claim gigapixels, and decoding happens before resizing to the model's size.
 MAX_DECODE_PIXELS = 1 << 26
@@ -104,12 +106,12 @@ def _resize_float(gray: np.ndarray, height: int, width: int, channels: int) -> n
 def fit_array_images(arr: np.ndarray, height: int, width: int, channels: int) -> np.ndarray:
     """(b, H', W'[, C']) raw array slice -> (b, H, W, C) float32 unit range (values checked by caller)."""
     if arr.dtype == np.uint8:
-        x = arr.astype(np.float32) * UNIT
+        x = arr.astype(np.float32) / BYTE_MAX
     elif arr.dtype == np.uint16:
-        x = arr.astype(np.float32) * np.float32(1 / 65535)
+        x = arr.astype(np.float32) / np.float32(65535)
     elif arr.dtype.kind in "ui":
         # other integer types are read as 8-bit pixels; values outside 0-255 fail per image
-        x = arr.astype(np.float32) * UNIT
+        x = arr.astype(np.float32) / BYTE_MAX
     else:
         x = arr.astype(np.float32)
     if x.ndim == 3:

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .decode import UNIT, decode_image, failure_reason, fit_array_images
+from .decode import BYTE_MAX, decode_image, failure_reason, fit_array_images
 from .find import FailedInput, InputSet
 
 
@@ -21,7 +21,7 @@ class Batch:
 
     indices: np.ndarray  # (b,) int64, input indices of the decoded rows
     # (b, H, W, C): uint8 pixels when every image of the chunk was 8-bit (the unit-range value
-    # is pixel * UNIT, applied by the consumer in the same pass as its own copy), else float32
+    # is pixel / BYTE_MAX, applied by the consumer in the same pass as its own copy), else float32
     # in [0, 1]
     images: np.ndarray
     failures: list[tuple[int, str]]
@@ -33,7 +33,7 @@ def _as_float(images: np.ndarray, filled: int) -> np.ndarray:
     if images.dtype == np.float32:
         return images
     out = np.empty(images.shape, dtype=np.float32)
-    np.multiply(images[:filled], UNIT, out=out[:filled], casting="unsafe")
+    np.divide(images[:filled], BYTE_MAX, out=out[:filled], casting="unsafe")
     return out
 
 
@@ -101,7 +101,7 @@ class BatchLoader:
                 if img.dtype == np.uint8 and images.dtype == np.uint8:
                     images[row] = img
                 elif img.dtype == np.uint8:
-                    np.multiply(img, UNIT, out=images[row], casting="unsafe")
+                    np.divide(img, BYTE_MAX, out=images[row], casting="unsafe")
                 else:
                     images = _as_float(images, row)
                     images[row] = img

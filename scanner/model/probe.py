@@ -8,14 +8,19 @@ preprocessing, using the model already loaded (one session; the candidates diffe
 
 * with true labels (ImageFolder subfolders or a labels file): by accuracy; the best is called
   only when a paired sign test on the inputs the two best disagree on separates them;
-* without: by label-free evidence, ``score = diversity * confidence``. ``diversity`` is the
-  entropy of the predicted-label histogram over ``log(min(K, n))`` (1: the sample spread over
-  the classes, 0: every input on one class); ``confidence`` is the mean top-class probability
-  (1 for a model that outputs labels only). A wrong range or normalization pushes inputs off the
-  training distribution, where classifiers collapse onto one or a few classes (diversity falls)
-  or become unsure (confidence falls); either alone can be fooled (a collapsed model can be very
-  sure, a noise-driven one diverse), the product rewards only predictions that are both. The
-  best is called only when the runner-up scores below ``1 - LABEL_FREE_MARGIN`` times it.
+* without: by label-free evidence, ``score = diversity ** 2 * confidence``. ``diversity`` is
+  the entropy of the predicted-label histogram over ``log(min(K, n))`` (1: the sample spread
+  over the classes, 0: every input on one class); ``confidence`` is the mean top-class
+  probability (1 for a model that outputs labels only). A wrong range or normalization pushes
+  inputs off the training distribution, where classifiers collapse onto one or a few classes
+  (diversity falls) or become unsure (confidence falls). Confidence alone is fooled by scale:
+  [0, 255] pixels fed to a [0, 1] model inflate the logits, so its predictions look sure while
+  they are worse (the product ``diversity * confidence`` chose 0-255 for MNIST models that want
+  [0, 1], 69% against 99.5% accurate); collapse is the stronger evidence, hence diversity
+  squared. Measured on 38 rewritten zoo models (``bench/results/probe.md``). The best is called
+  only when the runner-up scores below ``1 - LABEL_FREE_MARGIN`` times it; otherwise the probe
+  says it cannot tell and recommends nothing. Exact ties rank the simplest candidate first
+  ([0, 1], no normalization, RGB), and are "cannot tell" all the same.
 
 Candidates whose predictions are identical on the sample are reported as equivalent (e.g. RGB
 and BGR for a model that averages the channels): on this sample the choice does not matter.
@@ -32,7 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..inputs.stream import BatchLoader
-from ..inputs.decode import UNIT
+from ..inputs.decode import BYTE_MAX
 from .._validation import check_output_file
 from ..errors import InputError
 from ..inputs.find import InputSet, MemoryArray, collect_inputs
@@ -66,6 +71,7 @@ class Candidate:
     pixel_range: str
     stats: str
     bgr: bool
+    gray: bool = False  # a 1-channel model: grayscale, no channel order
 
     def fields(self, channels: int) -> dict[str, Any]:
         """The spec fields, with mean/std in pixel-range units and the model's channel order."""
@@ -94,7 +100,7 @@ class Candidate:
 
     def __str__(self) -> str:
         rng = "[0, 1]" if self.pixel_range == "unit" else "[0, 255]"
-        return f"{rng}, {self.stats}, {'BGR' if self.bgr else 'RGB'}"
+        return f"{rng}, {self.stats}, {'grayscale' if self.gray else 'BGR' if self.bgr else 'RGB'}"
 
 
 def candidates(channels: int, *, fixed: dict[str, Any] | None = None, byte_only: bool = False) -> list[Candidate]:
@@ -109,7 +115,7 @@ def candidates(channels: int, *, fixed: dict[str, Any] | None = None, byte_only:
                     continue
                 if channels == 1 and mean is not None and len(mean) == 3:
                     continue
-                cand = Candidate(pixel_range, name, bgr)
+                cand = Candidate(pixel_range, name, bgr, gray=channels == 1)
                 fields = cand.fields(channels)
                 if all(_same(fields[k], v) for k, v in fixed.items() if k in fields):
                     out.append(cand)
@@ -172,6 +178,9 @@ class ProbeResult:
 
     def write_spec(self, path: str | Path) -> None:
         check_output_file(path)  # a regular file or a new name; never a FIFO (a hang) or a device
+        if not self.decided:
+            raise InputError(f"--write-spec: the probe cannot tell the preprocessing, so no spec is written "
+                             f"({self.reason})")
         try:
             Path(path).write_text(json.dumps(self.spec_dict(), indent=2) + "\n")
         except OSError as exc:
@@ -180,7 +189,9 @@ class ProbeResult:
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "inputs_found": self.inputs_found, "sampled": self.sampled,
                 "failed": self.failed, "truth": self.truth, "decided": self.decided, "reason": self.reason,
-                "best_flags": self.best.candidate.flags(self.channels), "spec": self.spec_dict(),
+                # no recommendation when it cannot tell
+                "best_flags": self.best.candidate.flags(self.channels) if self.decided else None,
+                "spec": self.spec_dict() if self.decided else None,
                 "ranking": [t.to_dict(self.channels) for t in self.trials]}
 
     def _class(self, label: int) -> str:
@@ -189,7 +200,7 @@ class ProbeResult:
 
     def __str__(self) -> str:
         evidence = (f"ranked by accuracy against {self.truth}" if self.truth else
-                    "no true labels: ranked by score = diversity x confidence of the predictions")
+                    "no true labels: ranked by score = diversity^2 x confidence of the predictions")
         lines = [f"probe {self.model}: {self.sampled} of {self.inputs_found} inputs sampled"
                  + (f" ({self.failed} unreadable)" if self.failed else "") + f"; {evidence}"]
         head = ["rank", "preprocessing", "accuracy", "confidence", "diversity", "top class", "score", ""]
@@ -207,10 +218,11 @@ class ProbeResult:
         best = self.best.candidate
         if self.decided:
             lines.append(f"best: {best} ({self.reason})")
-        else:
+            lines.append(f"flags: {best.flags(self.channels)}")
+        else:  # no recommendation: a guess printed as flags gets copied as a fact
             lines.append(f"cannot tell: {self.reason}")
-            lines.append(f"most likely: {best}")
-        lines.append(f"flags: {best.flags(self.channels)}")
+            lines.append("no recommendation: give true labels (ImageFolder subfolders or --labels), or find out "
+                         "how the model was trained and pass --pixel-range/--mean/--std/--bgr")
         return "\n".join(lines)
 
 
@@ -246,7 +258,7 @@ def _decode(inputs: InputSet, spec: Spec) -> tuple[np.ndarray, list[str], int]:
     for batch in loader:
         if len(batch.indices):
             block = batch.images
-            images.append(block * UNIT if block.dtype == np.uint8 else np.asarray(block, dtype=np.float32))
+            images.append(block / BYTE_MAX if block.dtype == np.uint8 else np.asarray(block, dtype=np.float32))
             names.extend(inputs.names(batch.indices))
         failed += len(batch.failures)
     if not images:
@@ -276,8 +288,9 @@ def _trial(model: Model, images: np.ndarray, cand: Candidate, truth, n_classes: 
     diversity = float(-(share * np.log(share)).sum() / math.log(span)) if span > 1 else 0.0
     top = int(counts.argmax() + labels.min())
     accuracy = None if truth is None else float((labels == truth).mean())
-    return Trial(cand, labels, confidence, max(0.0, diversity), top, float(counts.max() / len(labels)), accuracy,
-                 max(0.0, diversity) * (1.0 if confidence is None else confidence))
+    diversity = max(0.0, diversity)
+    return Trial(cand, labels, confidence, diversity, top, float(counts.max() / len(labels)), accuracy,
+                 diversity ** 2 * (1.0 if confidence is None else confidence))
 
 
 def _current(model: Model, cands: list[Candidate]) -> Candidate | None:

@@ -17,6 +17,12 @@ from .onnx_file import FEEDABLE, FLOAT, INTEGER, ModelInfo, TensorInfo
 from .preprocess import Preprocessor
 from .spec import ResolvedSpec, Spec, merge_layers, read_spec_file, spec_from_metadata, validate_spec_dict
 
+# The smallest image side the scanner takes (8 x 8: the smallest image data sets, such as the
+# 8 x 8 digits). A "size" such as 28x1 makes a row of tabular features fit a flat input, but it
+# is no image, and SCALE-UP's amplification or STRIP's blends mean nothing on it.
+MIN_SIDE = 8
+IMAGE_INPUTS = "[N, C, H, W], [N, H, W, C] or a flat image [N, H*W*C]"
+
 
 @dataclass(frozen=True)
 class OutputChoice:
@@ -95,8 +101,12 @@ def looks_like_image(info: ModelInfo) -> bool:
 
 
 def check_spec_fits(spec: Spec, info: ModelInfo) -> None:
-    """Raise if the resolved spec cannot feed the model's input tensor."""
+    """Raise if the resolved spec cannot feed the model's input tensor, or the input is no image
+    (rank other than 2 or 4, or a side under :data:`MIN_SIDE`), whatever the flags say."""
     inp = info.input
+    if inp.shape is not None and len(inp.shape) not in (2, 4):
+        raise SpecError(f"the model input {inp} is not an image (rank {len(inp.shape)}; an image input is "
+                        f"{IMAGE_INPUTS}); the scanner scans image classifiers")
     if spec.input_name is not None and spec.input_name != inp.name:
         names = ", ".join(t.name for t in info.data_inputs)
         raise SpecError(f"input {spec.input_name!r} not found; the model's data input is {names}")
@@ -108,6 +118,11 @@ def check_spec_fits(spec: Spec, info: ModelInfo) -> None:
             )
         raise SpecError(
             f"cannot tell the input image size from the model (input {inp}); pass --size HxW or a spec file"
+        )
+    if min(spec.height, spec.width) < MIN_SIDE:
+        raise SpecError(
+            f"the model input {inp} read as {spec.height}x{spec.width} pixels is not an image (a side under "
+            f"{MIN_SIDE} pixels; an image input is {IMAGE_INPUTS}); the scanner scans image classifiers"
         )
     if inp.dtype not in FEEDABLE:
         raise ModelLoadError(f"input {inp} has element type {inp.dtype}; the scanner feeds float or uint8 images")

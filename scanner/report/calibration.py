@@ -17,10 +17,12 @@ def calibration_lines(cal: Calibration, result) -> list[str]:
             first = classes[min(classes)]
             lines.append(f"Warning: {score.replace('_', '-')} can never flag predicted class(es) {shown} "
                          f"(class {min(classes)}: {first})")
-    undecidable = int(result.scores.undecidable.sum())
-    if undecidable:
-        lines.append(f"Warning: {undecidable} calibration input(s) are undecidable ({next(iter(result.scores.undecidable_reasons.values()), '')}): "
-                     "left out of that detector's references (the paper's NSPC statistics keep them)")
+    for name, mask in result.scores.undecidable_by.items():
+        undecidable = int(mask.sum())
+        if undecidable:
+            lines.append(f"Warning: {undecidable} calibration input(s) are undecidable for {name}: left out of its "
+                         "references (the paper's NSPC statistics keep them; a combined decision judges them "
+                         "with the other detectors)")
     small = sum(1 for s in cal.per_class.values() if s.n < cal.min_class_samples)
     parts = ", ".join(d["name"] for d in cal.detectors) if cal.detectors else "scaleup"
     refs = cal.references(list(cal.values)) if cal.labels is not None else None

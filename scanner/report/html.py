@@ -251,7 +251,7 @@ def _cell(image: np.ndarray | None, caption: str, label: str, same: bool) -> str
 def _decode(result: ScanResult, index: int) -> np.ndarray | None:
     """Input ``index`` as the model saw it before amplification: (H, W, C) float in [0, 1]."""
     from ..inputs.stream import BatchLoader
-    from ..inputs.decode import UNIT
+    from ..inputs.decode import BYTE_MAX
 
     inputs, spec = result.inputs, result.settings.spec
     if not hasattr(inputs, "parts"):
@@ -266,7 +266,7 @@ def _decode(result: ScanResult, index: int) -> np.ndarray | None:
     if not len(batch.indices):
         return None
     image = batch.images[0]
-    return image.astype(np.float32) * UNIT if image.dtype == np.uint8 else image.astype(np.float32)
+    return image.astype(np.float32) / BYTE_MAX if image.dtype == np.uint8 else image.astype(np.float32)
 
 
 def _data_uri(image: np.ndarray) -> str:

@@ -66,11 +66,17 @@ def evaluation_lines(doc: dict[str, Any], detectors: str = "") -> list[str]:
         lines.append(f"clean accuracy on the benign set: {p['benign_accuracy']:.4f}")
     if p["attack_success_rate"] is not None:
         lines.append(f"attack success rate on the poisoned set: {p['attack_success_rate']:.4f}")
+    undecidable = p.get("undecidable") or {}
+    if undecidable.get("benign") or undecidable.get("poisoned"):
+        lines.append(f"undecidable for the decision: {undecidable['benign']} benign, {undecidable['poisoned']} poisoned, "
+                     f"{undecidable['rule']}")
     for name, m in doc["metrics"].items():
         t = m["at_threshold"]
         fixed = ", ".join(f"TPR {r['tpr']:.4f} at FPR {r['fpr']:.4f} (target {r['target_fpr']})" for r in m["tpr_at_fpr"])
         lines.append(f"{name.upper()}{' (decision)' if m.get('decision') else ''}: AUROC {m['auroc']:.4f}; at threshold {t['threshold']:.4g}: TPR {t['tpr']:.4f}, "
-                     f"FPR {t['fpr']:.4f}, F1 {t['f1']:.4f}; {fixed}; best F1 {m['best_f1']['f1']:.4f} (oracle)")
+                     f"FPR {t['fpr']:.4f}, F1 {t['f1']:.4f}; {fixed}; best F1 {m['best_f1']['f1']:.4f} (oracle)"
+                     + (f"; cannot judge {u['benign']} benign, {u['poisoned']} poisoned" if (u := m.get("undecidable"))
+                        and (u["benign"] or u["poisoned"]) else ""))
     if p["failures"]:
         lines.append(f"{len(p['failures'])} input(s) could not be read, e.g. {p['failures'][0]['input']}: {p['failures'][0]['reason']}")
     return lines

@@ -278,6 +278,22 @@ def test_probe_prints_the_ranking_and_the_flags_and_writes_a_spec(runner, tmp_pa
     assert scanned.exit_code == 0 and "Warning" not in scanned.stderr
 
 
+def test_probe_that_cannot_tell_recommends_nothing_and_writes_no_spec(runner, tmp_path):
+    """Issue 27, point 4: "cannot tell" printed flags all the same, and users copied them."""
+    fx = om.trigger_byte_nhwc(tmp_path / "m")
+    dark = om.make_images(30, seed=4, max_value=0.05, triggered_fraction=0.0)  # one class whatever the preprocessing
+    folder = tmp_path / "dark"
+    folder.mkdir()
+    for i, img in enumerate(dark):
+        Image.fromarray(np.rint(img * 255).astype(np.uint8)).save(folder / f"{i:02d}.png")
+    result = invoke(runner, "probe", fx.path, folder, "--write-spec", tmp_path / "spec.json")
+    assert result.exit_code == 2
+    assert "cannot tell:" in result.stdout and "flags:" not in result.stdout and "most likely" not in result.stdout
+    assert "no spec is written" in one_error_line(result) and not (tmp_path / "spec.json").exists()
+    doc = json.loads(invoke(runner, "probe", fx.path, folder, "-f", "json").stdout)
+    assert doc["decided"] is False and doc["best_flags"] is None and doc["spec"] is None
+
+
 def test_scan_warns_on_guessed_preprocessing_and_names_no_suspect_from_a_collapse(runner, tmp_path, mixed_pngs):
     fx = om.trigger_byte_nhwc(tmp_path / "m")
     result = invoke(runner, "-q", "scan", fx.path, mixed_pngs, "-f", "json")
@@ -294,8 +310,9 @@ def test_scan_warns_on_guessed_preprocessing_and_names_no_suspect_from_a_collaps
     given = invoke(runner, "-q", "scan", fx.path, mixed_pngs, "--pixel-range", "byte", "-f", "json",
                    "--expected-fpr", "0.1")
     doc = json.loads(given.stdout)
-    assert doc["warnings"] == [] and doc["summary"]["verdict"]["suspects_withheld"] is None
-    assert [t["label"] for t in doc["summary"]["verdict"]["suspected_targets"]] == [0]
+    assert doc["warnings"] == [] and "predicted as class" not in (doc["summary"]["verdict"]["note"] or "")
+    # stated preprocessing: nothing withheld for a collapse; no class named without a calibration (issue 29)
+    assert doc["summary"]["verdict"]["status"] == "no reference" and "most flagged: class 0" in doc["summary"]["verdict"]["note"]
 
 
 def test_output_name_of_a_detector_output_is_a_one_line_error(runner, tmp_path, images):
@@ -494,3 +511,77 @@ def test_a_symlink_loop_in_a_scanned_folder_is_one_failed_input_not_a_report_err
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["failures"] == [
         {"input": str(folder / "loop.png"), "reason": "cannot read this file (Too many levels of symbolic links)"}]
+
+
+def test_a_backdoor_on_near_binary_images_fails_the_gate_through_the_detectors_that_see_it(runner, tmp_path):
+    """Issue 27, point 1: SCALE-UP cannot judge near-binary digits; it drops out of each input's
+    decision instead of silencing STRIP, so the calibrated default decision flags the triggered
+    inputs, names the target and fails the gate (it used to say `cannot judge`, gate PASSED)."""
+    model = om.near_binary_backdoor(tmp_path, target=8)
+    np.save(tmp_path / "clean.npy", om.near_binary_images(200, seed=3, triggered=False))
+    np.save(tmp_path / "scan.npy", np.concatenate([om.near_binary_images(60, seed=4, triggered=False),
+                                                   om.near_binary_images(20, seed=5, triggered=True)]))
+    cal = tmp_path / "cal.json"
+    made = invoke(runner, "calibrate", model, tmp_path / "clean.npy", "-o", cal, "--detector", "scaleup,strip",
+                  "--blends", "8")
+    assert made.exit_code == 0, made.output
+    assert "200 calibration input(s) are undecidable for scaleup" in made.stderr
+    gated = invoke(runner, "-q", "scan", model, tmp_path / "scan.npy", "--calibration", cal, "--fail-on-suspect",
+                   "-f", "json")
+    assert gated.exit_code == 1, gated.output
+    doc = json.loads(gated.stdout)
+    assert doc["summary"]["undecidable"] == 0 and doc["summary"]["verdict"]["status"] == "suspect"
+    assert [t["label"] for t in doc["summary"]["verdict"]["suspected_targets"]] == [8]
+    assert all(r["flagged"] for r in doc["results"][60:])  # every triggered input
+    assert "--fail-on-suspect: suspected target class 8" in gated.stderr
+
+
+def test_a_gate_whose_verdict_cannot_judge_fails_unless_allowed(runner, tmp_path):
+    """Issue 27, point 1: `cannot judge` under --fail-on-suspect is no silent pass."""
+    model = om.near_binary_backdoor(tmp_path)
+    np.save(tmp_path / "clean.npy", om.near_binary_images(200, seed=3, triggered=False))
+    np.save(tmp_path / "scan.npy", om.near_binary_images(20, seed=5, triggered=True))
+    cal = tmp_path / "cal.json"
+    assert invoke(runner, "calibrate", model, tmp_path / "clean.npy", "-o", cal, "--detector", "scaleup,strip",
+                  "--blends", "8").exit_code == 0
+    blind = invoke(runner, "-q", "scan", model, tmp_path / "scan.npy", "--calibration", cal, "--detector", "scaleup",
+                   "--fail-on-suspect")
+    assert blind.exit_code == 1, blind.output
+    assert "the verdict cannot judge this scan (20 of 20 inputs undecidable" in blind.stderr
+    assert "--allow-undecidable" in blind.stderr
+    allowed = invoke(runner, "-q", "scan", model, tmp_path / "scan.npy", "--calibration", cal, "--detector", "scaleup",
+                     "--fail-on-suspect", "--allow-undecidable")
+    assert allowed.exit_code == 0, allowed.output
+
+
+def test_fail_on_suspect_without_a_calibration_is_refused_before_any_work(runner, model, images):
+    """Issue 29, point 4: a gate that cannot name a suspect is refused, not green."""
+    result = invoke(runner, "scan", model.path, images[0], "--fail-on-suspect")
+    assert result.exit_code == 2
+    assert one_error_line(result) == ("Error: --fail-on-suspect needs a measured benign reference to name a suspect: "
+                                      "add --calibration FILE (made by `scanner calibrate` on trusted clean inputs)")
+    assert result.stdout == ""
+    stated = invoke(runner, "scan", model.path, images[0], "--fail-on-suspect", "--expected-fpr", "0.1")
+    assert stated.exit_code == 2 and "add --calibration FILE" in one_error_line(stated)
+
+
+def test_evaluate_takes_detector_and_says_how_it_counts_undecidable_inputs(runner, tmp_path):
+    """Issue 27, point 2: `evaluate --detector` (documented, was "No such option") and the
+    undecidable inputs of both sets counted the same way, in the output."""
+    model = om.near_binary_backdoor(tmp_path, target=8)
+    np.save(tmp_path / "clean.npy", om.near_binary_images(200, seed=3, triggered=False))
+    np.save(tmp_path / "benign.npy", om.near_binary_images(40, seed=4, triggered=False))
+    np.save(tmp_path / "poisoned.npy", om.near_binary_images(20, seed=5, triggered=True))
+    plain = invoke(runner, "evaluate", model, "--benign", tmp_path / "benign.npy", "--poisoned",
+                   tmp_path / "poisoned.npy", "--target-label", "8", "--detector", "scaleup")
+    assert plain.exit_code == 0, plain.output
+    assert "benign: 40 found, 40 scored, 40 kept" in plain.stdout and "poisoned: 20 found, 20 scored, 20 kept" in plain.stdout
+    assert "undecidable for the decision: 40 benign, 20 poisoned, kept in both sets" in plain.stdout
+    cal = tmp_path / "cal.json"
+    assert invoke(runner, "calibrate", model, tmp_path / "clean.npy", "-o", cal, "--detector", "scaleup,strip",
+                  "--blends", "8").exit_code == 0
+    strip = invoke(runner, "evaluate", model, "--benign", tmp_path / "benign.npy", "--poisoned",
+                   tmp_path / "poisoned.npy", "--target-label", "8", "--calibration", cal, "--detector", "strip")
+    assert strip.exit_code == 0, strip.output
+    assert "Q_STRIP (decision)" in strip.stdout and "SPC" not in strip.stdout.replace("STRIP", "")
+    assert "undecidable for the decision" not in strip.stdout

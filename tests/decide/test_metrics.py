@@ -36,3 +36,37 @@ def test_tpr_at_fpr_fits_threshold_on_a_disjoint_split():
     out = tpr_at_fpr(benign, poisoned, 0.05, seed=0)
     assert out["calibration_size"] == 50 and out["evaluated_benign"] == 50
     assert 0 <= out["fpr"] <= 0.2
+
+
+def _exact_betabinomial_sf(k, m, a, b):
+    """P(X >= k), X ~ BetaBinomial(m, a, b), as an exact rational (integer a, b)."""
+    from fractions import Fraction
+    from math import comb, factorial
+
+    def beta(x, y):
+        return Fraction(factorial(x - 1) * factorial(y - 1), factorial(x + y - 1))
+
+    return sum(comb(m, i) * beta(i + a, m - i + b) for i in range(k, m + 1)) / beta(a, b)
+
+
+@pytest.mark.parametrize("k, m, a, b", [(3, 10, 2, 30), (30, 40, 1, 199), (200, 300, 5, 95), (150, 400, 20, 381),
+                                        (60, 60, 10, 190), (1, 5, 1, 1)])
+def test_betabinomial_tail_matches_exact_rationals_far_below_1e_8(k, m, a, b):
+    """Issue 27, point 6: the verdict's beta-binomial tail is right to 1e-9 relative where it is
+    1e-30 or 1e-49 (scipy's 1 - cdf gave 0.0 or 5e-14 there)."""
+    from scanner.decide.metrics import betabinomial_sf
+
+    exact = float(_exact_betabinomial_sf(k, m, a, b))
+    assert betabinomial_sf(k, m, a, b) == pytest.approx(exact, rel=1e-9, abs=0)
+
+
+def test_verdict_reports_the_tiny_p_value_of_a_conformal_flag():
+    from scanner.decide.verdict import model_verdict
+
+    labels = np.r_[np.zeros(40, np.int64), np.ones(400, np.int64)]
+    flagged = np.r_[np.ones(30, bool), np.zeros(10, bool), np.zeros(400, bool)]
+    verdict = model_verdict(labels, flagged, expected_fpr=0.005, source="calibration",
+                            reference_sizes={0: 199, 1: 199})
+    (suspect,) = verdict.suspects
+    assert suspect.p_value == pytest.approx(float(_exact_betabinomial_sf(30, 40, 1, 199)), rel=1e-9)
+    assert "p = 1.34e-29" in suspect.text  # Holm: times the 2 classes

@@ -88,3 +88,33 @@ def test_reading_checks_every_field_like_a_calibration_file(edit, message):
     edit(bad)
     with pytest.raises(CalibrationError, match=message):
         References.from_dict(bad, "refs")
+
+
+def test_a_detector_that_cannot_judge_an_input_drops_out_of_its_fisher_combination():
+    """Issue 27, point 1: Fisher over the p-values of the detectors that can judge the input,
+    against the reference of that same combination (the calibration inputs' leave-one-out
+    p-values of those detectors); one left: its own p-value."""
+    rng = np.random.default_rng(0)
+    n = 300
+    labels = rng.integers(0, 3, n)
+    raw = {"a": rng.random(n), "b": rng.random(n), "c": rng.random(n)}
+    raw["a"][:40] = np.nan  # calibration inputs detector "a" could not judge
+    refs = References.fit(raw, labels, combine=("a", "b", "c"), min_class_samples=10, target_fpr=0.05)
+    scan = {k: rng.random(6) for k in raw}
+    scan_labels = np.array([0, 1, 2, 0, 1, 2])
+    judged = {"a": np.array([True, False, False, False, True, True]),
+              "b": np.array([True, True, False, False, True, True]),
+              "c": np.array([True, True, True, False, True, True])}
+    q = refs.calibrated(scan, scan_labels, judged)["q_fisher"]
+    full = refs.calibrated(scan, scan_labels)["q_fisher"]
+    p = {k: refs.scores[k].p_values(scan[k], scan_labels) for k in raw}
+    assert q[[0, 4, 5]].tolist() == full[[0, 4, 5]].tolist()  # judged by all three: unchanged
+    # input 1: a cannot judge it -> Fisher of b and c against the (b, c) reference of every
+    # calibration input b and c judged
+    loo = {k: refs.scores[k].leave_one_out(raw[k], labels) for k in ("b", "c")}
+    bc = ScoreReference.fit(-2 * (np.log(loo["b"]) + np.log(loo["c"])), labels, 10)
+    want = 1 - bc.p_values(np.array([-2 * (np.log(p["b"][1]) + np.log(p["c"][1]))]), scan_labels[[1]])[0]
+    assert q[1] == pytest.approx(want) and q[1] != pytest.approx(full[1])
+    assert q[2] == pytest.approx(1 - p["c"][2])  # only c can judge it: its own p-value
+    assert q[3] == full[3]  # none can: the full combination's (meaningless) value, never flagged
+    assert refs.combined_for(("b", "c")) is refs.combined_for(("b", "c"))  # made once

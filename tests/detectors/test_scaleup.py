@@ -67,14 +67,14 @@ def test_scaled_batch_in_blocks_equals_clip_then_normalize(rows):
 
 
 def test_model_buffer_gets_the_same_bits_from_bytes_and_from_floats():
-    from scanner.inputs.decode import UNIT
+    from scanner.inputs.decode import BYTE_MAX
     from scanner.detectors.scaleup import fill_scaled_batch
 
     pixels = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
     from_bytes = np.empty((6 * 40, 3, 8, 8), np.float32)
     from_floats = np.empty_like(from_bytes)
     fill_scaled_batch(pixels.transpose(0, 3, 1, 2), (3, 5, 7, 9, 11), from_bytes)
-    fill_scaled_batch((pixels.astype(np.float32) * UNIT).transpose(0, 3, 1, 2), (3, 5, 7, 9, 11), from_floats)
+    fill_scaled_batch((pixels.astype(np.float32) / BYTE_MAX).transpose(0, 3, 1, 2), (3, 5, 7, 9, 11), from_floats)
     assert np.array_equal(from_bytes.view(np.uint32), from_floats.view(np.uint32))
 
 

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper
 
 import onnx_models as om
 from scanner import Scanner
-from scanner.inputs.decode import UNIT
+from scanner.inputs.decode import BYTE_MAX
 from scanner.detectors.strip import Strip, label_entropy, prediction_entropy
 from scanner.errors import ScannerError
 
@@ -207,7 +207,7 @@ def test_bytes_and_unit_floats_give_the_same_bits(tmp_path):
     a = np.empty((4 * 7,) + pre.model_shape, np.float32)
     b = np.empty_like(a)
     det.build_queries(pixels, a, pre)
-    det.build_queries(pixels.astype(np.float32) * UNIT, b, pre)
+    det.build_queries(pixels.astype(np.float32) / BYTE_MAX, b, pre)
     assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
@@ -235,7 +235,7 @@ def test_fit_keeps_a_seeded_choice_without_replacement():
     assert len(set(chosen.tolist())) == 20
     held = det.held_images
     assert held.dtype == np.float32 and held.shape == (20, SIZE, SIZE, 3) and not held.flags.writeable
-    assert np.array_equal(held, pool[chosen].astype(np.float32) * UNIT)
+    assert np.array_equal(held, pool[chosen].astype(np.float32) / BYTE_MAX)
     again = Strip(n_blends=20, seed=3)
     again.fit(pool)
     assert np.array_equal(again.held_images, held)
@@ -243,7 +243,7 @@ def test_fit_keeps_a_seeded_choice_without_replacement():
     other.fit(pool)
     assert not np.array_equal(other.held_images, held)
     unit = Strip(n_blends=20, seed=3)
-    unit.fit(pool.astype(np.float32) * UNIT)
+    unit.fit(pool.astype(np.float32) / BYTE_MAX)
     assert np.array_equal(unit.held_images, held)
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 import onnx_models as om
 from scanner import Scanner
-from scanner.inputs.decode import UNIT
+from scanner.inputs.decode import BYTE_MAX
 from scanner.detectors import corruptions as cm
 from scanner.detectors import jpeg as jpeg_module
 from scanner.detectors.corruptions import CORRUPTIONS, corrupt
@@ -40,7 +40,7 @@ def _images(n=5, size=SIZE, channels=3, seed=0, lo=0.0, hi=1.0):
 
 def _constant(rgb_bytes, n=1, size=SIZE):
     """Constant images of the given byte value(s), float32 (n, size, size, len(rgb_bytes))."""
-    pixel = np.asarray(rgb_bytes, dtype=np.float32) * UNIT
+    pixel = np.asarray(rgb_bytes, dtype=np.float32) / BYTE_MAX
     return np.broadcast_to(pixel, (n, size, size, len(rgb_bytes))).astype(np.float32)
 
 
@@ -85,7 +85,7 @@ def test_same_image_same_result_whatever_the_batch(name):
 def test_bytes_and_floats_give_the_same_result(name):
     x = _images(3, seed=2)
     as_bytes = np.rint(x * 255).astype(np.uint8)
-    np.testing.assert_array_equal(corrupt(as_bytes, name, 3), corrupt(as_bytes.astype(np.float32) * UNIT, name, 3))
+    np.testing.assert_array_equal(corrupt(as_bytes, name, 3), corrupt(as_bytes.astype(np.float32) / BYTE_MAX, name, 3))
 
 
 @pytest.mark.parametrize("name", ["fog", "", None, "Gaussian_Noise"])
@@ -242,7 +242,7 @@ def test_jpeg_of_a_batch_is_jpeg_of_each_image(shape):
                 data = simplejpeg.encode_jpeg(np.ascontiguousarray(img), quality=quality, colorspace="RGB",
                                               colorsubsampling="444")
                 want.append(simplejpeg.decode_jpeg(data, colorspace="RGB"))
-        np.testing.assert_array_equal(corrupt(x, "jpeg_compression", sev), np.stack(want).astype(np.float32) * UNIT)
+        np.testing.assert_array_equal(corrupt(x, "jpeg_compression", sev), np.stack(want).astype(np.float32) / BYTE_MAX)
 
 
 def test_jpeg_without_simplejpeg_uses_pillow_per_image_semantics(monkeypatch):
@@ -254,7 +254,7 @@ def test_jpeg_without_simplejpeg_uses_pillow_per_image_semantics(monkeypatch):
         buf = io.BytesIO()
         Image.fromarray(img, "RGB").save(buf, format="JPEG", quality=58, subsampling=0)
         want.append(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
-    np.testing.assert_array_equal(corrupt(x, "jpeg_compression", 3), np.stack(want).astype(np.float32) * UNIT)
+    np.testing.assert_array_equal(corrupt(x, "jpeg_compression", 3), np.stack(want).astype(np.float32) / BYTE_MAX)
 
 
 # -- the score ------------------------------------------------------------------------------------
@@ -316,7 +316,7 @@ def test_queries_are_the_preprocessed_corrupted_images(spec):
     pre = Preprocessor(Spec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}))
     det = TeCo(corruptions=("gaussian_noise", "saturate", "motion_blur", "jpeg_compression"), severities=2)
     pixels = np.rint(_images(5, seed=10) * 255).astype(np.uint8)
-    x = pixels.astype(np.float32) * UNIT  # the loader's rule for bytes
+    x = pixels.astype(np.float32) / BYTE_MAX  # the loader's rule for bytes
     out = np.full((det.queries_per_input * 5,) + pre.model_shape, np.nan, np.float32)
     det.build_queries(pixels, out, pre)
     want = [x] + [corrupt(x, name, s) for name in det.corruptions for s in (1, 2)]

@@ -91,3 +91,34 @@ def test_huge_declared_sizes_are_refused_before_decoding(tmp_path, monkeypatch):
     for name in ("a.png", "a.jpg"):
         with pytest.raises(ValueError, match="declares 8x8 pixels, above the limit of 63"):
             decode_image(str(tmp_path / name), 8, 8, 3)
+
+
+def test_every_byte_becomes_exactly_what_division_by_255_gives(tmp_path):
+    """Issue 27, point 5: unit-range pixels are ``p / 255`` to the last bit, on every path a byte
+    image takes (array files, decoded image files, the batch loader, SCALE-UP's query buffer);
+    the old product with float32(1 / 255) differed on 126 of the 256 values."""
+    from scanner.detectors.scaleup import fill_scaled_batch
+    from scanner.detectors.strip import _unit_images
+    from scanner.inputs.decode import fit_array_images
+    from scanner.inputs.find import collect_inputs
+    from scanner.inputs.stream import BatchLoader
+
+    every = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
+    want = (np.arange(256, dtype=np.uint8).astype(np.float32) / 255).reshape(1, 16, 16, 1)
+    assert np.array_equal(want.ravel().view(np.uint32), (np.arange(256) / 255).astype(np.float32).view(np.uint32))
+
+    def same(got):
+        assert np.array_equal(np.asarray(got, np.float32).reshape(want.shape).view(np.uint32), want.view(np.uint32))
+
+    same(fit_array_images(every, 16, 16, 1))
+    same(_unit_images(every, "images"))
+    out = np.empty((2, 1, 16, 16), np.float32)
+    fill_scaled_batch(every.transpose(0, 3, 1, 2), (3,), out)
+    same(out[:1].transpose(0, 2, 3, 1))
+    Image.fromarray(every[0, :, :, 0], mode="L").save(tmp_path / "all.png")
+    np.save(tmp_path / "all.npy", every[..., 0])
+    for name in ("all.png", "all.npy"):
+        batch = next(iter(BatchLoader(collect_inputs([tmp_path / name]), height=16, width=16, channels=1,
+                                      batch_size=1)))
+        images = batch.images
+        same(images / np.float32(255) if images.dtype == np.uint8 else images)

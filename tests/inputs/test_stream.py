@@ -18,7 +18,7 @@ def test_float_arrays_out_of_range_fail_per_image(tmp_path):
 
 
 def test_byte_batches_stay_bytes_and_mixed_batches_turn_float_with_the_same_values(tmp_path):
-    from scanner.inputs.decode import UNIT
+    from scanner.inputs.decode import BYTE_MAX
 
     Image.fromarray(RGB).save(tmp_path / "a.png")
     Image.fromarray(RGB[::-1].copy()).save(tmp_path / "b.png")
@@ -30,7 +30,7 @@ def test_byte_batches_stay_bytes_and_mixed_batches_turn_float_with_the_same_valu
     (mixed,) = BatchLoader(collect_inputs([tmp_path / "a.png", tmp_path / "c.png", tmp_path / "b.png"]),
                            height=8, width=8, channels=3, batch_size=8)
     assert mixed.images.dtype == np.float32
-    expected = RGB.astype(np.float32) * UNIT
+    expected = RGB.astype(np.float32) / BYTE_MAX
     assert np.array_equal(mixed.images[0].view(np.uint32), expected.view(np.uint32))
-    assert np.array_equal(mixed.images[2].view(np.uint32), (RGB[::-1].astype(np.float32) * UNIT).view(np.uint32))
+    assert np.array_equal(mixed.images[2].view(np.uint32), (RGB[::-1].astype(np.float32) / BYTE_MAX).view(np.uint32))
     np.testing.assert_allclose(mixed.images[1, ..., 0], RGB[..., 0] / 255, atol=1e-6)

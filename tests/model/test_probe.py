@@ -80,7 +80,14 @@ def test_cannot_tell_when_every_candidate_collapses(tmp_path):
     dark = om.make_images(30, seed=4, max_value=0.05, triggered_fraction=0.0)  # class 1 whatever the preprocessing
     result = probe(load_model(fx.path, device="cpu"), [write_pngs(tmp_path / "imgs", dark)])
     assert not result.decided and "collapses onto one class" in result.reason
-    assert "cannot tell:" in str(result) and "most likely:" in str(result)
+    # issue 27, point 4: it says so and recommends nothing (no flags, no spec to write)
+    text = str(result)
+    assert "cannot tell:" in text and "most likely" not in text and "flags:" not in text and "no recommendation" in text
+    doc = result.to_dict()
+    assert doc["best_flags"] is None and doc["spec"] is None and not doc["decided"]
+    with pytest.raises(InputError, match="cannot tell the preprocessing, so no spec is written"):
+        result.write_spec(tmp_path / "spec.json")
+    assert not (tmp_path / "spec.json").exists()
 
 
 def test_cannot_tell_when_the_runner_up_is_close(tmp_path, mixed):
@@ -126,3 +133,60 @@ def test_candidates_for_one_channel_and_for_uint8_inputs():
     assert Candidate("byte", "ImageNet mean only", True).fields(3) == {
         "pixel_range": "byte", "mean": (103.53, 116.28, 123.675), "std": None, "bgr": True}
     assert len(candidates(3)) == 14
+
+
+def test_one_channel_candidates_are_grayscale_not_rgb():
+    """Issue 27, point 4: 1-channel candidates were called "RGB"."""
+    assert [str(c) for c in candidates(1)] == ["[0, 1], no normalization, grayscale", "[0, 1], mean/std 0.5, grayscale",
+                                               "[0, 1], MNIST, grayscale", "[0, 255], no normalization, grayscale"]
+    assert all("RGB" not in str(c) and "BGR" not in str(c) for c in candidates(1))
+
+
+def _scaled_gray_model(tmp_path):
+    """[N, 1, 8, 8] unit-range pixels -> logits [N, 4]: 20 x the mean of each quarter of the image
+    (the class is the brightest quarter), plus ``relu(10 x sum of pixels - 1000)`` on class 0. In
+    [0, 1] it is always 0; fed [0, 255] pixels the model gets surer (logits x 255) and every
+    image bright enough collapses onto class 0, as [0, 1] models fed bytes do."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    quarters = np.zeros((64, 4), np.float32)
+    for k, (r, c) in enumerate([(0, 0), (0, 4), (4, 0), (4, 4)]):
+        block = np.zeros((8, 8), np.float32)
+        block[r:r + 4, c:c + 4] = 20 / 16
+        quarters[:, k] = block.ravel()
+    consts = {"shape": np.array([-1, 64], np.int64), "quarters": quarters, "ones": np.full((64, 1), 10, np.float32),
+              "hundred": np.float32(1000).reshape(()), "to_class_0": np.eye(4, dtype=np.float32)[:1]}
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "quarters"], ["means"]),
+             helper.make_node("MatMul", ["flat", "ones"], ["total"]),
+             helper.make_node("Sub", ["total", "hundred"], ["over"]),
+             helper.make_node("Relu", ["over"], ["excess"]),
+             helper.make_node("MatMul", ["excess", "to_class_0"], ["bump"]),
+             helper.make_node("Add", ["means", "bump"], ["logits"])]
+    graph = helper.make_graph(nodes, "quarters", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])],
+                              [numpy_helper.from_array(v, k) for k, v in consts.items()])
+    path = tmp_path / "quarters.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+def test_without_labels_a_sure_but_collapsing_byte_range_does_not_win(tmp_path):
+    """Issue 27, point 4: [0, 255] pixels make a [0, 1] model surer (larger logits) while its
+    predictions collapse; the label-free score diversity x confidence chose 0-255 here."""
+    rng = np.random.default_rng(0)
+    images = np.full((80, 8, 8, 1), 0.01, np.float32)
+    for i, (r, c) in enumerate([(0, 0), (0, 4), (4, 0), (4, 4)] * 20):
+        bright = i % 5 < 3  # 60% bright enough to reach the byte-range collapse, 40% dim
+        images[i] = 0.01 if bright else 0.0005
+        images[i, r:r + 4, c:c + 4] = (0.15 if bright else 0.012) + 0.01 * rng.random()
+    np.save(tmp_path / "x.npy", images)
+    model = load_model(_scaled_gray_model(tmp_path), device="cpu", options={"channels": 1})
+    result = probe(model, [tmp_path / "x.npy"], sample=80)
+    unit = next(t for t in result.trials if t.candidate == Candidate("unit", "no normalization", False, gray=True))
+    byte = next(t for t in result.trials if t.candidate == Candidate("byte", "no normalization", False, gray=True))
+    assert unit.diversity > byte.diversity and byte.confidence > unit.confidence  # the trap
+    assert unit.diversity * unit.confidence < byte.diversity * byte.confidence  # the old score fell into it
+    assert result.trials.index(unit) < result.trials.index(byte)
+    assert result.best.candidate.pixel_range == "unit"

@@ -80,15 +80,17 @@ def test_detector_output_is_refused_in_one_line(tmp_path):
         Scanner(fx.path, device="cpu")
 
 
-def _tabular(tmp_path, features=28):
+def _tabular(tmp_path, features=28, shape=None):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    shape = shape or ["N", features]
     w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((features, 10)).astype(np.float32), "w")
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["logits"])], "tabular",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", features])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], [w])
-    path = tmp_path / "tabular.onnx"
+    nodes = [helper.make_node("Reshape", ["x", "flat_shape"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"])]
+    flat_shape = numpy_helper.from_array(np.array([-1, features], np.int64), "flat_shape")
+    graph = helper.make_graph(nodes, "tabular", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], [w, flat_shape])
+    path = tmp_path / f"tabular_{'x'.join(map(str, shape))}.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
     return path
 
@@ -96,11 +98,42 @@ def _tabular(tmp_path, features=28):
 def test_flat_input_with_a_given_size_takes_its_channels_from_the_flat_size(tmp_path):
     from scanner.model.loader import load_model
 
-    path = _tabular(tmp_path)
-    model = load_model(path, device="cpu", options={"height": 28, "width": 1})
+    path = _tabular(tmp_path, 16 * 8)
+    model = load_model(path, device="cpu", options={"height": 16, "width": 8})
     assert (model.spec.layout, model.spec.channels) == ("flat", 1)
     assert model.resolved.sources["channels"] == "inferred from graph"
-    assert load_model(_tabular(tmp_path, 84), device="cpu", options={"height": 28, "width": 1}).spec.channels == 3
+    assert load_model(_tabular(tmp_path, 16 * 8 * 3), device="cpu", options={"height": 16, "width": 8}).spec.channels == 3
+
+
+@pytest.mark.parametrize("shape, options", [
+    (["N", 28], {"height": 28, "width": 1}),                      # a row of 28 features read as 28x1
+    (["N", 28], {"height": 1, "width": 28, "layout": "flat"}),
+    (["N", 84], {"height": 28, "width": 1, "channels": 3}),
+    (["N", 1, 28], {"height": 28, "width": 1}),                   # rank 3: no image layout
+    (["N", 1, 28], {"height": 1, "width": 28, "layout": "nchw", "channels": 1}),
+    (["N", 1, 28], {}),
+    (["N", 1, 28, 1], {}),                                        # NCHW 28x1 from the graph alone
+    (["N", 28, 1, 1], {"layout": "nhwc"}),
+])
+def test_an_input_that_is_no_image_is_refused_whatever_the_flags(tmp_path, shape, options):
+    """Issue 27, point 7: tabular decoys are refused, never scanned as 28x1 images."""
+    features = int(np.prod([d for d in shape if isinstance(d, int)]))
+    with pytest.raises(SpecError, match="is not an image"):
+        Scanner(_tabular(tmp_path, features, shape), device="cpu", spec=options)
+
+
+def test_cli_refuses_a_tabular_model_given_a_size_with_one_line_and_exit_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from scanner.cli.app import app
+
+    np.save(tmp_path / "rows.npy", np.zeros((4, 28, 1), np.uint8))
+    for shape in (["N", 28], ["N", 1, 28]):
+        result = CliRunner().invoke(app, ["scan", str(_tabular(tmp_path, 28, shape)), str(tmp_path / "rows.npy"),
+                                          "--size", "28x1"])
+        assert result.exit_code == 2, result.output
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and "is not an image" in lines[0], result.stderr
 
 
 def test_tabular_input_gets_no_size_hint(tmp_path):

@@ -43,7 +43,8 @@ def test_json_schema_keys_in_order(scanned):
     assert list(doc["results"][0]["scaled_labels"]) == ["3", "5", "7", "9", "11"]
     assert list(doc["summary"]) == ["inputs_found", "scored", "failed", "flagged", "flagged_rate",
                                     "flagged_per_class", "verdict", "seconds", "incomplete", "undecidable"]
-    assert doc["gate"] == {"max_flagged": 0, "max_flagged_rate": None, "fail_on_suspect": False, "passed": False,
+    assert doc["gate"] == {"max_flagged": 0, "max_flagged_rate": None, "fail_on_suspect": False,
+                           "allow_undecidable": False, "passed": False,
                            "reasons": [f"{doc['summary']['flagged']} flagged > --max-flagged 0"]}
     assert all(isinstance(k, str) for k in doc["summary"]["flagged_per_class"])
 
