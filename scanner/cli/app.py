@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .support import (INTERNAL_ERROR, _closed_pipe_ends_quietly, _Commands, _hard_stop_after, _lift,  # noqa: F401
+from .support import (INTERNAL_ERROR, _closed_pipe_ends_quietly, _Command, _Commands, _hard_stop_after, _lift,  # noqa: F401
                       _progress, _state, _streaming)
 from .options import (BatchOpt, CalibrationOpt, Device, DeviceOpt, Engine, ModelArg, OutputOpt, Preprocessing,
                       ScalesOpt, ScoreOpt, DetectorOpt, ThresholdOpt, _scales, _user_errors, preprocessing_options)
@@ -32,7 +32,8 @@ log = logging.getLogger("scanner")
 app = typer.Typer(
     name="scanner",
     cls=_Commands,
-    help="Find backdoor-triggered inputs of an ONNX image classifier with SCALE-UP (ICLR 2023).\n\n"
+    help="Find backdoor-triggered inputs of an ONNX image classifier, black-box: SCALE-UP (ICLR 2023) "
+    "data-free; with a calibration SCALE-UP, STRIP and TeCo, calibrated per class.\n\n"
     "Exit codes: 0 scanned and within the gate, 1 gate failed, 2 usage/model/input error, "
     "3 internal error (a bug).",
     no_args_is_help=True,
@@ -78,8 +79,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output: -v the scanner's info, -vv its debug, -vvv also third-party debug. Also accepted after the command.")] = 0,
-    quiet: Annotated[int, typer.Option("--quiet", "-q", count=True, help="Less output: no progress bar, no summary on stderr, warnings off (-qq: logged errors too; an Error: line always prints). Also accepted after the command.")] = 0,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output: -v the scanner's info, -vv its debug, -vvv also third-party debug. Also accepted after the command.", show_default=False)] = 0,
+    quiet: Annotated[int, typer.Option("--quiet", "-q", count=True, help="Less output: no progress bar, no summary on stderr, warnings off (-qq: logged errors too; an Error: line always prints). Also accepted after the command.", show_default=False)] = 0,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     from ..report.terminal import set_verbosity
@@ -91,7 +92,7 @@ def _main(
 
 
 
-@app.command()
+@app.command(cls=_Command)
 @preprocessing_options
 def scan(
     model: ModelArg,
@@ -104,11 +105,11 @@ def scan(
     output: OutputOpt = None,
     max_flagged: Annotated[Optional[int], typer.Option(min=0, help="Gate: exit 1 if more inputs are flagged [default: no limit].", rich_help_panel="CI gate")] = None,
     max_flagged_rate: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Gate: exit 1 if a larger fraction is flagged [default: no limit].", rich_help_panel="CI gate")] = None,
-    strict: Annotated[bool, typer.Option(help="Exit 2 if any input cannot be read (default: list it as failed).", rich_help_panel="CI gate")] = False,
+    strict: Annotated[bool, typer.Option(help="Exit 2 if any input cannot be read [default: list it as failed].", show_default=False, rich_help_panel="CI gate")] = False,
     expected_fpr: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Benign flag rate the verdict tests against [default: from the calibration, else 0.10 assumed].")] = None,
     score: ScoreOpt = None,
     detector: DetectorOpt = None,
-    fail_on_suspect: Annotated[bool, typer.Option("--fail-on-suspect", help="Gate: exit 1 when the verdict names a suspected target class (needs --calibration to name one; default: off).", rich_help_panel="CI gate")] = False,
+    fail_on_suspect: Annotated[bool, typer.Option("--fail-on-suspect", help="Gate: exit 1 when the verdict names a suspected target class (needs --calibration to name one).", rich_help_panel="CI gate")] = False,
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = None,
     engine: Annotated[Engine, typer.Option(case_sensitive=False, help="local: this machine; ray: a Ray cluster (pip install -e \".[ray]\").", rich_help_panel="Scaling out")] = Engine.local,
@@ -116,7 +117,7 @@ def scan(
     workers: Annotated[Optional[int], typer.Option(min=1, help="Scoring actors [default: one per GPU with --device cuda, else one per 2 CPUs].", rich_help_panel="Scaling out")] = None,
     timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Stop after this many seconds: the inputs not reached are reported as failed ('not scored') and the exit status is 2. If the model itself does not return (while loading), the process stops a few seconds later [default: no limit].", rich_help_panel="CI gate")] = None,
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Write per-input results there as shards (JSONL with -f jsonl, else Parquet); the report keeps the summary only [default: none, results in the report].", rich_help_panel="Scaling out")] = None,
-    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the HTML audit report there (one file, besides the -f/-o report) [default: none].")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", metavar="FILE", help="Also write the HTML audit report there (one file, besides the -f/-o report) [default: none].")] = None,
     show: Annotated[Optional[Show], typer.Option(case_sensitive=False, help="Table rows to print: all, flagged (flagged and failed inputs) or none; the summary always [default: flagged on a terminal, else all].")] = None,
 ) -> None:
     """Score every input (SCALE-UP by default; with --calibration its detectors and decision), report, and gate.
@@ -221,12 +222,12 @@ def scan(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=_Command)
 @preprocessing_options
 def calibrate(
     model: ModelArg,
     clean_paths: Annotated[list[Path], typer.Argument(help="Trusted benign inputs (files, folders, arrays).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Calibration file to write (JSON).")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="Calibration file to write (JSON).")],
     prep: Preprocessing,
     fpr: Annotated[float, typer.Option(min=0.0, max=1.0, help="Target false-positive rate, per predicted class.")] = 0.05,
     detector: Annotated[str, typer.Option("--detector", help="Detectors to calibrate, comma-separated; scaleup is always among them (a scan may use a subset).")] = "scaleup,strip,teco",
@@ -268,7 +269,7 @@ def calibrate(
     typer.echo(f"{lines[-1]}; wrote {output}")
 
 
-@app.command()
+@app.command(cls=_Command)
 @preprocessing_options
 def evaluate(
     model: ModelArg,
@@ -279,9 +280,9 @@ def evaluate(
     labels: Annotated[Optional[Path], typer.Option(help="File of 'input,label' lines giving the benign inputs' true labels [default: ImageFolder subfolders, else no correct-prediction filter].")] = None,
     calibration: CalibrationOpt = None,
     threshold: ThresholdOpt = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the metrics as JSON here [default: text on stdout only].")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the metrics as JSON here [default: text on stdout only].")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write the ROC curve and SPC histograms as PNG (needs the plot extra) [default: no plot].")] = None,
-    html: Annotated[Optional[Path], typer.Option("--html", help="Write the metrics, the ROC curve and the SPC histograms as one self-contained HTML page [default: none].")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", metavar="FILE", help="Write the metrics, the ROC curve and the SPC histograms as one self-contained HTML page [default: none].")] = None,
     scales: ScalesOpt = "3,5,7,9,11",
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = None,
@@ -308,7 +309,7 @@ def evaluate(
     render_evaluation(result, sys.stdout)
 
 
-@app.command()
+@app.command(cls=_Command)
 @preprocessing_options
 def inspect(
     model: ModelArg,
@@ -325,7 +326,7 @@ def inspect(
     render_model(loaded, format, sys.stdout)
 
 
-@app.command()
+@app.command(cls=_Command)
 @preprocessing_options
 def probe(
     model: ModelArg,
@@ -333,7 +334,7 @@ def probe(
     prep: Preprocessing,
     labels: Annotated[Optional[Path], typer.Option(help="File of 'input,label' lines giving the inputs' true labels [default: ImageFolder subfolders, else none].")] = None,
     sample: Annotated[int, typer.Option(min=1, help="Inputs each candidate preprocessing is tried on (a seeded random sample).")] = 100,
-    write_spec: Annotated[Optional[Path], typer.Option("--write-spec", help="Write the best preprocessing as a spec file (use it with --spec) [default: none].")] = None,
+    write_spec: Annotated[Optional[Path], typer.Option("--write-spec", metavar="FILE", help="Write the best preprocessing as a spec file (use it with --spec) [default: none].")] = None,
     format: Annotated[InspectFormat, typer.Option("--format", "-f", case_sensitive=False, help="table or json.")] = InspectFormat.table,
     device: DeviceOpt = Device.auto,
 ) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import tempfile
+import textwrap
 from enum import Enum
 from pathlib import Path
 from typing import IO, Any
@@ -84,20 +85,42 @@ def summary_lines(settings: ScanSettings, summary: Summary, gate: Gate | None, *
         lines.append("flagged per predicted class: " + ", ".join(parts))
     v = summary.verdict
     lines.append(f"expected benign flag rate {v.expected_fpr:.4g} ({v.expected_fpr_source})")
-    if v.suspects:
-        lines.extend(paint("verdict: " + s.text, "red", colour) for s in v.suspects)
-    elif v.status == "cannot judge":
-        lines.append(paint("verdict: " + (v.note or "cannot judge"), "yellow", colour))
-    elif v.withheld:
-        lines.append(paint("verdict: no suspect named: " + v.withheld, "yellow", colour))
-    else:
-        lines.append(paint("verdict: no predicted class is flagged significantly more than expected", "green", colour))
+    painted: list[tuple[str, str | None]] = [(line, None) for line in lines]
+    painted.extend((line, colour_of) for line, colour_of in verdict_lines(v))
     if gate is not None:
-        lines.append(paint("gate: PASSED", "green", colour) if gate.passed
-                     else paint("gate: FAILED (" + "; ".join(gate.reasons) + ")", "red", colour))
+        painted.append(("gate: PASSED", "green") if gate.passed
+                       else ("gate: FAILED (" + "; ".join(gate.reasons) + ")", "red"))
     if summary.incomplete:
-        lines.append(f"INCOMPLETE: {summary.incomplete}; the inputs not reached are listed as failed")
-    return lines
+        painted.append((f"INCOMPLETE: {summary.incomplete}; the inputs not reached are listed as failed", None))
+    return [paint(part, c, colour) if c else part for line, c in painted for part in wrap_line(line)]
+
+
+def verdict_lines(v) -> list[tuple[str, str]]:
+    """The verdict as ``verdict: <status>: <detail>`` lines with their colour: the status word
+    (suspected target, no suspect, no reference, cannot judge, no suspect named) first."""
+    if v.suspects:
+        return [("verdict: " + s.text, "red") for s in v.suspects]
+    if v.status == "cannot judge":
+        note = v.note or "cannot judge"
+        return [("verdict: " + (note if note.startswith("cannot judge") else "cannot judge: " + note), "yellow")]
+    if v.status == "no reference":
+        note = v.note or ""
+        return [("verdict: no reference: " + (note.split(": ", 1)[1] if note.startswith("no benign reference: ")
+                                             else note or "no benign reference"), "yellow")]
+    if v.withheld:
+        return [("verdict: no suspect named: " + v.withheld, "yellow")]
+    return [("verdict: no suspect: no predicted class is flagged significantly more than expected", "green")]
+
+
+SUMMARY_WIDTH = 99  # summary lines stay under 100 columns: a CI log or an 80-100 column terminal
+
+
+def wrap_line(line: str, width: int = SUMMARY_WIDTH) -> list[str]:
+    """One summary line as lines of at most ``width`` columns, broken between words (never inside
+    a number or a path), continuation lines indented by two spaces."""
+    if len(line) <= width:
+        return [line]
+    return textwrap.wrap(line, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
 
 
 # -- writing safely ------------------------------------------------------------------------------
