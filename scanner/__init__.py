@@ -1,8 +1,9 @@
 """SCALE-UP backdoor-input detection for any ONNX image classifier (black-box, labels only).
 
 Public API: :class:`Scanner` (score arrays or scan paths), :class:`ScanResult`, :class:`Scores`,
-:func:`summarize` / :func:`check_gate` (typed decisions), :class:`Calibration` /
-:func:`fit_calibration` (the data-limited variant), :func:`load_model` (the model boundary),
+:func:`summarize` / :func:`check_gate` (typed decisions), :func:`calibrate` (a
+:class:`CalibrationRun`: the :class:`Calibration` and the clean scan), :func:`fit_calibration` (the
+paper's data-limited variant), :func:`load_model` (the model boundary),
 :class:`Spec` and :class:`Preprocessor` (preprocessing), the detectors (:class:`ScaleUp`) and the
 :class:`ScannerError` family. Importing this package never imports torch.
 """
@@ -10,6 +11,7 @@ Public API: :class:`Scanner` (score arrays or scan paths), :class:`ScanResult`, 
 from ._version import __version__
 from .decide.calibration import Calibration, fit_calibration
 from .core import Scanner
+from .calibrating import CalibrationRun, calibrate
 from .results import ScanResult, ScanSettings, Scores, Tally
 from .decide.verdict import Gate, Summary, Verdict, check_gate, summarize
 from .detectors import DETECTORS, Detector, ScaleUp, make_detector
@@ -24,7 +26,7 @@ __all__ = [
     "__version__",
     "Scanner", "ScanResult", "ScanSettings", "Scores", "Tally",
     "summarize", "check_gate", "Summary", "Verdict", "Gate",
-    "Calibration", "fit_calibration",
+    "Calibration", "fit_calibration", "calibrate", "CalibrationRun",
     "load_model", "Model", "create_session",
     "Spec", "Preprocessor",
     "Detector", "ScaleUp", "DETECTORS", "make_detector",

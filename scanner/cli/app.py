@@ -244,7 +244,6 @@ def calibrate(
     import json
 
     from ..calibrating import calibrate as run_calibration
-    from ..report.calibration import calibration_lines
 
     params: dict = {"scaleup": {"scales": _scales(scales)}}
     if blends is not None:
@@ -254,16 +253,16 @@ def calibrate(
     with _user_errors():
         _check_outputs(output)
         with _progress(not _state["quiet"], "calibrating") as progress:
-            cal, result = run_calibration(
+            run = run_calibration(
                 model, clean_paths, detectors=detector, detector_params=params, target_fpr=fpr,
                 min_class_samples=min_class_samples, sigma_floor=sigma_floor, progress=progress,
                 device=device.value, spec=prep.overrides, spec_file=prep.spec_file, batch_size=batch_size)
-        if result.failures:
+        if run.scan.failures:
             log.warning("%d calibration input(s) could not be read and were left out, e.g. %s",
-                        len(result.failures), result.failure_records()[0]["input"])
+                        len(run.scan.failures), run.scan.failure_records()[0]["input"])
         with _open_output(output) as fh:  # replaced only when complete, like a report
-            fh.write(json.dumps(cal.to_dict(), indent=2) + "\n")
-    lines = calibration_lines(cal, result)
+            fh.write(json.dumps(run.calibration.to_dict(), indent=2) + "\n")
+    lines = run.lines()
     for line in lines[:-1]:
         typer.echo(line, err=line.startswith("Warning"))
     typer.echo(f"{lines[-1]}; wrote {output}")

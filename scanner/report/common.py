@@ -11,12 +11,12 @@ import contextlib
 import json
 import os
 import tempfile
-import textwrap
 from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
 from .._validation import check_output_file
+from ..decide import text
 from ..decide.verdict import Gate, Summary
 from ..errors import ScannerError
 from ..results import ScanResult, ScanSettings
@@ -63,64 +63,11 @@ def num_text(value) -> str:
 
 
 def summary_lines(settings: ScanSettings, summary: Summary, gate: Gate | None, *, colour: bool = False) -> list[str]:
-    """The scan's closing block: model, settings, counts, per-class counts, verdict, gate.
-
-    The per-class line lists the classes with a flagged input and sums up the others (every
-    class is in the JSON report). ``colour`` paints the verdict and the gate (ANSI).
-    """
-    lines = [
-        f"model {settings.model} (sha256 {settings.model_sha256[:12]}) on {settings.execution_provider}",
-        f"{settings.detector_text}; flagged when {settings.score.upper()} >= {settings.threshold:.4g}",
-        *([f"batch: {settings.batch_note}"] if settings.batch_note else []),
-        f"inputs found {summary.inputs_found}, scored {summary.scored}, failed {summary.failed}, "
-        f"flagged {summary.flagged} ({summary.flagged_rate:.1%})"
-        + (f", undecidable {summary.undecidable} (never flagged, not in the verdict)" if summary.undecidable else ""),
-    ]
-    if summary.per_class:
-        hit = [c for c in summary.per_class if c.flagged]
-        rest = [c for c in summary.per_class if not c.flagged]
-        parts = [f"{c.label}{' ' + c.class_name if c.class_name else ''}: {c.flagged}/{c.inputs}" for c in hit]
-        if rest:
-            parts.append(f"{len(rest)} other class{'es' if len(rest) > 1 else ''}: 0/{sum(c.inputs for c in rest)}")
-        lines.append("flagged per predicted class: " + ", ".join(parts))
-    v = summary.verdict
-    lines.append(f"expected benign flag rate {v.expected_fpr:.4g} ({v.expected_fpr_source})")
-    painted: list[tuple[str, str | None]] = [(line, None) for line in lines]
-    painted.extend((line, colour_of) for line, colour_of in verdict_lines(v))
-    if gate is not None:
-        painted.append(("gate: PASSED", "green") if gate.passed
-                       else ("gate: FAILED (" + "; ".join(gate.reasons) + ")", "red"))
-    if summary.incomplete:
-        painted.append((f"INCOMPLETE: {summary.incomplete}; the inputs not reached are listed as failed", None))
-    return [paint(part, c, colour) if c else part for line, c in painted for part in wrap_line(line)]
-
-
-def verdict_lines(v) -> list[tuple[str, str]]:
-    """The verdict as ``verdict: <status>: <detail>`` lines with their colour: the status word
-    (suspected target, no suspect, no reference, cannot judge, no suspect named) first."""
-    if v.suspects:
-        return [("verdict: " + s.text, "red") for s in v.suspects]
-    if v.status == "cannot judge":
-        note = v.note or "cannot judge"
-        return [("verdict: " + (note if note.startswith("cannot judge") else "cannot judge: " + note), "yellow")]
-    if v.status == "no reference":
-        note = v.note or ""
-        return [("verdict: no reference: " + (note.split(": ", 1)[1] if note.startswith("no benign reference: ")
-                                             else note or "no benign reference"), "yellow")]
-    if v.withheld:
-        return [("verdict: no suspect named: " + v.withheld, "yellow")]
-    return [("verdict: no suspect: no predicted class is flagged significantly more than expected", "green")]
-
-
-SUMMARY_WIDTH = 99  # summary lines stay under 100 columns: a CI log or an 80-100 column terminal
-
-
-def wrap_line(line: str, width: int = SUMMARY_WIDTH) -> list[str]:
-    """One summary line as lines of at most ``width`` columns, broken between words (never inside
-    a number or a path), continuation lines indented by two spaces."""
-    if len(line) <= width:
-        return [line]
-    return textwrap.wrap(line, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+    """The scan's closing block: model, settings, counts, per-class counts, verdict, gate, in lines
+    under 100 columns (:mod:`scanner.decide.text`, also ``str(result)``); ``colour`` paints the
+    verdict and the gate (ANSI). Every class is in the JSON report."""
+    lines = [(line, None) for line in settings.lines()] + text.summary_lines(summary, gate)
+    return [paint(part, c, colour) if c else part for line, c in lines for part in text.wrap(line)]
 
 
 # -- writing safely ------------------------------------------------------------------------------

@@ -259,8 +259,9 @@ def test_calibrated_scan_with_every_detector_matches_local(ray_cluster, case, tm
 
     fx, paths, _ = case
     np.save(tmp_path / "clean.npy", om.to_bytes(om.make_images(60, seed=41, triggered_fraction=0.0)))
-    cal, _ = calibrate(fx.path, [tmp_path / "clean.npy"], detector_params={"strip": {"n_blends": 4},
+    run = calibrate(fx.path, [tmp_path / "clean.npy"], detector_params={"strip": {"n_blends": 4},
                                                                           "teco": {"severities": 2}})
+    cal = run.calibration
     local = Scanner(fx.path, batch_size=BATCH, calibration=cal).scan(paths)
     result = distributed.scan(fx.path, paths, batch_size=BATCH, workers=2, calibration=cal)
     assert result.settings.score == "q-fisher"  # small classes: the default falls back from q-profile
