@@ -32,8 +32,9 @@ log = logging.getLogger("scanner")
 app = typer.Typer(
     name="scanner",
     cls=_Commands,
-    help="Find backdoor-triggered inputs of an ONNX image classifier, black-box: SCALE-UP (ICLR 2023) "
-    "data-free; with a calibration SCALE-UP, STRIP and TeCo, calibrated per class.\n\n"
+    help="Find backdoor-triggered inputs of an ONNX image classifier (black-box). Without a calibration "
+    "the paper's data-free SCALE-UP score decides; with one, three detectors (SCALE-UP, STRIP, TeCo) "
+    "calibrated per class.\n\n"
     "Exit codes: 0 scanned and within the gate, 1 gate failed, 2 usage/model/input error, "
     "3 internal error (a bug).",
     no_args_is_help=True,
