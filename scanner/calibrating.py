@@ -27,7 +27,7 @@ from .inputs.find import InputSet, collect_inputs
 from .results import ScanResult
 
 #: what `scanner calibrate` runs by default, and each detector's parameters there (at most
-#: 64 model queries per input together: see the README's detection section)
+#: 64 model queries per input together: see docs/results/detection.md)
 DEFAULT_DETECTORS = ("scaleup", "strip", "teco")
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"strip": {"n_blends": 16}, "teco": {"severities": 3}}
 SEED = 0

@@ -43,7 +43,7 @@ class InspectFormat(str, Enum):
 
 
 def report_header(result: ScanResult, summary: Summary, gate: Gate | None) -> dict[str, Any]:
-    """Everything in the JSON report except the per-input lists (schema in the README)."""
+    """Everything in the JSON report except the per-input lists (schema: docs/reports.md)."""
     return {"schema_version": REPORT_SCHEMA_VERSION, "kind": "scan", **result.settings.to_dict(),
             "summary": summary.to_dict(), "gate": None if gate is None else gate.to_dict(),
             "warnings": list(summary.warnings)}
