@@ -47,7 +47,10 @@ def test_the_readme_output_is_the_generated_one():
 def test_cli_reference_is_the_apps_help():
     """What `python docs/gen.py --check` checks for the reference (CI checks every output)."""
     gen = _gen()
-    assert (DOCS / "reference" / "cli.md").read_text(encoding="utf-8") == gen.cli_reference()
+    text = (DOCS / "reference" / "cli.md").read_text(encoding="utf-8")
+    if f"typer {gen.typer_version()})" not in text:  # e.g. CI's floor step, at typer 0.16
+        pytest.skip(f"the reference was rendered by another typer than {gen.typer_version()}")
+    assert text == gen.cli_reference()
     for command in ("scan", "calibrate", "evaluate", "inspect", "probe", "export"):
         assert f"## `scanner {command}`" in gen.cli_reference()
 
