@@ -13,8 +13,8 @@ Run from anywhere, with the scanner installed (``pip install -e ".[docs]"``). Wh
 - the README's output blocks (``<!-- output: NAME -->`` ... ``<!-- /output -->``), which GitHub
   cannot include.
 
-The only edit made to an output: the JSON report's ``seconds`` (wall time, different on every run)
-reads 0.0. ``.ci/run`` runs ``--check`` in a new virtual environment, then ``mkdocs build --strict``.
+The examples run on the CPU provider (``CUDA_VISIBLE_DEVICES`` empty), as in CI. The only edit
+made to an output: the JSON report's ``seconds`` (wall time, different on every run) reads 0.0. ``.ci/run`` runs ``--check`` in a new virtual environment, then ``mkdocs build --strict``.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def run_example(command: str, keep: str, work: Path) -> str:
     """``command`` run in ``work`` (which holds ``samples`` and ``library.py``), as the docs show it."""
     argv = shlex.split(command)
     argv = [sys.executable, "-m", "scanner", *argv[1:]] if argv[0] == "scanner" else [sys.executable, *argv[1:]]
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "100", "PYTHONIOENCODING": "utf-8"}
+    # the CPU provider everywhere (what CI has), so that a machine with a GPU writes the same outputs
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "100", "PYTHONIOENCODING": "utf-8", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=600)
     out = {"stdout": proc.stdout, "stderr": proc.stderr, "both": proc.stdout + proc.stderr}[keep]
     if proc.returncode not in (0, 1):
