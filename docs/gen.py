@@ -2,7 +2,7 @@
 
     python docs/gen.py                # rewrite the generated files
     python docs/gen.py --check        # rewrite nothing; exit 1 naming each file that differs (CI)
-    python docs/gen.py --screenshots  # also docs/img/report-html.png (headless Chromium)
+    python docs/gen.py --screenshots  # also docs/img/*.png (headless Chromium)
 
 Run from anywhere, with the scanner installed (``pip install -e ".[docs]"``). What it writes:
 
@@ -129,31 +129,83 @@ def fill_outputs(text: str, files: dict[Path, str]) -> str:
     return re.sub(r"<!-- output: ([\w-]+) -->\n.*?<!-- /output -->", block, text, flags=re.S)
 
 
-def screenshot(path: Path) -> None:
-    """The HTML report of the bundled sample, as headless Chromium draws it."""
+TERMINAL = f"scanner scan {SAMPLE} {CAL} --max-flagged 3"
+
+
+def screenshots(folder: Path) -> None:
+    """Headless Chromium's pictures of the bundled sample: the HTML report (report-html.png), and
+    the scan as a colour terminal shows it (terminal.png)."""
     browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
     if browser is None:
         raise SystemExit("docs/gen.py --screenshots needs Chromium (Debian: apt-get install chromium)")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         shutil.copytree(ROOT / "samples", work / "samples")
-        subprocess.run([sys.executable, "-m", "scanner", "-q", "scan", *SAMPLE.split(), *CAL.split(),
-                        "-f", "html", "-o", "report.html"], cwd=work, check=True)
-        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        f"--user-data-dir={work / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
-                        "--window-size=1200,1500", f"--screenshot={path}", (work / "report.html").as_uri()],
-                       check=True, capture_output=True, timeout=180)
-    print(f"wrote {_rel(path)}")
+        subprocess.run([sys.executable, "-m", "scanner", "-q", "scan", *SAMPLE.split(), *CAL.split(), "-f", "html",
+                        "-o", "report.html"], cwd=work, check=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+        (work / "terminal.html").write_text(ansi_page(TERMINAL, terminal_capture(TERMINAL, work)), encoding="utf-8")
+        for page, name, size in (("report.html", "report-html.png", "1200,1500"),
+                                 ("terminal.html", "terminal.png", "1150,470")):
+            subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                            f"--user-data-dir={work / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
+                            f"--window-size={size}", f"--screenshot={folder / name}", (work / page).as_uri()],
+                           check=True, capture_output=True, timeout=180)
+            print(f"wrote {_rel(folder / name)}")
 
 
 def _rel(path: Path) -> str:
     return str(path.relative_to(ROOT)) if ROOT in path.parents else str(path)
 
 
+def terminal_capture(command: str, work: Path) -> str:
+    """``command``'s stdout as a terminal shows it (a pseudo-terminal: colours, flagged rows only)."""
+    import pty
+
+    argv = [sys.executable, "-m", "scanner", *shlex.split(command)[1:]]
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | {"CUDA_VISIBLE_DEVICES": "", "COLUMNS": "100"}
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(argv, cwd=work, env=env, stdout=follower, stderr=subprocess.DEVNULL)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the other end closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    proc.wait(timeout=600)
+    return b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+def ansi_page(command: str, text: str) -> str:
+    """A terminal's text as an HTML page (the SGR colours the scanner uses), for a screenshot."""
+    import html
+
+    colours = {"31": "#ff6b6b", "32": "#69db7c", "33": "#ffd43b"}
+    body, open_span = [], False
+    for part in re.split(r"(\x1b\[[0-9;]*m)", text):
+        code = re.fullmatch(r"\x1b\[([0-9;]*)m", part)
+        if code is None:
+            body.append(html.escape(part))
+            continue
+        if open_span:
+            body.append("</span>")
+            open_span = False
+        if code.group(1) in colours:
+            body.append(f"<span style='color:{colours[code.group(1)]}'>")
+            open_span = True
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><style>body{margin:0;background:#1e1e1e}"
+            "pre{font:14px/1.35 'DejaVu Sans Mono',monospace;color:#e0e0e0;padding:14px;margin:0;white-space:pre}"
+            f"</style></head><body><pre>$ {html.escape(command)}\n{''.join(body)}</pre></body></html>")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 when a generated file differs")
-    ap.add_argument("--screenshots", action="store_true", help="also regenerate docs/img/report-html.png")
+    ap.add_argument("--screenshots", action="store_true", help="also redraw docs/img/*.png with headless Chromium")
     args = ap.parse_args(argv)
     stale = []
     for path, text in generated().items():
@@ -170,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {_rel(path)}")
     if args.screenshots and not args.check:
         (DOCS / "img").mkdir(exist_ok=True)
-        screenshot(DOCS / "img" / "report-html.png")
+        screenshots(DOCS / "img")
     if args.check and stale:
         print(f"docs/gen.py --check: {len(stale)} generated file(s) out of date: "
               + ", ".join(_rel(p) for p in stale) + "; run python docs/gen.py", file=sys.stderr)

@@ -103,3 +103,17 @@ def test_the_site_builds_strict(tmp_path):
     run = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
                          cwd=ROOT, capture_output=True, text=True, env={"NO_MKDOCS_2_WARNING": "1", "PATH": ""})
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_the_terminal_picture_is_the_scans_own_output(tmp_path):
+    """docs/gen.py --screenshots draws terminal.png from the scan's stdout on a pseudo-terminal:
+    colours and flagged rows only, as a user sees them."""
+    import shutil
+
+    gen = _gen()
+    shutil.copytree(ROOT / "samples", tmp_path / "samples")
+    text = gen.terminal_capture(gen.TERMINAL, tmp_path)
+    assert "\x1b[31m" in text and "gate: FAILED (10 flagged > --max-flagged 3)" in text
+    assert "10 scored input(s) not shown (--show flagged)" in text and "samples/clean/" not in text
+    page = gen.ansi_page("scanner scan <x>", "\x1b[31mverdict: <b>\x1b[0m done")
+    assert "<span style='color:#ff6b6b'>verdict: &lt;b&gt;</span> done" in page and "$ scanner scan &lt;x&gt;" in page
