@@ -206,6 +206,7 @@ def test_evaluate_protocol(runner, model, tmp_path):
     assert doc["metrics"]["spc"]["auroc"] > 0.9
     assert not plotting or plot.stat().st_size > 1000
     assert "SPC (decision): AUROC" in result.stdout and "PROB_CONSISTENCY: AUROC" in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) < 100  # issue 29: wrapped, indented
 
 
 def test_inspect(runner, tmp_path):
