@@ -14,7 +14,21 @@ json="$report_dir/scan-report.json"
 html="$report_dir/scan-report.html"
 
 read -r -a scanner_cmd <<< "${SCANNER:-scanner}"
-read -r -d '' -a paths <<< "$INPUT_PATHS"
+# one path per line (spaces kept); a line with *, ? or [ is a glob (** too), expanded here; a glob
+# that matches nothing stays as it is, so the scan lists it as not found
+paths=()
+shopt -s globstar
+while IFS= read -r line || [ -n "$line" ]; do
+    line="${line#"${line%%[![:space:]]*}"}"; line="${line%"${line##*[![:space:]]}"}"  # trim
+    [ -z "$line" ] && continue
+    if [[ "$line" == *[*?[]* ]]; then
+        mapfile -t matched < <(compgen -G "$line" | sort)
+        if [ "${#matched[@]}" -gt 0 ]; then paths+=("${matched[@]}"); else paths+=("$line"); fi
+    else
+        paths+=("$line")
+    fi
+done <<< "$INPUT_PATHS"
+[ "${#paths[@]}" -gt 0 ] || { echo "Error: INPUT_PATHS names no input" >&2; exit 2; }
 read -r -a extra <<< "${INPUT_ARGS:-}"
 args=(-q scan "$INPUT_MODEL" "${paths[@]}" -f json -o "$json" --html "$html")
 [ -n "${INPUT_CALIBRATION:-}" ] && args+=(--calibration "$INPUT_CALIBRATION")
@@ -40,7 +54,7 @@ if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
         0) status="passed" ;; 1) status="gate failed" ;; 2) status="could not scan" ;; *) status="internal error" ;;
     esac
     {
-        echo "### SCALE-UP scan: $status (exit $code)"
+        echo "### scanner: $status (exit $code)"
         echo
         sed 's/^/    /' "$log"
         echo

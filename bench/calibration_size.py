@@ -47,7 +47,8 @@ def _profiles(scanner: Scanner, paths) -> tuple[np.ndarray, np.ndarray]:
 def measure(entry: Path, manifest: dict, sizes, sets) -> dict:
     test_npz, y_test, pool_npz, _, _ = sets
     model = entry / "model.onnx"
-    cal, pool = calibrate(model, [pool_npz])  # its scan already holds the pool's profiles
+    run = calibrate(model, [pool_npz])  # its scan already holds the pool's profiles
+    cal, pool = run.calibration, run.scan
     pool_f, pool_y = pool.scores.features, pool.scores.labels
     scanner = Scanner(model, calibration=cal)
     poisoned = entry / "poisoned_test.npz"

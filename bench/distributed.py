@@ -78,6 +78,14 @@ def identical(a, b) -> bool:
     return bool(same)
 
 
+def portable(arg: str) -> str:
+    """An argument as the results record it: an absolute path relative to the repository (this
+    machine's folders mean nothing elsewhere), anything else as it was."""
+    if not os.path.isabs(arg):
+        return arg
+    return os.path.relpath(arg, REPO)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="zoo,resnet18")
@@ -137,7 +145,7 @@ def main(argv=None) -> int:
 
     env = {"cpu": lscpu_model(), "cores": cores, "onnxruntime": onnxruntime.__version__, "ray": ray.__version__,
            "python": platform.python_version(), "repeats": args.repeats, "ray_init_s": ray_init_s,
-           "command": "python -m bench.distributed " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "command": "python -m bench.distributed " + " ".join(map(portable, argv if argv is not None else sys.argv[1:])),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "wall_s": round(time.time() - started, 1)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "distributed.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2) + "\n")

@@ -63,8 +63,7 @@ def main(argv=None) -> int:
     _, _, cal_npz, _, _ = image_sets("cifar10", 200, 100, 0, "heldout")
     rows = []
     for name in args.entries.split(","):
-        _, result = calibrate(args.zoo / name / "model.onnx", [cal_npz])
-        scores = result.scores
+        scores = calibrate(args.zoo / name / "model.onnx", [cal_npz]).scan.scores
         rows.append((name, scores.features.shape, held_out_loglik(scores.features, scores.labels)))
         print(name, rows[-1][2], flush=True)
     lines = ["# The response profile's density model: per-class or shared covariance", "",

@@ -89,7 +89,7 @@ def export_command(
         Optional[Path], typer.Option("--class-names-file", metavar="FILE", help="Class names, one per line.")
     ] = None,
     opset: Annotated[
-        Optional[int], typer.Option("--opset", help="ONNX opset (default: the exporter's; below 18 uses TorchScript).")
+        Optional[int], typer.Option("--opset", help="ONNX opset (below 18 uses TorchScript) [default: the exporter's].")
     ] = None,
     embed_normalization: Annotated[
         bool,

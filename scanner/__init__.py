@@ -1,8 +1,9 @@
 """SCALE-UP backdoor-input detection for any ONNX image classifier (black-box, labels only).
 
 Public API: :class:`Scanner` (score arrays or scan paths), :class:`ScanResult`, :class:`Scores`,
-:func:`summarize` / :func:`check_gate` (typed decisions), :class:`Calibration` /
-:func:`fit_calibration` (the data-limited variant), :func:`load_model` (the model boundary),
+:func:`summarize` / :func:`check_gate` (typed decisions), :func:`calibrate` (a
+:class:`CalibrationRun`: the :class:`Calibration` and the clean scan), :func:`fit_calibration` (the
+paper's data-limited variant), :func:`load_model` (the model boundary),
 :class:`Spec` and :class:`Preprocessor` (preprocessing), the detectors (:class:`ScaleUp`) and the
 :class:`ScannerError` family; :func:`audit` / :class:`AuditResult` (is the model backdoored,
 from clean images alone). Importing this package never imports torch.
@@ -12,6 +13,7 @@ from ._version import __version__
 from .audit import AuditResult, audit
 from .decide.calibration import Calibration, fit_calibration
 from .core import Scanner
+from .calibrating import CalibrationRun, calibrate
 from .results import ScanResult, ScanSettings, Scores, Tally
 from .decide.verdict import Gate, Summary, Verdict, check_gate, summarize
 from .detectors import DETECTORS, Detector, ScaleUp, make_detector
@@ -27,7 +29,7 @@ __all__ = [
     "Scanner", "ScanResult", "ScanSettings", "Scores", "Tally",
     "audit", "AuditResult",
     "summarize", "check_gate", "Summary", "Verdict", "Gate",
-    "Calibration", "fit_calibration",
+    "Calibration", "fit_calibration", "calibrate", "CalibrationRun",
     "load_model", "Model", "create_session",
     "Spec", "Preprocessor",
     "Detector", "ScaleUp", "DETECTORS", "make_detector",

@@ -8,8 +8,9 @@ compared with a blend of itself.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -23,19 +24,55 @@ from .inputs.decode import BYTE_MAX
 from .detectors import parts_of
 from .errors import CalibrationError
 from .inputs.find import InputSet, collect_inputs
+from .results import ScanResult
 
 #: what `scanner calibrate` runs by default, and each detector's parameters there (at most
-#: 64 model queries per input together: see the README's detection section)
+#: 64 model queries per input together: see docs/results/detection.md)
 DEFAULT_DETECTORS = ("scaleup", "strip", "teco")
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"strip": {"n_blends": 16}, "teco": {"severities": 3}}
 SEED = 0
 
 
+@dataclass(frozen=True)
+class CalibrationRun:
+    """What :func:`calibrate` returns: the ``calibration`` to save and pass to a scan, and the
+    ``scan`` of the clean inputs it was fitted on (a :class:`~scanner.results.ScanResult`: their
+    scores, failures and settings).
+
+    ``str()`` is what ``scanner calibrate`` prints (warnings about classes a score can never flag
+    first, then the summary line). Code written for the earlier 2-tuple keeps working:
+    ``cal, result = calibrate(...)`` unpacks as ``(calibration, scan)``.
+    """
+
+    calibration: Calibration
+    scan: ScanResult
+
+    def save(self, path: str | Path) -> None:
+        """Write the calibration file (what ``scanner calibrate -o`` writes)."""
+        self.calibration.save(path)
+
+    def lines(self) -> list[str]:
+        """``scanner calibrate``'s lines: warnings first, the summary line last."""
+        return calibration_lines(self.calibration, self.scan)
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+    def __repr__(self) -> str:
+        cal = self.calibration
+        return (f"<CalibrationRun of {self.scan.settings.model}: {cal.n_samples} clean inputs, "
+                f"decision {cal.decision or 'nspc'} at FPR {cal.target_fpr:g} per class>")
+
+    def __iter__(self) -> Iterator[Any]:  # cal, result = calibrate(...), as before
+        return iter((self.calibration, self.scan))
+
+
 def calibrate(model: str | Path, paths: Sequence[str | Path] | InputSet, *,
               detectors: str | Sequence[str] = DEFAULT_DETECTORS, detector_params: dict | None = None,
               target_fpr: float = 0.05, min_class_samples: int = 10, sigma_floor: float = 0.05,
-              progress: Callable[[int, int], None] | None = None, **scanner_args) -> tuple[Calibration, Any]:
-    """Calibrate ``model`` on the clean inputs ``paths``; returns the calibration and the scan."""
+              progress: Callable[[int, int], None] | None = None, **scanner_args) -> CalibrationRun:
+    """Calibrate ``model`` on the clean inputs ``paths``: a :class:`CalibrationRun` (the
+    calibration, and the scan of the clean inputs; unpacks as that pair)."""
     names = detectors.split(",") if isinstance(detectors, str) else list(detectors)
     if "scaleup" not in [n.strip().lower() for n in names]:
         raise CalibrationError("a calibration always includes scaleup (the paper's NSPC comes from it); "
@@ -86,7 +123,36 @@ def calibrate(model: str | Path, paths: Sequence[str | Path] | InputSet, *,
         # the profile's reference is half of each class: a class too small for it to reach the
         # target FPR would be blind to the default; Fisher's references use every image
         cal.decision = q_name(COMBINED)
-    return cal, result
+    return CalibrationRun(cal, result)
+
+
+def calibration_lines(cal: Calibration, result: ScanResult) -> list[str]:
+    """Lines for ``scanner calibrate``: warnings first, the summary line last."""
+    lines = []
+    for score in ["nspc", *(q_name(n) for n in cal.values)]:
+        classes = unflaggable(cal, score)
+        if classes:
+            shown = ", ".join(str(k) for k in sorted(classes)[:12]) + (" ..." if len(classes) > 12 else "")
+            first = classes[min(classes)]
+            lines.append(f"Warning: {score.replace('_', '-')} can never flag predicted class(es) {shown} "
+                         f"(class {min(classes)}: {first})")
+    for name, mask in result.scores.undecidable_by.items():
+        undecidable = int(mask.sum())
+        if undecidable:
+            lines.append(f"Warning: {undecidable} calibration input(s) are undecidable for {name}: left out of its "
+                         "references (the paper's NSPC statistics keep them; a combined decision judges them "
+                         "with the other detectors)")
+    small = sum(1 for s in cal.per_class.values() if s.n < cal.min_class_samples)
+    parts = ", ".join(d["name"] for d in cal.detectors) if cal.detectors else "scaleup"
+    refs = cal.references(list(cal.values)) if cal.labels is not None else None
+    achieved = "" if refs is None else "; FPR on this set (leave-one-out): " + ", ".join(
+        f"{k.replace('_', '-')} {v:.4f}" for k, v in refs.achieved_fpr.items())
+    lines.append(
+        f"calibrated {parts} on {cal.n_samples} benign inputs ({len(cal.per_class)} predicted classes, {small} using "
+        f"pooled references); decision {str(cal.decision or 'nspc').replace('_', '-')} at FPR {cal.target_fpr:g} per "
+        f"class{achieved}; NSPC threshold {cal.threshold:.4g} (FPR {cal.achieved_fpr:.4f}); "
+        f"scales {','.join(map(str, cal.scales))}")
+    return lines
 
 
 def _fit_profile(cal: Calibration, features: np.ndarray, min_class_samples: int) -> None:

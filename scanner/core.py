@@ -138,6 +138,11 @@ class Scanner:
         self.workers = int(workers or max(1, min(4, (os.cpu_count() or 1) - 1)))
         self._buffer: np.ndarray | None = None
 
+    def __repr__(self) -> str:
+        names = "+".join(p.name for p in parts_of(self.detector))
+        return (f"<Scanner {self.info.path} on {self.provider}: {names}, {self.detector.queries_per_input} queries "
+                f"per input, flagged when {self.score_name} >= {self.threshold:.4g}>")
+
     # -- what the model boundary decided ------------------------------------------------------
     @property
     def info(self):

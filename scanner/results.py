@@ -10,6 +10,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ._version import __version__
+from .decide import text
 from .decide.calibration import Calibration
 from .inputs.find import InputSet
 from .model.spec import Spec
@@ -55,6 +56,11 @@ class Scores:
         if self.undecidable is None:
             self.undecidable = np.zeros(len(self.labels), dtype=bool)
 
+    def __repr__(self) -> str:
+        names = ", ".join(k for k, v in self.named.items() if v is not None)
+        return (f"<Scores of {len(self.labels)} inputs ({names}): {int(np.count_nonzero(self.flagged))} flagged by "
+                f"{self.score_name}, {int(np.count_nonzero(self.undecidable))} undecidable>")
+
     def __getattr__(self, name: str):
         named = self.__dict__.get("named", {})
         if name in named:
@@ -95,6 +101,15 @@ class ScanSettings:
         names = self.spec.class_names
         return names[label] if names and 0 <= label < len(names) else None
 
+    def lines(self) -> list[str]:
+        """The summary's first lines: the model, the detectors and the flag, the batch plan if noted."""
+        detectors = [f"{self.detector_text}; flagged when {self.score.upper()} >= {self.threshold:.4g}"]
+        if len(detectors[0]) > text.WIDTH:  # one detector a line, the decision with the last
+            parts = detectors[0].split(" + ")
+            detectors = [parts[0]] + ["  + " + part for part in parts[1:]]
+        return [f"model {self.model} (sha256 {self.model_sha256[:12]}) on {self.execution_provider}", *detectors,
+                *([f"batch: {self.batch_note}"] if self.batch_note else [])]
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (report schema version 1; the key order is part of it)."""
         cal = self.calibration
@@ -134,6 +149,15 @@ class ScanResult:
     seconds: float
     score_names: tuple[str, ...] = field(default=())
     incomplete: str | None = None  # why the scan stopped before every input was reached
+
+    def __str__(self) -> str:
+        """What ``scanner scan`` prints under its table: settings, counts, verdict (no gate)."""
+        return text.text([(line, None) for line in self.settings.lines()] + text.summary_lines(self.summary()))
+
+    def __repr__(self) -> str:
+        flagged = int(np.count_nonzero(self.scores.flagged))
+        return (f"<ScanResult of {self.settings.model}: {self.n_found} inputs, {self.n_scored} scored, "
+                f"{len(self.failures)} failed, {flagged} flagged by {self.settings.score}>")
 
     @property
     def n_found(self) -> int:

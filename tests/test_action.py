@@ -110,5 +110,41 @@ def test_action_yml_runs_the_script_with_every_input():
     assert {"model", "paths", "calibration", "max-flagged", "max-flagged-rate", "strict"} <= set(doc["inputs"])
     scan = next(step for step in doc["runs"]["steps"] if step.get("id") == "scan")
     for name in doc["inputs"]:
-        if name not in ("artifact-name", "install"):
+        if name not in ("artifact-name", "install", "python-version", "runtime"):  # the install steps' inputs
             assert f"${{{{ inputs.{name} }}}}" in scan["env"].values(), name
+
+
+def test_paths_take_spaces_and_globs(case, tmp_path):
+    """Issue 29, point 7: one path per line, spaces kept; globs (** too) expanded by the action."""
+    import shutil
+
+    fx, a, b = case
+    spaced = tmp_path / "incoming images" / "day 1"
+    shutil.copytree(a, spaced)
+    deep = tmp_path / "stream" / "x" / "y"
+    shutil.copytree(b, deep)
+    run = run_action(tmp_path, model=fx.path, paths=f"  {spaced}  \n\n{tmp_path}/stream/**/img_00[0-3].png\n")
+    assert run.returncode == 0, run.stderr
+    doc = json.loads((tmp_path / outputs(tmp_path)["json-report"]).read_text())
+    names = [r["input"] for r in doc["results"]] + [f["input"] for f in doc["failures"]]
+    assert len(names) == 12 + 4 and doc["summary"]["failed"] == 0
+    assert sum(str(spaced) in n for n in names) == 12 and sum("/stream/x/y/img_00" in n for n in names) == 4
+    nothing = run_action(tmp_path, model=fx.path, paths=f"{tmp_path}/none-*.png")  # matches nothing: stays
+    assert outputs(tmp_path)["exit-code"] == "2" and "none-*.png" in nothing.stderr
+
+
+def test_action_sets_up_python_with_a_pip_cache_and_no_gpu_wheel(tmp_path):
+    """Issue 29, point 7: the action sets up Python, caches pip's downloads and installs the
+    package's run-time dependencies with the CPU runtime (not the 255 MB onnxruntime-gpu)."""
+    sys.path.insert(0, str(ROOT / "action"))
+    try:
+        from requirements import requirements
+    finally:
+        sys.path.pop(0)
+    text = (ROOT / "action.yml").read_text()
+    assert "actions/setup-python@" in text and "actions/cache@" in text and "~/.cache/pip" in text
+    assert "--no-deps" in text and "action/requirements.py" in text and "SCALE-UP backdoor" not in text
+    cpu, gpu = requirements("cpu"), requirements("gpu")
+    assert cpu[0].startswith("onnxruntime>=") and gpu[0].startswith("onnxruntime-gpu>=")
+    assert not any("onnxruntime-gpu" in r for r in cpu) and cpu[1:] == gpu[1:]
+    assert any(r.startswith("typer") for r in cpu) and not any(";" in r for r in cpu)

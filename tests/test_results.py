@@ -50,3 +50,26 @@ def test_to_pandas_without_pandas_is_a_clear_error(result, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ScannerError, match=r'needs pandas: pip install pandas .*pip install -e "\.\[pandas\]"'):
         result.to_pandas()
+
+
+def test_str_is_the_command_lines_text_and_reprs_are_short(result):
+    """Issue 29, point 5: print(result), print(summary), print(verdict), print(gate) give what
+    `scanner scan` prints; reprs are one short line, not a dump of arrays."""
+    from scanner.report.common import summary_lines
+
+    summary, gate = result.summary(), result.gate(max_flagged=0)
+    cli = summary_lines(result.settings, summary, gate)
+    assert str(result).splitlines() == cli[:-1]  # the CLI's block, less the gate line
+    assert "\n".join(cli[:-1]).endswith("\n" + str(summary))  # from the counts on
+    assert str(gate) == cli[-1] == "gate: FAILED (5 flagged > --max-flagged 0)"
+    assert str(summary.verdict) in str(summary) and str(summary.verdict).startswith("verdict: no reference: ")
+    for obj in (result, result.scores, summary, summary.verdict, gate):
+        text = repr(obj)
+        assert text.startswith("<") and "\n" not in text and "array(" not in text and len(text) < 200, text
+    assert "5 flagged" in repr(result) and repr(summary.verdict) == "<Verdict no reference>"
+
+
+def test_scanner_repr_says_what_it_runs(result):
+    scanner = Scanner(result.settings.model)
+    assert repr(scanner).startswith(f"<Scanner {result.settings.model} on ")
+    assert "scaleup, 6 queries per input, flagged when spc >= 0.5" in repr(scanner)

@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .support import (INTERNAL_ERROR, _closed_pipe_ends_quietly, _Commands, _hard_stop_after, _lift,  # noqa: F401
+from .support import (INTERNAL_ERROR, _closed_pipe_ends_quietly, _Command, _Commands, _hard_stop_after, _lift,  # noqa: F401
                       _progress, _state, _streaming)
 from .options import (BatchOpt, CalibrationOpt, Device, DeviceOpt, Engine, ModelArg, OutputOpt, Preprocessing,
                       ScalesOpt, ScoreOpt, DetectorOpt, ThresholdOpt, _scales, _user_errors, preprocessing_options)
@@ -32,7 +32,9 @@ log = logging.getLogger("scanner")
 app = typer.Typer(
     name="scanner",
     cls=_Commands,
-    help="Find backdoor-triggered inputs of an ONNX image classifier with SCALE-UP (ICLR 2023).\n\n"
+    help="Find backdoor-triggered inputs of an ONNX image classifier (black-box). Without a calibration "
+    "the paper's data-free SCALE-UP score decides; with one, three detectors (SCALE-UP, STRIP, TeCo) "
+    "calibrated per class.\n\n"
     "Exit codes: 0 scanned and within the gate, 1 gate failed, 2 usage/model/input error, "
     "3 internal error (a bug).",
     no_args_is_help=True,
@@ -78,8 +80,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output: -v the scanner's info, -vv its debug, -vvv also third-party debug. Also accepted after the command.")] = 0,
-    quiet: Annotated[int, typer.Option("--quiet", "-q", count=True, help="Less output: no progress bar, no summary on stderr, warnings off (-qq: logged errors too; an Error: line always prints). Also accepted after the command.")] = 0,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output: -v the scanner's info, -vv its debug, -vvv also third-party debug. Also accepted after the command.", show_default=False)] = 0,
+    quiet: Annotated[int, typer.Option("--quiet", "-q", count=True, help="Less output: no progress bar, no summary on stderr, warnings off (-qq: logged errors too; an Error: line always prints). Also accepted after the command.", show_default=False)] = 0,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     from ..report.terminal import set_verbosity
@@ -91,7 +93,7 @@ def _main(
 
 
 
-@app.command()
+@app.command(cls=_Command)
 @preprocessing_options
 def scan(
     model: ModelArg,
@@ -104,12 +106,12 @@ def scan(
     output: OutputOpt = None,
     max_flagged: Annotated[Optional[int], typer.Option(min=0, help="Gate: exit 1 if more inputs are flagged [default: no limit].", rich_help_panel="CI gate")] = None,
     max_flagged_rate: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Gate: exit 1 if a larger fraction is flagged [default: no limit].", rich_help_panel="CI gate")] = None,
-    strict: Annotated[bool, typer.Option(help="Exit 2 if any input cannot be read (default: list it as failed).", rich_help_panel="CI gate")] = False,
+    strict: Annotated[bool, typer.Option(help="Exit 2 if any input cannot be read [default: list it as failed].", show_default=False, rich_help_panel="CI gate")] = False,
     expected_fpr: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Benign flag rate the verdict tests against, with --calibration [default: from the calibration; without one no class is named whatever the rate].")] = None,
     score: ScoreOpt = None,
     detector: DetectorOpt = None,
-    fail_on_suspect: Annotated[bool, typer.Option("--fail-on-suspect", help="Gate: exit 1 when the verdict names a suspected target class, or cannot judge the scan (most inputs undecidable); needs --calibration (refused without one) [default: off].", rich_help_panel="CI gate")] = False,
-    allow_undecidable: Annotated[bool, typer.Option("--allow-undecidable", help="Gate: with --fail-on-suspect, pass a scan whose verdict cannot judge it (most inputs undecidable) instead of failing it [default: off].", rich_help_panel="CI gate")] = False,
+    fail_on_suspect: Annotated[bool, typer.Option("--fail-on-suspect", help="Gate: exit 1 when the verdict names a suspected target class, or cannot judge the scan (most inputs undecidable); needs --calibration (refused without one).", rich_help_panel="CI gate")] = False,
+    allow_undecidable: Annotated[bool, typer.Option("--allow-undecidable", help="Gate: with --fail-on-suspect, pass a scan whose verdict cannot judge it (most inputs undecidable) instead of failing it.", rich_help_panel="CI gate")] = False,
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = None,
     engine: Annotated[Engine, typer.Option(case_sensitive=False, help="local: this machine; ray: a Ray cluster (pip install -e \".[ray]\").", rich_help_panel="Scaling out")] = Engine.local,
@@ -117,7 +119,7 @@ def scan(
     workers: Annotated[Optional[int], typer.Option(min=1, help="Scoring actors [default: one per GPU with --device cuda, else one per 2 CPUs].", rich_help_panel="Scaling out")] = None,
     timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Stop after this many seconds: the inputs not reached are reported as failed ('not scored') and the exit status is 2. If the model itself does not return (while loading), the process stops a few seconds later [default: no limit].", rich_help_panel="CI gate")] = None,
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Write per-input results there as shards (JSONL with -f jsonl, else Parquet); the report keeps the summary only [default: none, results in the report].", rich_help_panel="Scaling out")] = None,
-    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the HTML audit report there (one file, besides the -f/-o report) [default: none].")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", metavar="FILE", help="Also write the HTML audit report there (one file, besides the -f/-o report) [default: none].")] = None,
     show: Annotated[Optional[Show], typer.Option(case_sensitive=False, help="Table rows to print: all, flagged (flagged and failed inputs) or none; the summary always [default: flagged on a terminal, else all].")] = None,
 ) -> None:
     """Score every input (SCALE-UP by default; with --calibration its detectors and decision), report, and gate.
@@ -226,12 +228,12 @@ def scan(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=_Command)
 @preprocessing_options
 def calibrate(
     model: ModelArg,
     clean_paths: Annotated[list[Path], typer.Argument(help="Trusted benign inputs (files, folders, arrays).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Calibration file to write (JSON).")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="Calibration file to write (JSON).")],
     prep: Preprocessing,
     fpr: Annotated[float, typer.Option(min=0.0, max=1.0, help="Target false-positive rate, per predicted class.")] = 0.05,
     detector: Annotated[str, typer.Option("--detector", help="Detectors to calibrate, comma-separated; scaleup is always among them (a scan may use a subset).")] = "scaleup,strip,teco",
@@ -248,7 +250,6 @@ def calibrate(
     import json
 
     from ..calibrating import calibrate as run_calibration
-    from ..report.calibration import calibration_lines
 
     params: dict = {"scaleup": {"scales": _scales(scales)}}
     if blends is not None:
@@ -258,22 +259,22 @@ def calibrate(
     with _user_errors():
         _check_outputs(output)
         with _progress(not _state["quiet"], "calibrating") as progress:
-            cal, result = run_calibration(
+            run = run_calibration(
                 model, clean_paths, detectors=detector, detector_params=params, target_fpr=fpr,
                 min_class_samples=min_class_samples, sigma_floor=sigma_floor, progress=progress,
                 device=device.value, spec=prep.overrides, spec_file=prep.spec_file, batch_size=batch_size)
-        if result.failures:
+        if run.scan.failures:
             log.warning("%d calibration input(s) could not be read and were left out, e.g. %s",
-                        len(result.failures), result.failure_records()[0]["input"])
+                        len(run.scan.failures), run.scan.failure_records()[0]["input"])
         with _open_output(output) as fh:  # replaced only when complete, like a report
-            fh.write(json.dumps(cal.to_dict(), indent=2) + "\n")
-    lines = calibration_lines(cal, result)
+            fh.write(json.dumps(run.calibration.to_dict(), indent=2) + "\n")
+    lines = run.lines()
     for line in lines[:-1]:
         typer.echo(line, err=line.startswith("Warning"))
     typer.echo(f"{lines[-1]}; wrote {output}")
 
 
-@app.command()
+@app.command(cls=_Command)
 @preprocessing_options
 def evaluate(
     model: ModelArg,
@@ -285,9 +286,9 @@ def evaluate(
     calibration: CalibrationOpt = None,
     threshold: ThresholdOpt = None,
     detector: DetectorOpt = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the metrics as JSON here [default: text on stdout only].")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the metrics as JSON here [default: text on stdout only].")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write the ROC curve and SPC histograms as PNG (needs the plot extra) [default: no plot].")] = None,
-    html: Annotated[Optional[Path], typer.Option("--html", help="Write the metrics, the ROC curve and the SPC histograms as one self-contained HTML page [default: none].")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", metavar="FILE", help="Write the metrics, the ROC curve and the SPC histograms as one self-contained HTML page [default: none].")] = None,
     scales: ScalesOpt = "3,5,7,9,11",
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = None,
@@ -318,7 +319,7 @@ def evaluate(
     render_evaluation(result, sys.stdout)
 
 
-@app.command()
+@app.command(cls=_Command)
 @preprocessing_options
 def inspect(
     model: ModelArg,
@@ -335,7 +336,7 @@ def inspect(
     render_model(loaded, format, sys.stdout)
 
 
-@app.command()
+@app.command(cls=_Command)
 @preprocessing_options
 def probe(
     model: ModelArg,
@@ -343,7 +344,7 @@ def probe(
     prep: Preprocessing,
     labels: Annotated[Optional[Path], typer.Option(help="File of 'input,label' lines giving the inputs' true labels [default: ImageFolder subfolders, else none].")] = None,
     sample: Annotated[int, typer.Option(min=1, help="Inputs each candidate preprocessing is tried on (a seeded random sample).")] = 100,
-    write_spec: Annotated[Optional[Path], typer.Option("--write-spec", help="Write the best preprocessing as a spec file (use it with --spec) [default: none].")] = None,
+    write_spec: Annotated[Optional[Path], typer.Option("--write-spec", metavar="FILE", help="Write the best preprocessing as a spec file (use it with --spec) [default: none].")] = None,
     format: Annotated[InspectFormat, typer.Option("--format", "-f", case_sensitive=False, help="table or json.")] = InspectFormat.table,
     device: DeviceOpt = Device.auto,
 ) -> None:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Iterator, Optional
 import typer
 
 from ..errors import ScannerError
+from .support import PREP
 from ..model.spec import Layout, PixelRange
 
 
@@ -34,16 +35,14 @@ class Engine(str, Enum):
 # -- options shared by several commands, declared once ------------------------------------------
 ModelArg = Annotated[Path, typer.Argument(help="The ONNX model.")]
 DeviceOpt = Annotated[Device, typer.Option(help="auto: CUDA when a session really gets it, else CPU; cuda: fail if unavailable.")]
-ScalesOpt = Annotated[str, typer.Option(help="Scale set S, e.g. 3,5,7,9,11 or 1-11.")]
+ScalesOpt = Annotated[str, typer.Option(metavar="LIST", help="Scale set S, e.g. 3,5,7,9,11 or 1-11.")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per batch (each sent with its |S| amplified copies) [default: up to 256, fewer for large images].")]
-ScoreOpt = Annotated[Optional[str], typer.Option("--score", help="The score that flags: spc (the paper), prob-consistency (beyond the paper: mean probability of the unscaled label across scales), strip, teco; with a calibration also nspc and the calibrated q-<score> and q-fisher (the detectors combined) [default: spc; with a calibration its decision, usually q-fisher].")]
-DetectorOpt = Annotated[Optional[str], typer.Option("--detector", help="Detectors to run, comma-separated: scaleup (6 queries per input), strip (1 + blends; needs a calibration's clean images), teco (1 + 12 x severities) [default: scaleup; with --calibration the calibration's detectors, or a subset of them].")]
-OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report here (replaced only when complete) [default: stdout].")]
+ScoreOpt = Annotated[Optional[str], typer.Option("--score", metavar="NAME", help="The score that flags: spc (the paper), prob-consistency (beyond the paper: mean probability of the unscaled label across scales), strip, teco; with a calibration also nspc and the calibrated q-<score> and q-fisher (the detectors combined) [default: spc; with a calibration its decision, usually q-fisher].")]
+DetectorOpt = Annotated[Optional[str], typer.Option("--detector", metavar="NAMES", help="Detectors to run, comma-separated: scaleup (6 queries per input), strip (1 + blends; needs a calibration's clean images), teco (1 + 12 x severities) [default: scaleup; with --calibration the calibration's detectors, or a subset of them].")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the report here (replaced only when complete) [default: stdout].")]
 ThresholdOpt = Annotated[Optional[float], typer.Option(help="Flag when the score >= this [default: 0.5 on SPC; with a calibration 1 - its FPR on q- scores (p-value at most the FPR), its threshold on NSPC].")]
-CalibrationOpt = Annotated[Optional[Path], typer.Option(help="Calibration file from `scanner calibrate`: per-class benign references for every score, the detectors and their clean images [default: none, data-free SPC].")]
+CalibrationOpt = Annotated[Optional[Path], typer.Option(metavar="FILE", help="Calibration file from `scanner calibrate`: per-class benign references for every score, the detectors and their clean images [default: none, data-free SPC].")]
 
-PREP = "Preprocessing (overrides the spec file and the model's metadata)"
-_FROM_MODEL = " [default: from --spec, else the model's metadata or graph, else guessed]."
 
 
 @dataclass(frozen=True)
@@ -55,16 +54,16 @@ class Preprocessing:
 
 
 _PREP_PARAMS = {
-    "layout": (Annotated[Optional[Layout], typer.Option(help="Input layout of the model" + _FROM_MODEL, rich_help_panel=PREP)], None),
-    "size": (Annotated[Optional[str], typer.Option(help="Input image size HxW, e.g. 32x32" + _FROM_MODEL, rich_help_panel=PREP)], None),
-    "pixel_range": (Annotated[Optional[PixelRange], typer.Option("--pixel-range", help="unit: [0,1]; byte: [0,255]" + _FROM_MODEL, rich_help_panel=PREP)], None),
-    "mean": (Annotated[Optional[str], typer.Option(help="Per-channel mean, comma-separated, in pixel-range units" + _FROM_MODEL, rich_help_panel=PREP)], None),
-    "std": (Annotated[Optional[str], typer.Option(help="Per-channel std, comma-separated, in pixel-range units" + _FROM_MODEL, rich_help_panel=PREP)], None),
-    "bgr": (Annotated[bool, typer.Option("--bgr", help="Feed channels in BGR order (default: RGB, or what the spec or metadata says).", rich_help_panel=PREP)], False),
-    "channels": (Annotated[Optional[int], typer.Option(help="1 (grayscale) or 3 (RGB)" + _FROM_MODEL, rich_help_panel=PREP)], None),
-    "spec": (Annotated[Optional[Path], typer.Option("--spec", help="JSON spec file (schema in the README) [default: none].", rich_help_panel=PREP)], None),
+    "layout": (Annotated[Optional[Layout], typer.Option(help="Input layout of the model.", rich_help_panel=PREP)], None),
+    "size": (Annotated[Optional[str], typer.Option(metavar="HxW", help="Input image size, e.g. 32x32.", rich_help_panel=PREP)], None),
+    "pixel_range": (Annotated[Optional[PixelRange], typer.Option("--pixel-range", help="unit: [0,1]; byte: [0,255].", rich_help_panel=PREP)], None),
+    "mean": (Annotated[Optional[str], typer.Option(metavar="M,M,M", help="Per-channel mean, in pixel-range units.", rich_help_panel=PREP)], None),
+    "std": (Annotated[Optional[str], typer.Option(metavar="S,S,S", help="Per-channel std, in pixel-range units.", rich_help_panel=PREP)], None),
+    "bgr": (Annotated[bool, typer.Option("--bgr", help="Feed channels in BGR order [default: RGB, or what the spec or metadata says].", rich_help_panel=PREP)], False),
+    "channels": (Annotated[Optional[int], typer.Option(help="1 (grayscale) or 3 (RGB).", rich_help_panel=PREP)], None),
+    "spec": (Annotated[Optional[Path], typer.Option("--spec", metavar="FILE", help="JSON spec file (schema: docs/spec.md) [default: none].", rich_help_panel=PREP)], None),
     "output_name": (Annotated[Optional[str], typer.Option("--output-name", help="Model output to read [default: the class-score output chosen at load, see `scanner inspect`].", rich_help_panel=PREP)], None),
-    "class_names": (Annotated[Optional[str], typer.Option("--class-names", help="Class names in label order: a comma-separated list, or @FILE with one name per line" + _FROM_MODEL, rich_help_panel=PREP)], None),
+    "class_names": (Annotated[Optional[str], typer.Option("--class-names", metavar="NAMES", help="Class names in label order: a comma-separated list, or @FILE with one name per line [default: from --spec or the model's metadata, else the label numbers].", rich_help_panel=PREP)], None),
 }
 
 

@@ -15,7 +15,7 @@ import threading
 import traceback
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from .._validation import check_number
 from ..errors import ScannerError
@@ -43,6 +43,73 @@ def _options_taking_a_value(command) -> set[str]:
             for o in (*p.opts, *p.secondary_opts)}
 
 
+PREP = "Preprocessing"
+# one line under a help panel's heading, said once instead of on each of its options
+PANEL_NOTES = {
+    PREP: "Override the spec file and the model's metadata. Unset: from --spec, else the model's "
+          "metadata or graph, else guessed (scanner inspect says which).",
+}
+_TYPE_METAVARS = {"str": "TEXT", "text": "TEXT", "int": "INTEGER", "integer": "INTEGER", "float": "FLOAT",
+                  "path": "PATH", "file": "FILE", "filename": "FILE"}
+
+
+def _metavar(param) -> str:
+    """An upper-case metavar, the same under every typer the dependency range allows (0.28 writes
+    ``<str>``, ``<int range>``); choices as ``[a|b]``, as click writes them."""
+    choices = getattr(param.type, "choices", None)
+    if choices:
+        return "[" + "|".join(str(getattr(c, "value", c)) for c in choices) + "]"
+    name = str(getattr(param.type, "name", "text")).strip("<>").split()[0].lower()
+    return _TYPE_METAVARS.get(name, name.upper())
+
+
+class _Command(TyperCommand):
+    """One help style for every command: plain text (no boxes; CI logs, pipes), the options in
+    their panels (``rich_help_panel``: Preprocessing, CI gate, Scaling out), upper-case metavars,
+    arguments named in upper case in the usage line (``scanner scan [OPTIONS] MODEL PATHS...``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["rich_markup_mode"] = None
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if getattr(param, "param_type_name", "") == "argument":
+                if param.metavar is None:
+                    param.metavar = (param.name or "").upper() + ("..." if param.nargs != 1 else "")
+            elif param.metavar is None and not getattr(param, "is_flag", False) and not getattr(param, "count", False):
+                param.metavar = _metavar(param)
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if getattr(param, "param_type_name", "") == "argument":
+                pieces.append(param.metavar if param.required else f"[{param.metavar}]")
+        return pieces
+
+    def format_options(self, ctx, formatter) -> None:
+        arguments = [(p.metavar, p.help or "") for p in self.get_params(ctx)
+                     if getattr(p, "param_type_name", "") == "argument"]
+        if arguments:
+            with formatter.section("Arguments"):
+                formatter.write_dl(arguments)
+        panels: dict[str, list] = {"Options": []}
+        for param in self.get_params(ctx):
+            if getattr(param, "param_type_name", "") == "argument":
+                continue
+            record = param.get_help_record(ctx)
+            if record is not None:
+                panels.setdefault(getattr(param, "rich_help_panel", None) or "Options", []).append(record)
+        parent = ctx.parent
+        if parent is not None:  # -q/-v: the group's, accepted after the command too (parse_args)
+            panels["Output"] = [r for p in parent.command.get_params(parent) if p.name in ("quiet", "verbose")
+                                if (r := p.get_help_record(parent)) is not None]
+        for title, records in panels.items():
+            if records:
+                with formatter.section(title):
+                    if title in PANEL_NOTES:
+                        formatter.write_text(PANEL_NOTES[title])
+                    formatter.write_dl(records)
+
+
 class _Commands(TyperGroup):
     """The command group; ``export`` (in ``exporters/``) is added only when it is asked for, so
     that ``scanner scan`` never imports ``exporters``."""
@@ -54,8 +121,8 @@ class _Commands(TyperGroup):
             from exporters.cli import export_command
         except ImportError:  # exporters not installed alongside: no export command
             return
-        holder = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-        holder.command("export", help=export_command.__doc__)(export_command)
+        holder = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+        holder.command("export", cls=_Command, help=export_command.__doc__)(export_command)
         self.add_command(typer.main.get_command(holder), "export")
 
     def list_commands(self, ctx) -> list[str]:

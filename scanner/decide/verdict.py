@@ -98,6 +98,15 @@ class Verdict:
     def model_suspicious(self) -> bool:
         return bool(self.suspects)
 
+    def __str__(self) -> str:  # the CLI's verdict line(s)
+        from .text import text, verdict_lines
+
+        return text(verdict_lines(self))
+
+    def __repr__(self) -> str:
+        named = ", ".join(str(s.label) for s in self.suspects)
+        return f"<Verdict {self.status}{': class ' + named if named else ''}>"
+
     def withhold(self, reason: str) -> "Verdict":
         """The same verdict naming no suspect, recording which ones were withheld and why."""
         return replace(self, suspects=(), withheld=reason, withheld_suspects=self.suspects, status="withheld",
@@ -138,6 +147,15 @@ class Summary:
     def flagged_rate(self) -> float:
         return self.flagged / self.scored if self.scored else 0.0
 
+    def __str__(self) -> str:  # the CLI's summary lines, from the counts on
+        from .text import summary_lines, text
+
+        return text(summary_lines(self))
+
+    def __repr__(self) -> str:
+        return (f"<Summary {self.flagged} of {self.scored} scored inputs flagged, {self.failed} failed; "
+                f"verdict {self.verdict.status}>")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "inputs_found": self.inputs_found,
@@ -170,6 +188,14 @@ class Gate:
 
     def __bool__(self) -> bool:
         return self.passed
+
+    def __str__(self) -> str:  # the CLI's gate line
+        from .text import gate_line
+
+        return gate_line(self)[0]
+
+    def __repr__(self) -> str:
+        return f"<Gate {'passed' if self.passed else 'FAILED: ' + '; '.join(self.reasons)}>"
 
     def to_dict(self) -> dict[str, Any]:
         return {"max_flagged": self.max_flagged, "max_flagged_rate": self.max_flagged_rate,

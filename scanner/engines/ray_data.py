@@ -22,10 +22,14 @@ input is an error, never a silent difference.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
 import pickle
 import re
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -116,13 +120,53 @@ def scan(model: str | Path, paths: Sequence[str | Path] | InputSet, *, address: 
         except OSError as exc:
             raise ScannerError(f"cannot create {output_dir}: {exc.strerror or exc}") from None
 
-    started_ray = _connect(ray, address)
+    with _native_stderr_aside():
+        started_ray = _connect(ray, address)
+        try:
+            return _run(ray, driver, model, inputs, options, device=device, workers=workers, threads=threads,
+                        output_dir=output_dir, shard_format=shard_format, progress=progress)
+        finally:
+            if started_ray:
+                ray.shutdown()
+
+
+@contextlib.contextmanager
+def _native_stderr_aside():
+    """Keep Ray's own C++ log lines (``[... E 1234 1234] core_worker.cc:2465: Actor with class
+    name ...``, which read as errors in a CI log) off the terminal, unless the scanner's debug log
+    is on (``-vv``).
+
+    Ray's C++ code and the processes it starts write to file descriptor 2, so that descriptor goes
+    to a temporary file for the scan; Python's ``sys.stderr`` (the progress bar, the scanner's log
+    and messages) moves to a copy of the real one. A test runner that has replaced ``sys.stderr``
+    keeps it. What Ray wrote is dropped: the scanner says in its own words what failed."""
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
     try:
-        return _run(ray, driver, model, inputs, options, device=device, workers=workers, threads=threads,
-                    output_dir=output_dir, shard_format=shard_format, progress=progress)
-    finally:
-        if started_ray:
-            ray.shutdown()
+        sys.__stderr__.flush()
+        real = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no descriptor 2 (an embedded interpreter)
+        yield
+        return
+    swap = sys.stderr is sys.__stderr__
+    python_side = sys.stderr
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        if swap:
+            python_side = os.fdopen(os.dup(real), "w", buffering=1, encoding=sys.__stderr__.encoding,
+                                    errors="backslashreplace")
+            sys.stderr = python_side
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                python_side.flush()
+            os.dup2(real, 2)
+            os.close(real)
+            if swap:
+                sys.stderr = sys.__stderr__
+                python_side.close()
 
 
 def _connect(ray, address: str | None) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._validation import check_output_file
+from ..decide import text
 from ..decide.verdict import Gate, Summary
 from ..errors import ScannerError
 from ..results import ScanResult, ScanSettings
@@ -42,7 +43,7 @@ class InspectFormat(str, Enum):
 
 
 def report_header(result: ScanResult, summary: Summary, gate: Gate | None) -> dict[str, Any]:
-    """Everything in the JSON report except the per-input lists (schema in the README)."""
+    """Everything in the JSON report except the per-input lists (schema: docs/reports.md)."""
     return {"schema_version": REPORT_SCHEMA_VERSION, "kind": "scan", **result.settings.to_dict(),
             "summary": summary.to_dict(), "gate": None if gate is None else gate.to_dict(),
             "warnings": list(summary.warnings)}
@@ -62,42 +63,11 @@ def num_text(value) -> str:
 
 
 def summary_lines(settings: ScanSettings, summary: Summary, gate: Gate | None, *, colour: bool = False) -> list[str]:
-    """The scan's closing block: model, settings, counts, per-class counts, verdict, gate.
-
-    The per-class line lists the classes with a flagged input and sums up the others (every
-    class is in the JSON report). ``colour`` paints the verdict and the gate (ANSI).
-    """
-    lines = [
-        f"model {settings.model} (sha256 {settings.model_sha256[:12]}) on {settings.execution_provider}",
-        f"{settings.detector_text}; flagged when {settings.score.upper()} >= {settings.threshold:.4g}",
-        *([f"batch: {settings.batch_note}"] if settings.batch_note else []),
-        f"inputs found {summary.inputs_found}, scored {summary.scored}, failed {summary.failed}, "
-        f"flagged {summary.flagged} ({summary.flagged_rate:.1%})"
-        + (f", undecidable {summary.undecidable} (never flagged, not in the verdict)" if summary.undecidable else ""),
-    ]
-    if summary.per_class:
-        hit = [c for c in summary.per_class if c.flagged]
-        rest = [c for c in summary.per_class if not c.flagged]
-        parts = [f"{c.label}{' ' + c.class_name if c.class_name else ''}: {c.flagged}/{c.inputs}" for c in hit]
-        if rest:
-            parts.append(f"{len(rest)} other class{'es' if len(rest) > 1 else ''}: 0/{sum(c.inputs for c in rest)}")
-        lines.append("flagged per predicted class: " + ", ".join(parts))
-    v = summary.verdict
-    lines.append(f"expected benign flag rate {v.expected_fpr:.4g} ({v.expected_fpr_source})")
-    if v.suspects:
-        lines.extend(paint("verdict: " + s.text, "red", colour) for s in v.suspects)
-    elif v.status == "cannot judge":
-        lines.append(paint("verdict: " + (v.note or "cannot judge"), "yellow", colour))
-    elif v.withheld:
-        lines.append(paint("verdict: no suspect named: " + v.withheld, "yellow", colour))
-    else:
-        lines.append(paint("verdict: no predicted class is flagged significantly more than expected", "green", colour))
-    if gate is not None:
-        lines.append(paint("gate: PASSED", "green", colour) if gate.passed
-                     else paint("gate: FAILED (" + "; ".join(gate.reasons) + ")", "red", colour))
-    if summary.incomplete:
-        lines.append(f"INCOMPLETE: {summary.incomplete}; the inputs not reached are listed as failed")
-    return lines
+    """The scan's closing block: model, settings, counts, per-class counts, verdict, gate, in lines
+    under 100 columns (:mod:`scanner.decide.text`, also ``str(result)``); ``colour`` paints the
+    verdict and the gate (ANSI). Every class is in the JSON report."""
+    lines = [(line, None) for line in settings.lines()] + text.summary_lines(summary, gate)
+    return [paint(part, c, colour) if c else part for line, c in lines for part in text.wrap(line)]
 
 
 # -- writing safely ------------------------------------------------------------------------------

@@ -1,9 +1,13 @@
 """The HTML audit report (``scanner scan --format html -o report.html``): one self-contained file.
 
 No network at view time and no script: inline CSS, inline SVG charts, images as ``data:`` URIs.
-It holds the model and settings, the verdict and the gate, the flagged rate of each predicted
-class against its expected rate, a histogram of each score, the failures, and a gallery of the
-most suspicious inputs (largest score first, capped): each input beside its amplified copies
+Its title says what decided (the deciding score and the detectors). It holds the verdict and the
+gate, the flagged rate of each predicted class against its expected rate, a histogram of each score
+(the deciding one first; a threshold line on it and on every calibrated score), the model and
+settings (the preprocessing as a table with where each field came from), the failures, and a
+gallery of the most suspicious inputs (capped): by the deciding score, highest first; ties by
+:func:`tie_break` (the mean of the other calibrated ``q_`` scores, else SCALE-UP's
+prob-consistency, highest first), then input order. Each input is shown beside its amplified copies
 ``clip(n * x, 0, 1)`` (pixel space, as SCALE-UP queries the model) with the label at each scale,
 so an auditor sees the trigger survive the amplification. Its size does not grow with the number
 of inputs beyond the per-class chart and the failure list (both capped).
@@ -11,10 +15,7 @@ of inputs beyond the per-class chart and the failure list (both capped).
 
 from __future__ import annotations
 
-import base64
-import bisect
 import html
-import io
 import math
 from typing import IO, Any
 
@@ -23,12 +24,12 @@ from pathlib import Path
 
 from ..decide.verdict import Gate, Summary
 from .common import display_name
+from .images import data_uri as _data_uri, decode as _decode
 from ..results import ScanResult
 
 GALLERY = 24  # inputs in the gallery at most
 MAX_CLASSES = 60  # classes in the per-class chart at most (the highest flagged rates)
 MAX_FAILURES = 50
-THUMB = 96  # the longest side of a thumbnail, in pixels
 BINS = 20
 
 _CSS = """
@@ -53,18 +54,53 @@ def write_html(result: ScanResult, summary: Summary, gate: Gate | None, stream: 
     st = result.settings
     out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
            "<meta name='viewport' content='width=device-width,initial-scale=1'><link rel='icon' href='data:,'>",
-           f"<title>SCALE-UP scan: {_e(display_name(st.model))}</title><style>{_CSS}</style></head><body>",
-           f"<h1>SCALE-UP backdoor-input scan</h1><div class='muted mono'>{_e(display_name(st.model))} "
+           f"<title>Backdoor-input scan, {_e(title(st))}: {_e(display_name(st.model))}</title>"
+           f"<style>{_CSS}</style></head><body>",
+           f"<h1>Backdoor-input scan: {_e(title(st))}</h1><div class='muted mono'>{_e(display_name(st.model))} "
            f"(sha256 {st.model_sha256[:16]}) &middot; scanner {st.scanner_version}</div>"]
     out.append("<h2>Verdict</h2>" + _verdict(summary, gate))
-    out.append("<h2>Model and settings</h2>" + _settings(result, summary))
     out.append("<h2>Flagged rate per predicted class</h2>" + _class_chart(summary))
     out.append("<h2>Scores</h2>" + _histograms(result))
+    out.append("<h2>Model and settings</h2>" + _settings(result, summary))
     out.append(f"<h2>Most suspicious inputs</h2>{_gallery(result, gallery)}")
     if result.failures:
         out.append("<h2>Failed inputs</h2>" + _failures(result))
     out.append("</body></html>\n")
     stream.write("\n".join(out))
+
+
+def title(settings) -> str:
+    """What decided, for the title: ``decided by Q-PROFILE (scaleup + strip + teco)``."""
+    names = [d["name"] for d in settings.detector.get("detectors", [])] or ["scaleup"]
+    return f"decided by {settings.score.upper()} ({' + '.join(names)})"
+
+
+def thresholds(settings, names) -> dict[str, float]:
+    """The flag's threshold on each score that has one: the deciding score's, and with a
+    calibration every calibrated ``q_`` score's (p-value at most its FPR) and NSPC's."""
+    out = {}
+    cal = settings.calibration
+    if cal is not None:
+        out["nspc"] = float(cal.threshold)
+        out.update({name: 1.0 - float(cal.target_fpr) for name in names if name.startswith("q_")})
+    out[settings.score.replace("-", "_")] = float(settings.threshold)
+    return out
+
+
+def tie_break(result: ScanResult) -> np.ndarray:
+    """The gallery's second key, for inputs with the same deciding score: the mean of the other
+    calibrated ``q_`` scores (NaN left out), else SCALE-UP's prob-consistency, else 0."""
+    s, deciding = result.scores, result.settings.score.replace("-", "_")
+    others = [np.asarray(v, np.float64) for k, v in s.named.items()
+              if v is not None and k.startswith("q_") and k != deciding]
+    if not others and s.named.get("prob_consistency") is not None and deciding != "prob_consistency":
+        others = [np.asarray(s.named["prob_consistency"], np.float64)]
+    if not others:
+        return np.zeros(len(s.labels))
+    stacked = np.vstack(others)
+    counts = np.isfinite(stacked).sum(axis=0)
+    sums = np.where(np.isfinite(stacked), stacked, 0.0).sum(axis=0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), -np.inf)
 
 
 def _e(text: Any) -> str:
@@ -100,7 +136,6 @@ def _verdict(summary: Summary, gate: Gate | None) -> str:
 
 def _settings(result: ScanResult, summary: Summary) -> str:
     st = result.settings
-    spec = st.spec.to_dict()
     cal = st.calibration
     rows = [
         ("model", st.model), ("sha256", st.model_sha256), ("execution provider", st.execution_provider),
@@ -108,11 +143,26 @@ def _settings(result: ScanResult, summary: Summary) -> str:
         ("detector", st.detector_text), ("decision", f"flagged when {st.score.upper()} >= {st.threshold:.4g}"),
         ("calibration", "none (data-free)" if cal is None else
          f"{cal.n_samples} benign inputs, target FPR {cal.target_fpr}, achieved {cal.achieved_fpr:.4f}"),
-        ("preprocessing", ", ".join(f"{k}={v}" for k, v in spec.items() if v is not None and k != "class_names")),
-        ("preprocessing from", ", ".join(f"{k}: {v}" for k, v in st.spec_sources.items())),
         ("scan time", f"{summary.seconds:.2f} s"),
     ]
-    return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td class='mono'>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
+    table = "<table>" + "".join(f"<tr><th>{_e(k)}</th><td class='mono'>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
+    return table + "<h3>Preprocessing</h3>" + _preprocessing(st)
+
+
+def _preprocessing(st) -> str:
+    """The spec as a table: each field, its value, and where it came from."""
+    spec = st.spec.to_dict()
+    rows = []
+    for key, value in spec.items():
+        if key == "schema_version" or value is None:
+            continue
+        if key == "class_names":
+            value = ", ".join(value[:12]) + (f" ... ({len(value)})" if len(value) > 12 else "")
+        elif isinstance(value, (list, tuple)):
+            value = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+        rows.append(f"<tr><th>{_e(key)}</th><td class='mono'>{_e(value)}</td>"
+                    f"<td class='muted'>{_e(st.spec_sources.get(key, 'default'))}</td></tr>")
+    return "<table class='prep'><tr><th>field</th><th>value</th><th>from</th></tr>" + "".join(rows) + "</table>"
 
 
 def _class_chart(summary: Summary) -> str:
@@ -153,7 +203,9 @@ def _class_chart(summary: Summary) -> str:
 def _histograms(result: ScanResult) -> str:
     st, s = result.settings, result.scores
     shown = []
-    for name in result.score_names:
+    lines = thresholds(st, result.score_names)
+    deciding = st.score.replace("-", "_")
+    for name in sorted(result.score_names, key=lambda n: n != deciding):  # the deciding score first
         values = s.named.get(name)
         if values is None or len(values) == 0:
             continue
@@ -161,19 +213,21 @@ def _histograms(result: ScanResult) -> str:
         values = values[np.isfinite(values)]
         if len(values) == 0:
             continue
-        threshold = st.threshold if name == st.score.replace("-", "_") else None
-        shown.append(_histogram(name, values, threshold))
+        shown.append(_histogram(name + (" (decision)" if name == deciding else ""), values, lines.get(name)))
     return "<div class='row'>" + "".join(shown) + "</div>" if shown else "<p class='muted'>no scores</p>"
 
 
 def _histogram(name: str, values: np.ndarray, threshold: float | None) -> str:
     lo, hi = float(values.min()), float(values.max())
-    if name.endswith(("spc", "prob_consistency")) and not name.endswith("nspc"):
+    base = name.split(" (")[0]
+    if base.endswith(("spc", "prob_consistency")) and not base.endswith("nspc") or base.startswith("q_"):
         lo, hi = 0.0, 1.0
+    if threshold is not None:
+        lo, hi = min(lo, threshold), max(hi, threshold)
     if hi <= lo:
         hi = lo + 1.0
     counts, edges = np.histogram(values, bins=BINS, range=(lo, hi))
-    w, h, pad = 320, 150, 28
+    w, h, pad = 250, 120, 28
     top = max(int(counts.max()), 1)
     bar = w / BINS
     parts = [f"<div class='card'><b>{_e(name.upper())}</b> <span class='muted'>({len(values):,} inputs)</span><br>"
@@ -184,13 +238,17 @@ def _histogram(name: str, values: np.ndarray, threshold: float | None) -> str:
         parts.append(f"<rect x='{pad + i * bar + 1:.1f}' y='{h - bh:.1f}' width='{bar - 2:.1f}' height='{bh:.1f}' "
                      f"fill='#5b8def'><title>{edges[i]:.3g} to {edges[i + 1]:.3g}: {n}</title></rect>")
     parts.append(f"<line x1='{pad}' y1='{h}' x2='{pad + w}' y2='{h}' stroke='#1d2330'/>"
-                 f"<text x='{pad}' y='{h + 16}' text-anchor='middle'>{lo:.3g}</text>"
-                 f"<text x='{pad + w}' y='{h + 16}' text-anchor='middle'>{hi:.3g}</text>"
                  f"<text x='{pad - 4}' y='12' text-anchor='end'>{top}</text>")
-    if threshold is not None and lo <= threshold <= hi:
+    for k in range(5):  # five ticks on the axis
+        x, value = pad + w * k / 4, lo + (hi - lo) * k / 4
+        parts.append(f"<line x1='{x:.1f}' y1='{h}' x2='{x:.1f}' y2='{h + 4}' stroke='#1d2330'/>"
+                     f"<text x='{x:.1f}' y='{h + 16}' text-anchor='middle'>{value:.3g}</text>")
+    if threshold is not None:
         x = pad + w * (threshold - lo) / (hi - lo)
+        right = x > pad + w * 0.6  # the label on the side with room, never clipped
         parts.append(f"<line x1='{x:.1f}' y1='0' x2='{x:.1f}' y2='{h}' stroke='#d9363e' stroke-width='2' "
-                     f"stroke-dasharray='4 3'/><text x='{x + 4:.1f}' y='12' fill='#d9363e'>threshold {threshold:.3g}</text>")
+                     f"stroke-dasharray='4 3'/><text x='{x - 4 if right else x + 4:.1f}' y='12' fill='#d9363e' "
+                     f"text-anchor='{'end' if right else 'start'}'>threshold {threshold:.3g}</text>")
     parts.append("</svg><div class='muted'>counts on a square-root scale</div></div>")
     return "".join(parts)
 
@@ -212,11 +270,13 @@ def _gallery(result: ScanResult, cap: int) -> str:
     if result.n_scored == 0 or cap <= 0:
         return "<p class='muted'>no input was scored</p>"
     score = np.nan_to_num(np.asarray(s.score, dtype=np.float64), nan=-np.inf)
-    order = np.lexsort((np.arange(len(score)), -score))[:cap]  # largest score first, then input order
+    # the deciding score, highest first; ties by the other calibrated scores (tie_break); then input order
+    order = np.lexsort((np.arange(len(score)), -tie_break(result), -score))[:cap]
     scales = [n for n in st.detector.get("scales", [])]
     intro = (f"<p class='muted'>the {len(order)} inputs with the largest {_e(st.score.upper())} of {result.n_scored:,} "
-             f"scored, each beside its amplified copies clip(n&middot;x, 0, 1) and the model's label at each scale "
-             f"(red: the unscaled label kept).</p>")
+             f"scored (ties: the mean of the other calibrated q- scores, highest first, then input order), each "
+             f"beside SCALE-UP's amplified copies clip(n&middot;x, 0, 1) and the model's label at each scale (red: the "
+             f"unscaled label kept), with every detector's score.</p>")
     cards = []
     for row in order.tolist():
         index = int(result.indices[row])
@@ -228,8 +288,11 @@ def _gallery(result: ScanResult, cap: int) -> str:
             copy = None if image is None or factor is None else np.clip(image * factor, 0.0, 1.0)
             cells.append(_cell(copy, f"x{name}", _label(st, int(q)), int(q) == label))
         flagged = bool(s.flagged[row])
+        others = " &middot; ".join(f"{_e(k)} {float(v[row]):.3g}" for k, v in s.named.items()
+                                   if v is not None and k != st.score.replace("-", "_") and np.isfinite(v[row]))
         cards.append(f"<div class='card'><div class='name mono'>{_e(display_name(result.inputs.name(index)))} &middot; "
                      f"{_e(st.score.upper())} {float(s.score[row]):.3g}"
+                     f"<br><span class='muted'>{others}</span>"
                      f"{' &middot; <span class=same>flagged</span>' if flagged else ''}</div>"
                      f"<div class='row'>{''.join(cells)}</div></div>")
     return intro + "".join(cards)
@@ -246,46 +309,6 @@ def _cell(image: np.ndarray | None, caption: str, label: str, same: bool) -> str
     src = _data_uri(image) if image is not None else ""
     img = f"<img alt='{_e(caption)}' src='{src}'>" if src else "<div class='muted'>(no image)</div>"
     return f"<div class='cell'>{img}{_e(caption)}<br><span class='{'same' if same else ''}'>{_e(label)}</span></div>"
-
-
-def _decode(result: ScanResult, index: int) -> np.ndarray | None:
-    """Input ``index`` as the model saw it before amplification: (H, W, C) float in [0, 1]."""
-    from ..inputs.stream import BatchLoader
-    from ..inputs.decode import BYTE_MAX
-
-    inputs, spec = result.inputs, result.settings.spec
-    if not hasattr(inputs, "parts"):
-        return None
-    parts, offsets = inputs.parts(), inputs.offsets()
-    p = bisect.bisect_right(offsets, index) - 1
-    loader = BatchLoader(inputs, height=spec.height, width=spec.width, channels=spec.channels, batch_size=1, workers=1)
-    try:
-        batch = loader.load([(parts[p], index - offsets[p], 1, index)])
-    except Exception:  # noqa: BLE001 - a file changed since the scan: no thumbnail, not a failed report
-        return None
-    if not len(batch.indices):
-        return None
-    image = batch.images[0]
-    return image.astype(np.float32) / BYTE_MAX if image.dtype == np.uint8 else image.astype(np.float32)
-
-
-def _data_uri(image: np.ndarray) -> str:
-    from PIL import Image
-
-    pixels = np.rint(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
-    if pixels.shape[-1] == 1:
-        pixels = pixels[..., 0]
-    picture = Image.fromarray(pixels)
-    if max(picture.size) > THUMB:
-        picture.thumbnail((THUMB, THUMB), Image.Resampling.BILINEAR)
-    buffer = io.BytesIO()
-    if max(picture.size) > 48:  # photographs: JPEG is several times smaller
-        picture.convert("RGB").save(buffer, "JPEG", quality=85)
-        kind = "jpeg"
-    else:
-        picture.save(buffer, "PNG", optimize=True)
-        kind = "png"
-    return f"data:image/{kind};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 # -- scanner evaluate --html ---------------------------------------------------------------------

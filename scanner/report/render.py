@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import IO, TYPE_CHECKING, Any
 
+from ..decide.text import wrap
 from ..decide.verdict import Gate, Summary
 from .common import (
     REPORT_SCHEMA_VERSION, Format, InspectFormat, csv_text, display_name, num_text, open_report, report_header,
@@ -46,8 +47,9 @@ def render_model(model: "Model", fmt: InspectFormat, stream: IO[str]) -> None:
 
 
 def render_evaluation(evaluation: "Evaluation", stream: IO[str]) -> None:
-    """The paper's figures as lines of text."""
-    stream.write("\n".join(evaluation_lines(evaluation.to_dict(), evaluation.settings.detector_text)) + "\n")
+    """The paper's figures as lines of text, under 100 columns (continuation lines indented)."""
+    lines = evaluation_lines(evaluation.to_dict(), evaluation.settings.detector_text)
+    stream.write("\n".join(part for line in lines for part in wrap(line)) + "\n")
 
 
 def write_evaluation_json(evaluation: "Evaluation", stream: IO[str]) -> None:

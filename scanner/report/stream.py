@@ -29,9 +29,10 @@ class Show(str, Enum):
     none = "none"
 
 
-# fixed widths: rows are printed before the longest name is known (a longer cell pushes its row)
+# fixed widths: rows are printed before the longest name is known, so the input's name, the one
+# cell of any length, comes last (as in `ls -l`): a long path pushes nothing out of line
 _HEADINGS = {"nspc": "NSPC", "prob_consistency": "P-CONS"}
-_WIDTHS = {"input": 38, "label": 14, "SPC": 5, "NSPC": 6, "P-CONS": 6, "flagged": 7}
+_WIDTHS = {"input": 0, "label": 14, "SPC": 5, "NSPC": 6, "P-CONS": 6, "flagged": 7}
 
 
 class ScanWriter:
@@ -109,7 +110,7 @@ class ScanWriter:
             self._emit(json.dumps({"type": "summary", **report_header(result, summary, gate)}) + "\n")
         elif self.fmt is Format.table:
             lines = summary_lines(result.settings, summary, gate, colour=self.colour)
-            if self.hidden:
+            if self.hidden and self.show is not Show.none:  # --show none asked for no rows: no hint
                 lines.insert(0, f"{self.hidden:,} scored input(s) not shown (--show {self.show.value}); "
                                 "--show all lists every row, -f csv/jsonl/json -o FILE keeps them")
             self._emit(("\n" if self.show is not Show.none else "") + "\n".join(lines) + "\n")
@@ -139,12 +140,13 @@ class ScanWriter:
             return None
         key = next(k for k in r if isinstance(r[k], dict))
         label = str(r["predicted_label"]) + (f" {display_name(r['predicted_class'])}" if r["predicted_class"] else "")
-        cells = [display_name(r["input"]), label]
+        cells = [label]
         for _, name in self._columns():
             cells.append("-" if r.get(name) is None else f"{r[name]:.2f}")
         if self.settings.query_names:
             cells.append(" ".join(str(v) for v in r[key].values()))
         cells.append("yes" if r["flagged"] else "undecidable" if r.get("undecidable") else "no")
+        cells.append(display_name(r["input"]))
         line = self._table_line(cells)
         return (self._paint(line, "red") if r["flagged"] else line) + "\n"
 
@@ -157,9 +159,9 @@ class ScanWriter:
         return out
 
     def _table_head(self) -> list[str]:
-        return (["input", "label"] + [h for h, _ in self._columns()]
+        return (["label"] + [h for h, _ in self._columns()]
                 + (["labels at " + ",".join(self.settings.query_names)] if self.settings.query_names else [])
-                + ["flagged"])
+                + ["flagged", "input"])
 
     def _table_line(self, cells: list[str]) -> str:
         head = self._table_head()

@@ -80,11 +80,16 @@ class ProgressBar:
 
     def __init__(self, label: str, stream: IO[str] | None = None) -> None:
         self.label = label
-        self.stream = stream or sys.stderr
+        self._stream = stream
         self.started = time.monotonic()
         self.done, self.total = 0, None
         self._drawn = 0.0
         self._shown = False
+
+    @property
+    def stream(self) -> IO[str]:
+        """The stream given, else whatever ``sys.stderr`` is now (the Ray engine moves it)."""
+        return self._stream or sys.stderr
 
     def __call__(self, done: int, total: int | None) -> None:
         self.update(done, total)

@@ -70,8 +70,9 @@ def _v2(tmp_path):
     fx = om.trigger_nchw(tmp_path / "model", embed_spec=True)
     clean = np.rint(om.make_images(80, seed=21, triggered_fraction=0.0) * 255).astype(np.uint8)
     np.save(tmp_path / "clean.npy", clean)
-    cal, result = calibrate(fx.path, [tmp_path / "clean.npy"], detector_params={"strip": {"n_blends": 4},
+    run = calibrate(fx.path, [tmp_path / "clean.npy"], detector_params={"strip": {"n_blends": 4},
                                                                                 "teco": {"severities": 2}})
+    cal, result = run.calibration, run.scan
     return fx, cal, result
 
 

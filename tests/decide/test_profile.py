@@ -109,8 +109,9 @@ def test_calibrate_then_scan_with_the_profile(model, tmp_path):
     from scanner.calibrating import calibrate
 
     clean = np.rint(om.make_images(80, seed=31, triggered_fraction=0.0) * 255).astype(np.uint8)
-    cal, _ = calibrate(model.path, [_save(tmp_path / "clean.npy", clean)],
+    run = calibrate(model.path, [_save(tmp_path / "clean.npy", clean)],
                        detector_params={"strip": {"n_blends": 4}, "teco": {"severities": 2}})
+    cal = run.calibration
     assert cal.profile is not None
     ref = cal.values["profile"]
     np.testing.assert_array_equal(np.isnan(ref), split(cal.labels))  # the fit half is not its own reference
@@ -132,8 +133,9 @@ def test_a_calibration_file_with_half_a_profile_is_refused(model, tmp_path):
     from scanner.calibrating import calibrate
 
     clean = np.rint(om.make_images(60, seed=3, triggered_fraction=0.0) * 255).astype(np.uint8)
-    cal, _ = calibrate(model.path, [_save(tmp_path / "clean.npy", clean)], detectors="scaleup,strip",
+    run = calibrate(model.path, [_save(tmp_path / "clean.npy", clean)], detectors="scaleup,strip",
                        detector_params={"strip": {"n_blends": 4}})
+    cal = run.calibration
     doc = cal.to_dict()
     (tmp_path / "a.json").write_text(json.dumps({**doc, "profile": None}))
     with pytest.raises(CalibrationError, match=r"values\['profile'\] needs the 'profile' model"):
@@ -158,8 +160,9 @@ def test_calibrate_says_when_a_class_is_too_small_for_the_profile_flag(model, tm
     from scanner.report.calibration import calibration_lines
 
     clean = np.rint(om.make_images(120, seed=8, triggered_fraction=0.0) * 255).astype(np.uint8)
-    cal, result = calibrate(model.path, [_save(tmp_path / "clean.npy", clean)], detectors="scaleup,strip",
+    run = calibrate(model.path, [_save(tmp_path / "clean.npy", clean)], detectors="scaleup,strip",
                             detector_params={"strip": {"n_blends": 4}})
+    cal, result = run.calibration, run.scan
     sizes = {k: int((cal.labels[~np.isnan(cal.values["profile"])] == k).sum()) for k in np.unique(cal.labels)}
     small = {k for k, n in sizes.items() if 10 <= n < 19}  # own reference, floor 1/(n+1) > 0.05
     assert small, sizes

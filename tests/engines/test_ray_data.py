@@ -259,11 +259,36 @@ def test_calibrated_scan_with_every_detector_matches_local(ray_cluster, case, tm
 
     fx, paths, _ = case
     np.save(tmp_path / "clean.npy", om.to_bytes(om.make_images(60, seed=41, triggered_fraction=0.0)))
-    cal, _ = calibrate(fx.path, [tmp_path / "clean.npy"], detector_params={"strip": {"n_blends": 4},
+    run = calibrate(fx.path, [tmp_path / "clean.npy"], detector_params={"strip": {"n_blends": 4},
                                                                           "teco": {"severities": 2}})
+    cal = run.calibration
     local = Scanner(fx.path, batch_size=BATCH, calibration=cal).scan(paths)
     result = distributed.scan(fx.path, paths, batch_size=BATCH, workers=2, calibration=cal)
     assert result.settings.score == "q-fisher"  # small classes: the default falls back from q-profile
     assert result.scores.named["q_profile"] is not None  # still computed on the actors, compared below
     _same_scores(result, local)
     assert _summary(result) == _summary(local)
+
+
+def test_rays_own_log_lines_stay_off_the_terminal_unless_vv(tmp_path):
+    """Issue 29, point 7: a scan that starts its own Ray cluster prints none of Ray's C++ log lines
+    (``[... E 123 123] core_worker.cc: ...``) on stderr; -vv lets them through."""
+    import re
+    import subprocess
+
+    pytest.importorskip("ray")
+    fx = om.trigger_nchw(tmp_path / "model", embed_spec=True)
+    folder = write_pngs(tmp_path / "imgs", om.make_images(8, seed=2, triggered_fraction=0.25))
+    native = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+ [IWEF] \d+ \d+\] ", re.M)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+
+    def scan(*flags):
+        return subprocess.run([sys.executable, "-m", "scanner", *flags, "scan", fx.path, str(folder), "--engine", "ray",
+                               "--show", "none"], capture_output=True, text=True, timeout=300, env=env)
+
+    quiet = scan()
+    assert quiet.returncode == 0, quiet.stderr
+    assert not native.search(quiet.stderr), quiet.stderr
+    assert "inputs found 8" in quiet.stdout
+    loud = scan("-vv")  # Ray 2.60 logs an E line for every actor pool (max_restarts > 0)
+    assert loud.returncode == 0 and native.search(loud.stderr), loud.stderr[-2000:]

@@ -23,3 +23,28 @@ def test_importing_and_scanning_never_imports_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_the_version_is_written_once_and_the_changelog_agrees():
+    """Issue 29, point 7: pyproject reads the version from scanner/_version.py; the CHANGELOG's top
+    section is that version (``- unreleased`` for a .dev version, else dated); CITATION.cff names
+    the last dated (released) section."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from scanner import __version__
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "scanner._version.__version__"}
+    sections = re.findall(r"^## (\S+) - (\S+)", (root / "CHANGELOG.md").read_text(), re.M)
+    top_version, top_date = sections[0]
+    release = re.fullmatch(r"(\d+\.\d+\.\d+)(\.dev\d+)?", __version__)
+    assert release, __version__
+    assert top_version == release.group(1)
+    assert top_date == "unreleased" if release.group(2) else re.fullmatch(r"\d{4}-\d\d-\d\d", top_date)
+    released = [v for v, d in sections if d != "unreleased"]
+    cff = re.search(r"^version: (\S+)", (root / "CITATION.cff").read_text(), re.M).group(1)
+    assert cff == released[0]

@@ -53,14 +53,14 @@ def test_content_verdict_gate_chart_histograms_failures(report):
     assert "suspected target class" not in text and "most flagged: class 0, 10 of 10" in text
     assert "gate: FAILED (10 flagged &gt; --max-flagged 0)" in text
     assert "Flagged rate per predicted class" in text and "aria-label='flagged rate per predicted class'" in text
-    assert "aria-label='spc histogram'" in text and "threshold 0.5" in text
+    assert "aria-label='spc (decision) histogram'" in text and "threshold 0.5" in text
     assert "img_010b.png" in text and "not an image &lt;b&gt;" not in text  # the reason is Pillow's, escaped
     assert "Failed inputs" in text and "CPUExecutionProvider" in text and "scales 3,5,7,9,11" in text
 
 
 def test_gallery_largest_score_first_with_amplified_copies(report):
     text = report[0].read_text()
-    scores = [float(s) for s in re.findall(r"&middot; SPC ([0-9.e+-]+)", text)]
+    scores = [float(s) for s in re.findall(r"&middot; SPC ([0-9.e+-]+)<br>", text)]
     assert scores and scores == sorted(scores, reverse=True) and len(scores) <= 24
     images = _images(text)
     assert [alt for alt, _, _ in images[:6]] == ["x", "x3", "x5", "x7", "x9", "x11"]
@@ -131,3 +131,56 @@ def test_evaluate_writes_a_self_contained_page(tmp_path):
     auroc = next(line for line in run.stdout.splitlines() if line.startswith("SPC (decision): AUROC ")).split()[3].rstrip(";")
     assert f"<td>spc</td><td>{auroc}</td>" in text and "benign spc histogram" in text
     assert "poisoned prob_consistency histogram" in text and "operating point" in text
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    """The bundled sample's calibrated report: three detectors, q-profile decides, ties at the top."""
+    out = tmp_path_factory.mktemp("sample") / "report.html"
+    run = CliRunner().invoke(app, ["-q", "scan", str(ROOT / "samples/model.onnx"), str(ROOT / "samples/clean"),
+                                   str(ROOT / "samples/triggered"), "--calibration",
+                                   str(ROOT / "samples/calibration.json"), "-f", "html", "-o", str(out)])
+    assert run.exit_code == 0, run.output
+    return out.read_text()
+
+
+def test_title_says_what_decided(calibrated):
+    """Issue 29, point 6: not "SCALE-UP" when three detectors and a calibrated score decide."""
+    assert "<h1>Backdoor-input scan: decided by Q-PROFILE (scaleup + strip + teco)</h1>" in calibrated
+    assert "SCALE-UP backdoor-input scan" not in calibrated
+
+
+def test_deciding_histogram_first_and_a_threshold_on_every_calibrated_score(calibrated):
+    names = re.findall(r"aria-label='([\w ()-]+) histogram'", calibrated)
+    assert names[0] == "q_profile (decision)", names
+    calibrated_names = [n for n in names if n.startswith("q_")]
+    assert len(calibrated_names) >= 5  # q_spc, q_prob_consistency, q_strip, q_teco, q_profile, q_fisher
+    cards = calibrated.split("<div class='card'><b>")[1:]
+    for card in cards:
+        name = card.split("<")[0].lower()
+        if name.startswith(("q_", "nspc")):
+            assert "threshold " in card, name
+    assert calibrated.index("<h2>Scores</h2>") < calibrated.index("<h2>Model and settings</h2>")
+
+
+def test_ties_broken_by_the_other_calibrated_scores(calibrated):
+    cards = re.findall(r"&middot; Q-PROFILE ([0-9.e+-]+)<br><span class='muted'>(.*?)</span>", calibrated)
+    assert len(cards) == 20
+    top = [float(score) for score, _ in cards]
+    assert top == sorted(top, reverse=True)
+    tied = [others for score, others in cards if float(score) == top[0]]
+    assert len(tied) > 2  # the sample's triggered inputs share the top score
+
+    def mean_q(others):
+        values = [float(v) for k, v in re.findall(r"(q_\w+) ([0-9.e+-]+)", others)]
+        return sum(values) / len(values)
+
+    keys = [mean_q(o) for o in tied]
+    assert keys == sorted(keys, reverse=True), keys
+
+
+def test_preprocessing_is_a_table_with_its_sources(calibrated):
+    table = calibrated.split("<table class='prep'>")[1].split("</table>")[0]
+    assert "<th>field</th><th>value</th><th>from</th>" in table
+    assert "<th>mean</th><td class='mono'>0.4914, 0.4822, 0.4465</td><td class='muted'>model metadata</td>" in table
+    assert "schema_version" not in table and "input_name=" not in calibrated

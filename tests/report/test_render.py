@@ -67,12 +67,13 @@ def test_csv_has_a_row_per_input(scanned):
 def test_table_and_summary_lines(scanned):
     result, summary, gate = scanned
     text = render(scanned, Format.table)
-    assert text.splitlines()[0].split() == ["input", "label", "SPC", "labels", "at", "3,5,7,9,11", "flagged"]
+    assert text.splitlines()[0].split() == ["label", "SPC", "labels", "at", "3,5,7,9,11", "flagged", "input"]
     lines = summary_lines(result.settings, summary, gate)
-    assert lines[1] == "scales 3,5,7,9,11; flagged when SPC >= 0.5"
+    assert "scales 3,5,7,9,11; flagged when SPC >= 0.5" in lines  # the model line (a long path) may wrap
     assert lines[-1].startswith("gate: FAILED (") and text.rstrip().endswith(lines[-1])
     flagged = int(result.scores.flagged.sum())
-    assert f"flagged {flagged} ({flagged / 24:.1%})" in lines[2]
+    assert any(line.startswith("inputs found ") and f"flagged {flagged} ({flagged / 24:.1%})" in line for line in lines)
+    assert all(len(line) < 100 for line in lines)
 
 
 def test_header_is_settings_summary_and_gate(scanned):

@@ -82,6 +82,8 @@ def test_log_levels(model, folder):
 
 
 def test_every_option_states_its_default():
+    from scanner.cli.support import PANEL_NOTES
+
     group = typer.main.get_command(app)
     ctx = typer.Context(group)
     for name in group.list_commands(ctx):
@@ -92,7 +94,9 @@ def test_every_option_states_its_default():
             if param.param_type_name != "option" or param.required or param.name == "help":
                 continue
             shown = param.show_default and param.default not in (None, False)
-            assert shown or "default" in (param.help or ""), (name, param.opts)
+            off_flag = getattr(param, "is_flag", False) and param.default is False  # a flag is off unless given
+            in_panel = getattr(param, "rich_help_panel", None) in PANEL_NOTES  # said once, in the panel's note
+            assert shown or off_flag or in_panel or "default" in (param.help or ""), (name, param.opts)
 
 
 def test_csv_has_every_score_column(model, folder):
@@ -167,16 +171,41 @@ def test_closed_pipe_ends_the_scan_quietly(model, tmp_path):
 
 # -- a terminal ----------------------------------------------------------------------------------
 def test_show_flagged_lists_flagged_and_failed_rows_and_counts_the_rest(model, folder):
+    def flag_cells(text):  # the flagged cell of each row (the input's name comes last)
+        return [line.split()[-2] for line in text.splitlines()
+                if len(line.split()) > 2 and line.split()[-2] in ("yes", "no")]
+
     run = invoke("-q", "scan", model.path, folder, "--show", "flagged")
     lines = run.stdout.splitlines()
-    rows = [line for line in lines if line.endswith(" yes") or line.endswith(" no")]
-    assert len(rows) == 5 and all(line.endswith(" yes") for line in rows)
+    assert flag_cells(run.stdout) == ["yes"] * 5
     assert any(line.startswith("FAILED  ") for line in lines)
     assert "15 scored input(s) not shown (--show flagged)" in run.stdout
-    none = invoke("-q", "scan", model.path, folder, "--show", "none")
-    assert none.stdout.splitlines()[0].startswith("20 scored input(s) not shown")
+    none = invoke("-q", "scan", model.path, folder, "--show", "none")  # no rows asked for: no hint about them
+    assert none.stdout.splitlines()[0].startswith("model ") and "not shown" not in none.stdout
     every = invoke("-q", "scan", model.path, folder)  # not a terminal: every row
-    assert len([line for line in every.stdout.splitlines() if line.endswith((" yes", " no"))]) == 20
+    assert len(flag_cells(every.stdout)) == 20
+
+
+def test_long_input_names_keep_the_table_aligned(model, tmp_path):
+    """The name, the one cell of any length, is the last column: a long path pushes nothing."""
+    from helpers import write_pngs
+
+    import onnx_models as om
+
+    short, deep = tmp_path / "a", tmp_path / ("very-long-folder-name-" * 4) / "b"
+    write_pngs(short, om.make_images(2, seed=1))
+    write_pngs(deep, om.make_images(2, seed=2))
+    rows = [line for line in invoke("-q", "scan", model.path, short, deep).stdout.splitlines()
+            if line.split() and line.split()[-2:-1] in (["yes"], ["no"])]
+    assert len(rows) == 4
+    assert len({line.rindex(" " + line.split()[-1]) for line in rows}) == 1  # every name starts in one column
+
+
+def test_summary_lines_are_short_and_start_with_the_status(model, folder):
+    out = invoke("-q", "scan", model.path, folder, "--show", "none").stdout
+    assert max(len(line) for line in out.splitlines()) < 100
+    verdict = [line for line in out.splitlines() if line.startswith("verdict: ")]
+    assert verdict and verdict[0].startswith("verdict: no reference: ")  # no calibration: the status first
 
 
 class _Tty(io.StringIO):
