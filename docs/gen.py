@@ -48,6 +48,8 @@ EXAMPLES: dict[str, tuple[str, str]] = {
     "evaluate": ("scanner evaluate samples/model.onnx --benign samples/clean --poisoned samples/triggered "
                  f"{CAL}", "stdout"),
     "library": ("python library.py", "stdout"),
+    "audit-backdoored": ("scanner audit samples/model.onnx samples/audit-clean", "stdout"),
+    "audit-clean": ("scanner audit samples/clean-model.onnx samples/audit-clean", "stdout"),
 }
 
 

@@ -372,7 +372,7 @@ def probe(
 
 from .audit_command import audit as _audit  # noqa: E402 - registered after the commands it sits beside
 
-app.command("audit")(_audit)
+app.command("audit", cls=_Command)(_audit)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ def audit_text(result: AuditResult) -> str:
     s = result
     lines += ["", f"searched: {_families(s)} triggers ({s.budget.draws} random draws a setting); "
               f"{s.images} clean images ({s.search_images} to search, {s.heldout_images} held back); "
-              f"{s.queries:,} queries in {s.seconds:.1f} s"]
+              f"{s.queries:,} queries"]
     if s.left_out:
         lines.append(s.left_out)
     if s.failures:
