@@ -14,7 +14,7 @@ from ..inputs.stream import BatchLoader, _as_float
 from ..model.loader import Model, load_model
 from . import verdict as V
 from . import triggers as T
-from .search import Budget, ClassSearch, Searcher
+from .search import Budget, ClassSearch, LabelCandidates, Searcher
 
 
 @dataclass
@@ -103,12 +103,15 @@ def _load_clean(model: Model, clean, max_images: int, seed: int) -> tuple[np.nda
 def audit(model: str | Path | Model, clean: str | Path | Sequence[str | Path] | InputSet | np.ndarray, *,
           max_images: int = 1000, search_images: int = 128, seed: int = 0, budget: Budget | None = None,
           device: str = "auto", options: dict | None = None, spec_file: str | Path | None = None,
-          threads: int | None = None, progress: Callable[[int, int], None] | None = None) -> AuditResult:
+          threads: int | None = None, progress: Callable[[int, int], None] | None = None,
+          engine: Callable[..., LabelCandidates] | None = None) -> AuditResult:
     """Search each class for a small trigger that sends clean images to it, and judge the model.
 
     ``clean``: trusted clean images (files, folders, ``.npy``/``.npz``, or an (N, H, W, C) array),
     at most ``max_images`` of them used (a seeded subset); ``search_images`` of them guide the
-    search, the rest are held back to measure what it found.
+    search, the rest are held back to measure what it found. ``engine(shape, seed, draws,
+    families)``, if given, returns where the candidates are labelled (the Ray engine's actors,
+    :func:`scanner.engines.ray_audit.audit`); the result is the same.
     """
     t0 = time.perf_counter()
     if not isinstance(model, Model):
@@ -144,7 +147,8 @@ def audit(model: str | Path | Model, clean: str | Path | Sequence[str | Path] | 
     order = np.random.default_rng(seed).permutation(len(images))
     n_search = min(search_images, len(images) // 2)
     searcher = Searcher(predict, images[order[:n_search]], images[order[n_search:]], k, budget=budget,
-                        seed=seed, families=families)
+                        seed=seed, families=families,
+                        label_candidates=engine(images.shape[1:], seed, budget.draws, families) if engine else None)
     counts = np.bincount(searcher.heldout_labels, minlength=k)
     if counts.max() > V.MAX_ONE_CLASS * counts.sum():
         top = int(counts.argmax())

@@ -9,7 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import DeviceOpt, Device, ModelArg, Preprocessing, _user_errors, preprocessing_options
+from ..errors import ScannerError
+
+from .options import DeviceOpt, Device, Engine, ModelArg, Preprocessing, _user_errors, preprocessing_options
 from .support import _progress, _state
 
 # exit status when --fail-on-backdoor sees a suspect (or an audit that cannot judge)
@@ -35,6 +37,9 @@ def audit(
     draws: Annotated[int, typer.Option(min=1, max=64, help="Random members tried per trigger family and setting.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the image split and the random triggers.")] = 0,
     device: DeviceOpt = Device.auto,
+    engine: Annotated[Engine, typer.Option(case_sensitive=False, help="local: this machine; ray: the candidate triggers' queries on a Ray cluster, same verdict (pip install -e \".[ray]\").", rich_help_panel="Scaling out")] = Engine.local,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to use (e.g. auto, head:6379) [default: RAY_ADDRESS, else a new local cluster].", rich_help_panel="Scaling out")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Ray actors [default: one per 2 CPUs of the cluster].", rich_help_panel="Scaling out")] = None,
 ) -> None:
     """Audit the model: search each class for a small trigger that sends clean images to it.
 
@@ -51,11 +56,18 @@ def audit(
         for path in (output, html):
             if path is not None:
                 check_output_file(path)
+        if engine is not Engine.ray and (ray_address is not None or workers is not None):
+            raise ScannerError("--ray-address and --workers go with --engine ray")
+        common = dict(max_images=max_images, search_images=search_images, seed=seed, budget=Budget(draws=draws),
+                      device=device.value, options=prep.overrides, spec_file=prep.spec_file)
         with _progress(not _state["quiet"], "audit") as bar:
-            result = run_audit(model, [str(p) for p in clean_paths], max_images=max_images,
-                               search_images=search_images, seed=seed, budget=Budget(draws=draws),
-                               device=device.value, options=prep.overrides, spec_file=prep.spec_file,
-                               progress=bar)
+            if engine is Engine.ray:
+                from ..engines.ray_audit import audit as ray_audit
+
+                result = ray_audit(model, [str(p) for p in clean_paths], address=ray_address, workers=workers,
+                                   progress=bar, **common)
+            else:
+                result = run_audit(model, [str(p) for p in clean_paths], progress=bar, **common)
         with open_report(output, sys.stdout) as fh:
             if format is AuditFormat.json:
                 write_audit_json(result, fh)

@@ -196,3 +196,8 @@ def test_near_binary_images_leave_the_texture_families_out(models):
     assert res.verdict.targets == [TARGET]  # the patch still finds the white corner
     full = audit(models["backdoored"], smooth_images(300), options=OPTS, device="cpu")
     assert full.families == ("patch", "blend", "warp", "additive") and full.left_out == ""
+
+
+def test_cli_ray_options_need_the_ray_engine(models, clean_dir):
+    r = CliRunner().invoke(app, ["audit", str(models["clean"]), str(clean_dir), "--workers", "2"])
+    assert r.exit_code == 2 and "--ray-address and --workers go with --engine ray" in r.output
