@@ -1,11 +1,7 @@
-"""The public entry point: a :class:`Scanner` runs one detector over one ONNX model.
-
-Data flows one way: input sources -> decoded unit-range images (:mod:`scanner.inputs.stream`) ->
-queries built by the detector into a reused buffer -> model outputs (:mod:`scanner.model.loader`)
--> named per-input scores -> flags (:mod:`scanner.results`). Decisions and reports are
-downstream (:mod:`scanner.decide.verdict`, :mod:`scanner.report`). Arrays and files go through the
-same loop.
-"""
+"""The public entry point: a :class:`Scanner` runs one detector over one ONNX model. Data flows
+one way: inputs -> unit-range images (:mod:`scanner.inputs.stream`) -> the detector's queries in a
+reused buffer -> model outputs (:mod:`scanner.model.loader`) -> per-input scores -> flags; verdicts
+and reports are downstream (:mod:`scanner.decide.verdict`, :mod:`scanner.report`)."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ def audit(
     max_images: Annotated[int, typer.Option(min=2, help="Clean images used at most (a seeded subset).")] = 1000,
     search_images: Annotated[int, typer.Option(min=1, help="Clean images that guide the search; the rest are held back to measure what it found.")] = 128,
     draws: Annotated[int, typer.Option(min=1, max=64, help="Random members tried per trigger family and setting.")] = 4,
-    seed: Annotated[int, typer.Option(help="Seed of the image split and the random triggers.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the image split and the random triggers [default: 0].", show_default=False)] = 0,
     device: DeviceOpt = Device.auto,
     engine: Annotated[Engine, typer.Option(case_sensitive=False, help="local: this machine; ray: the candidate triggers' queries on a Ray cluster, same verdict (pip install -e \".[ray]\").", rich_help_panel="Scaling out")] = Engine.local,
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to use (e.g. auto, head:6379) [default: RAY_ADDRESS, else a new local cluster].", rich_help_panel="Scaling out")] = None,

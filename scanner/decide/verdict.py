@@ -15,6 +15,7 @@ import numpy as np
 
 from .._validation import check_number, check_rate
 from ..errors import ScannerError
+from .counts import COLLAPSE_MIN_INPUTS, COLLAPSE_SHARE, ClassCount, _class_name, collapsed, per_class_counts  # noqa: F401
 from .metrics import betabinomial_sf, binomial_sf  # noqa: F401  (binomial_sf: part of this module's API)
 
 if TYPE_CHECKING:  # types only: decisions read a ScanResult, they do not import the results module
@@ -26,12 +27,6 @@ DEFAULT_ALPHA = 0.01
 # on thousands of inputs a class at 7% against an expected 4% is "significant" yet no backdoor.
 MIN_RATE_RATIO = 2.0
 MIN_RATE_EXCESS = 0.05
-# A scan "collapses" when at least this share of its scored inputs (and at least this many)
-# get one unscaled label. Under guessed preprocessing that is the signature of feeding the model
-# wrong (a 0-255 model fed [0, 1] pixels predicts one class for everything), and a suspect named
-# from it is an artefact, so none is named.
-COLLAPSE_SHARE = 0.90
-COLLAPSE_MIN_INPUTS = 20
 # Above this share of undecidable inputs the verdict is "cannot judge".
 CANNOT_JUDGE_SHARE = 0.5
 NO_REFERENCE = ("no benign reference: without a calibration the scanner cannot tell a backdoor's target from "
@@ -44,16 +39,6 @@ ALLOW_UNDECIDABLE = "--allow-undecidable"
 # where a stated preprocessing comes from (a uint8 input implies [0, 255]: "inferred from graph")
 STATED_SOURCES = ("option", "spec file", "model metadata")
 PROBE_HINT = "run `scanner probe MODEL IMAGES` to find the preprocessing and pass the flags it prints"
-
-
-@dataclass(frozen=True)
-class ClassCount:
-    """Inputs predicted as ``label`` and how many of them were flagged."""
-
-    label: int
-    inputs: int
-    flagged: int
-    class_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -207,22 +192,6 @@ def format_p(p: float) -> str:
     return "p < 1e-300" if p < 1e-300 else f"p = {p:.3g}"
 
 
-def per_class_counts(labels: np.ndarray, flagged: np.ndarray, class_names=None) -> tuple[ClassCount, ...]:
-    """Inputs and flagged inputs for each predicted label present, in label order."""
-    # a sort, not np.unique: that imports numpy.ma on first use, ~15 ms of every scan's start
-    order = np.argsort(labels, kind="stable")
-    sorted_labels = np.asarray(labels)[order]
-    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]]) if len(order) else np.array([], int)
-    counts = np.diff(np.r_[starts, len(order)])
-    hits = np.add.reduceat(np.asarray(flagged, dtype=np.int64)[order], starts) if len(order) else []
-    return tuple(ClassCount(int(sorted_labels[s]), int(n), int(k), _class_name(class_names, int(sorted_labels[s])))
-                 for s, n, k in zip(starts, counts, hits))
-
-
-def _class_name(names, label: int) -> str | None:
-    return names[label] if names and 0 <= label < len(names) else None
-
-
 def model_verdict(labels: np.ndarray, flagged: np.ndarray, *, expected_fpr: float, source: str,
                   per_class: dict[int, float] | None = None, alpha: float = DEFAULT_ALPHA,
                   class_names=None, reference_sizes: dict[int, int] | None = None) -> Verdict:
@@ -374,18 +343,6 @@ def guessed_preprocessing(sources: dict[str, str]) -> tuple[str, ...]:
         return ()
     stated_stats = any(sources.get(k, "default") in STATED_SOURCES for k in ("mean", "std"))
     return ("pixel range",) if stated_stats else ("pixel range", "normalization")
-
-
-def collapsed(labels: np.ndarray) -> tuple[int, float] | None:
-    """``(label, share)`` when at least ``COLLAPSE_SHARE`` of at least ``COLLAPSE_MIN_INPUTS``
-    labels are one class, else None."""
-    labels = np.asarray(labels)
-    if len(labels) < COLLAPSE_MIN_INPUTS:
-        return None
-    counts = per_class_counts(labels, np.zeros(len(labels), bool))
-    top = max(counts, key=lambda c: c.inputs)
-    share = top.inputs / len(labels)
-    return (top.label, share) if share >= COLLAPSE_SHARE else None
 
 
 def check_gate(summary: Summary, *, max_flagged: int | None, max_flagged_rate: float | None,
