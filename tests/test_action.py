@@ -79,3 +79,17 @@ def test_action_yml_runs_the_script_with_every_input():
     for name in doc["inputs"]:
         if name not in ("artifact-name", "install"):
             assert f"${{{{ inputs.{name} }}}}" in scan["env"].values(), name
+
+
+def test_the_action_sets_the_per_call_watchdog(tmp_path):
+    """action.yml passes call-timeout (default 600 s) on every scan; a model that never returns
+    is then exit 2 with both reports' reason on stderr, not a job that hangs until it is killed."""
+    from hanging_models import loop_model
+
+    doc_text = (ROOT / "action.yml").read_text()
+    assert 'default: "600"' in doc_text.split("call-timeout:")[1].split("timeout:")[0]
+    model = loop_model(tmp_path / "loop.onnx", only_black=False)
+    write_pngs(tmp_path / "a", om.make_images(2, seed=3))
+    run = run_action(tmp_path, model=model, paths="a", call_timeout="0.5")
+    assert outputs(tmp_path)["exit-code"] == "2"
+    assert "--call-timeout 0.5" in run.stdout and "per-call limit of 0.5 s" in run.stderr

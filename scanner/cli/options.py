@@ -15,6 +15,7 @@ from typing import Annotated, Any, Iterator, Optional
 import typer
 
 from ..errors import ScannerError
+from ..model.runner import DEFAULT_CALL_TIMEOUT
 from ..model.spec import Layout, PixelRange
 
 
@@ -41,6 +42,7 @@ DetectorOpt = Annotated[Optional[str], typer.Option("--detector", help="Detector
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report here (replaced only when complete) [default: stdout].")]
 ThresholdOpt = Annotated[Optional[float], typer.Option(help="Flag when the score >= this [default: 0.5 on SPC; with a calibration 1 - its FPR on q- scores (p-value at most the FPR), its threshold on NSPC].")]
 CalibrationOpt = Annotated[Optional[Path], typer.Option(help="Calibration file from `scanner calibrate`: per-class benign references for every score, the detectors and their clean images [default: none, data-free SPC].")]
+CallTimeoutOpt = Annotated[float, typer.Option("--call-timeout", min=0.0, max=1e7, help=f"Watchdog: stop when one model call runs longer than this many seconds, with exit 2 (a model that never returns); 0: no limit [default: {DEFAULT_CALL_TIMEOUT:g}].")]
 
 PREP = "Preprocessing (overrides the spec file and the model's metadata)"
 _FROM_MODEL = " [default: from --spec, else the model's metadata or graph, else guessed]."

@@ -4,6 +4,8 @@ batch plan says. Nothing here decides anything; :mod:`scanner.model.loader` buil
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ..errors import ModelLoadError, ScannerError
@@ -14,6 +16,13 @@ from ..errors import ModelLoadError, ScannerError
 # speed and with identical scores (python -m bench.call_memory). 1,536 is the call SCALE-UP alone
 # makes (256 x 6), so its tuned path is unchanged.
 ROWS_PER_CALL = 1536
+
+# The per-call watchdog: a model call still running after this many seconds is stopped (ONNX
+# Runtime's terminate flag, checked between nodes and loop iterations), so that a model that never
+# returns (a Loop of 10^12 steps) cannot hang a scan. The slowest call of a default scan measured
+# on a 2-core CPU (python -m bench.call_time: a CIFAR ResNet-18 on 224 x 224 inputs, 108 rows) takes
+# a few tens of seconds; 600 s leaves a wide margin for slower or busier CPUs. None or 0: no limit.
+DEFAULT_CALL_TIMEOUT = 600.0
 
 
 class Runner:
@@ -32,10 +41,13 @@ class Runner:
     pad_to : int, optional
         Every call has this many rows, the missing ones copies of the chunk's last input (a
         fixed batch run one input per call: the padding cannot change that input's output).
+    call_timeout : float or None, default=DEFAULT_CALL_TIMEOUT
+        Seconds one call may run before it is stopped (:class:`CallTimedOut`); None or 0: no limit.
     """
 
     def __init__(self, session, *, input_name: str, input_dtype: str, output_name: str,
-                 max_batch: int | None = None, pad: bool = False, pad_to: int | None = None) -> None:
+                 max_batch: int | None = None, pad: bool = False, pad_to: int | None = None,
+                 call_timeout: float | None = DEFAULT_CALL_TIMEOUT) -> None:
         self.session = session
         self.input_name = input_name
         self.input_dtype = input_dtype
@@ -44,7 +56,9 @@ class Runner:
         self.copies = pad_to is not None
         self.pad_to = pad_to if pad_to is not None else (max_batch if pad else None)
         self.pad = self.pad_to is not None
-        self.run_options = None  # set by terminate(): ONNX Runtime's flag to stop a call in flight
+        self.call_timeout = call_timeout
+        self._stopped = False  # set by terminate(): no call runs until disarm()
+        self._in_flight = None  # the run options of the call in flight (terminate() stops it)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """The output for every row of ``batch`` (float32, in the model's layout), shape (N, -1)."""
@@ -65,15 +79,22 @@ class Runner:
 
     def _call(self, batch: np.ndarray) -> np.ndarray:
         feed = cast_input(batch, self.input_dtype)
+        options = self._in_flight = run_options()
         try:
-            extra = () if self.run_options is None else (self.run_options,)
-            (out,) = self.session.run([self.output_name], {self.input_name: feed}, *extra)
+            if self._stopped:
+                raise RunTerminated("the model run was stopped (time limit)")
+            out = guarded_run(self.session, self.output_name, {self.input_name: feed}, options=options,
+                              limit=self.call_timeout)
+        except CallTimedOut:
+            raise
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own exception types
-            if self.run_options is not None and self.run_options.terminate:
+            if self._stopped:
                 raise RunTerminated("the model run was stopped (time limit)") from None
             text = " ".join(str(exc).split())[:300]
             raise ModelLoadError(f"the model failed while running a batch of {len(batch)} inputs: "
                                  f"{type(exc).__name__}: {text}") from None
+        finally:
+            self._in_flight = None
         out = np.asarray(out)
         if out.ndim == 0 or out.shape[0] != len(batch):
             raise ModelLoadError(f"the model returned {out.shape[0] if out.ndim else 'a scalar, not'} rows for a batch "
@@ -81,20 +102,57 @@ class Runner:
         return out.reshape(len(batch), -1)
 
     def arm(self) -> None:
-        """Run every call with ONNX Runtime run options, so that :meth:`terminate` can stop one."""
-        import onnxruntime as ort
-
-        self.run_options = ort.RunOptions()
-        self.run_options.log_severity_level = 4  # the stop is reported by the scan, not as an ORT error line
+        """Kept for callers of the earlier API: every call can be stopped by :meth:`terminate`."""
 
     def disarm(self) -> None:
-        self.run_options = None
+        """The session serves calls again after :meth:`terminate`."""
+        self._stopped = False
 
     def terminate(self) -> None:
         """Stop the model call in flight (from another thread) and refuse new ones: a time limit."""
-        if self.run_options is None:
-            self.arm()
-        self.run_options.terminate = True
+        self._stopped = True
+        options = self._in_flight
+        if options is not None:
+            options.terminate = True
+
+
+def run_options():
+    """ONNX Runtime run options whose ``terminate`` flag stops the call; the stop is reported by
+    the scanner, not as an ONNX Runtime error line."""
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.log_severity_level = 4
+    return options
+
+
+def guarded_run(session, output_name: str, feed: dict, *, options=None, limit: float | None = DEFAULT_CALL_TIMEOUT):
+    """``session.run`` of one output under the per-call watchdog: a call still running after
+    ``limit`` seconds is stopped and raises :class:`CallTimedOut` (None or 0: no limit).
+    Other errors are ONNX Runtime's, for the caller to word."""
+    if options is None:
+        options = run_options()
+    expired = threading.Event()
+    timer = None
+    if limit:
+        def expire() -> None:
+            expired.set()
+            options.terminate = True
+
+        timer = threading.Timer(limit, expire)
+        timer.daemon = True
+        timer.start()
+    try:
+        (out,) = session.run([output_name], feed, options)
+    except Exception:  # noqa: BLE001 - ONNX Runtime raises its own exception types
+        if expired.is_set():
+            rows = len(next(iter(feed.values())))
+            raise CallTimedOut(limit, rows) from None
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+    return out
 
 
 def cast_input(batch: np.ndarray, dtype: str) -> np.ndarray:
@@ -124,3 +182,12 @@ def to_probabilities(out: np.ndarray, n: int) -> np.ndarray:
 
 class RunTerminated(ScannerError):
     """A model call was stopped by :meth:`Runner.terminate` (the scan's time limit)."""
+
+
+class CallTimedOut(RunTerminated):
+    """One model call ran past the per-call limit (``call_timeout``, ``--call-timeout``)."""
+
+    def __init__(self, limit: float, rows: int) -> None:
+        self.limit, self.rows = limit, rows
+        super().__init__(f"a model call of {rows} inputs did not return within the per-call limit of {limit:g} s "
+                         "(call_timeout; --call-timeout on the command line, 0 for none)")

@@ -365,6 +365,45 @@ def test_a_model_that_never_returns_while_loading_is_stopped(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("Error: --timeout: still running")
 
 
+@pytest.mark.parametrize("command", ["scan", "calibrate", "evaluate", "inspect", "probe"])
+def test_every_command_stops_a_model_that_never_returns_by_its_call_timeout(runner, tmp_path, command):
+    """The per-call watchdog is on by default in every command that runs the model (600 s, shown
+    in --help); a small --call-timeout shows it: one line, exit 2, nothing hangs."""
+    import time
+
+    from hanging_models import loop_model
+
+    model = loop_model(tmp_path / "loop.onnx", only_black=False)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    image = tmp_path / "a.png"
+    args = {"scan": ["scan", model, image], "calibrate": ["calibrate", model, image, "-o", tmp_path / "c.json"],
+            "evaluate": ["evaluate", model, "--benign", image, "--poisoned", image], "inspect": ["inspect", model],
+            "probe": ["probe", model, image]}[command]
+    assert "--call-timeout" in invoke(runner, command, "--help").stdout
+    started = time.monotonic()
+    result = invoke(runner, *args, "--call-timeout", "0.5")
+    assert time.monotonic() - started < 20
+    assert result.exit_code == 2 and "did not return within the per-call limit of 0.5 s" in one_error_line(result)
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_call_timeout_mid_scan_keeps_the_report_and_names_the_flag(runner, tmp_path):
+    from hanging_models import loop_model
+
+    model = loop_model(tmp_path / "black.onnx", only_black=True)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, value in enumerate([128, 128, 0, 0, 128]):  # images 2-3 (one batch of 2) make the model loop
+        Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "r.json"
+    result = invoke(runner, "-q", "scan", model, folder, "--batch-size", "2", "--call-timeout", "1", "-f", "json",
+                    "-o", out)
+    assert result.exit_code == 2 and one_error_line(result).startswith("Error: --call-timeout: a model call of")
+    doc = json.loads(out.read_text())
+    assert doc["summary"]["scored"] == 2 and doc["summary"]["failed"] == 3
+    assert "per-call limit of 1 s" in doc["summary"]["incomplete"]
+
+
 def test_a_model_that_fails_while_running_is_one_line(runner, tmp_path, images):
     import onnx
     from onnx import TensorProto as T
