@@ -7,9 +7,14 @@ array slices to unit-range float32, both at the model's size and channel count.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import warnings
 
 import numpy as np
+
+log = logging.getLogger("scanner")
 
 UNIT = np.float32(1 / 255)
 # Pixels an image file may declare before it is decoded (8192 x 8192): a few bytes of a broken or
@@ -49,14 +54,70 @@ def _read_bytes(path: str, first: int = 1 << 16) -> bytes:
         os.close(fd)
 
 
+# Pillow reports corrupt TIFF tags and EXIF data with warnings.warn (a UserWarning with its own
+# file path, printed to stderr). Decoding runs on worker threads, where warnings.catch_warnings
+# is not safe (it swaps process-wide state), so one process-wide hook sends the warnings raised
+# on a thread that is decoding to that thread's list, and every other warning where it went.
+_capturing = threading.local()
+_shown_before = warnings.showwarning
+_reported: set[str] = set()
+_reported_lock = threading.Lock()
+
+
+def _show(message, category, filename, lineno, file=None, line=None):
+    sink = getattr(_capturing, "sink", None)
+    if sink is not None:
+        sink.append(" ".join(str(message).split())[:200])
+        return
+    _shown_before(message, category, filename, lineno, file, line)
+
+
+def _capture_warnings() -> None:
+    """Install the hook (again, if something replaced ``warnings.showwarning`` since)."""
+    global _shown_before
+    current = warnings.showwarning
+    if current is not _show:
+        _shown_before = current
+        warnings.showwarning = _show
+
+
+def _report_caught(path: str, caught: list[str]) -> None:
+    """One warning line per distinct Pillow message (the first file that gave it); the others
+    at debug level, so that a folder of photos with the same EXIF quirk is not a page of lines."""
+    text = "; ".join(dict.fromkeys(caught))
+    with _reported_lock:
+        first = text not in _reported
+        _reported.add(text)
+    if first:
+        log.warning("%s: corrupt image metadata ignored, the pixels were read (Pillow: %s); other inputs with this "
+                    "message are not named", path, text)
+    else:
+        log.debug("%s: corrupt image metadata ignored (Pillow: %s)", path, text)
+
+
 def decode_image(path: str, height: int, width: int, channels: int) -> np.ndarray:
     """Decode one image file to (H, W, C) uint8, or float32 in [0, 1] for >8-bit images.
 
     Palette and RGBA images become RGB (alpha is dropped); 16-bit images keep their precision.
     Animated GIFs and multi-page TIFFs give their first frame. EXIF orientation is not applied
     (the pixels are read as stored, as PIL-based training loaders such as torchvision's do).
-    Raises ValueError/OSError with a readable message on failure.
+    Raises ValueError/OSError with a readable message on failure. Pillow's warnings about the
+    file (corrupt TIFF tags or EXIF data, a decompression bomb) never reach stderr: the image,
+    if its pixels decode, is read and one warning line of the scanner's names the file.
     """
+    _capture_warnings()
+    caught: list[str] = []
+    _capturing.sink = caught
+    try:
+        arr = _decode(path, height, width, channels)
+    finally:
+        _capturing.sink = None
+    if caught:
+        _report_caught(path, caught)
+    return arr
+
+
+def _decode(path: str, height: int, width: int, channels: int) -> np.ndarray:
     if channels == 3 and _simplejpeg is not None and path.lower().endswith((".jpg", ".jpeg")):
         arr = _decode_jpeg_fast(path)
         if arr is not None:

@@ -91,3 +91,54 @@ def test_huge_declared_sizes_are_refused_before_decoding(tmp_path, monkeypatch):
     for name in ("a.png", "a.jpg"):
         with pytest.raises(ValueError, match="declares 8x8 pixels, above the limit of 63"):
             decode_image(str(tmp_path / name), 8, 8, 3)
+
+
+def corrupt_tiff(path):
+    """A TIFF whose XResolution and Software tags point past the end of the file: Pillow decodes
+    its pixels and warns 'Truncated File Read' (a UserWarning naming its own source file)."""
+    import io
+    import struct
+
+    buf = io.BytesIO()
+    Image.fromarray(RGB).save(buf, "TIFF", dpi=(72, 72), software="x" * 40)
+    data = bytearray(buf.getvalue())
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for i in range(struct.unpack("<H", data[ifd:ifd + 2])[0]):
+        entry = ifd + 2 + 12 * i
+        if struct.unpack("<H", data[entry:entry + 2])[0] in (282, 305):
+            data[entry + 8:entry + 12] = struct.pack("<I", len(data) + 1000)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_pillow_warnings_on_a_corrupt_tiff_become_one_line_of_ours(tmp_path, caplog):
+    import logging
+    import warnings
+
+    path = corrupt_tiff(tmp_path / "bad-tags.tif")
+    with warnings.catch_warnings(record=True) as shown, caplog.at_level(logging.WARNING, logger="scanner"):
+        warnings.simplefilter("always")
+        np.testing.assert_array_equal(decode_image(str(path), 8, 8, 3), RGB)  # the pixels are intact
+        warnings.warn("not from a decode", UserWarning)  # warnings outside decoding still go where they went
+    assert [str(w.message) for w in shown] == ["not from a decode"]
+    assert [r.getMessage() for r in caplog.records if "bad-tags.tif" in r.getMessage()] == [
+        f"{path}: corrupt image metadata ignored, the pixels were read (Pillow: Truncated File Read); "
+        "other inputs with this message are not named"]
+
+
+def test_a_scan_of_a_corrupt_tiff_prints_no_pillow_warning(tmp_path):
+    """The command line, as its own process: stderr has the scanner's line, not Pillow's
+    'UserWarning' with a site-packages path."""
+    import subprocess
+    import sys
+
+    import onnx_models as om
+
+    fx = om.trigger_nchw(tmp_path, embed_spec=True)
+    path = corrupt_tiff(tmp_path / "bad-tags.tif")
+    proc = subprocess.run([sys.executable, "-m", "scanner", "scan", fx.path, str(path), "-f", "csv"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "UserWarning" not in proc.stderr and "site-packages" not in proc.stderr and "warnings.warn" not in proc.stderr
+    assert "bad-tags.tif: corrupt image metadata ignored" in proc.stderr
+    assert f"{path},scored," in proc.stdout
