@@ -155,8 +155,28 @@ def _user_errors() -> Iterator[None]:
     except ScannerError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        typer.echo("Interrupted", err=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        raise interrupted(exc) from None
+
+
+class Signalled(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (what CI runners send on cancel, what a closed terminal sends), raised in
+    the main thread like Ctrl-C's KeyboardInterrupt, so that the same clean-up runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def interrupted(exc: KeyboardInterrupt) -> typer.Exit:
+    """One line and the exit status of an interrupted command: 128 + the signal's number (130
+    for Ctrl-C / SIGINT, 143 for SIGTERM, 129 for SIGHUP), as a shell reports a process the
+    signal ended. Temporary report files are gone by then (see open_report)."""
+    import signal
+
+    signum = exc.signum if isinstance(exc, Signalled) else signal.SIGINT
+    name = signal.Signals(signum).name
+    typer.echo("Interrupted" if signum == signal.SIGINT else f"Interrupted ({name})", err=True)
+    return typer.Exit(128 + int(signum))
 
 

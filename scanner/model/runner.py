@@ -126,32 +126,46 @@ def run_options():
     return options
 
 
+# Seconds a stopped call gets to return (ONNX Runtime checks its terminate flag between nodes and
+# loop iterations; an operator that never checks it is left running on its own thread).
+STOP_GRACE = 5.0
+
+
 def guarded_run(session, output_name: str, feed: dict, *, options=None, limit: float | None = DEFAULT_CALL_TIMEOUT):
     """``session.run`` of one output under the per-call watchdog: a call still running after
     ``limit`` seconds is stopped and raises :class:`CallTimedOut` (None or 0: no limit).
-    Other errors are ONNX Runtime's, for the caller to word."""
+
+    The call runs on a thread of its own while this one waits, so that an interrupt (Ctrl-C,
+    or SIGTERM / SIGHUP turned into one by the command line) is handled at once, not when the
+    model returns: the call is stopped and the interrupt goes on. Other errors are ONNX
+    Runtime's, for the caller to word."""
     if options is None:
         options = run_options()
-    expired = threading.Event()
-    timer = None
-    if limit:
-        def expire() -> None:
-            expired.set()
-            options.terminate = True
+    box: dict = {}
+    done = threading.Event()  # waited on, not Thread.join: an interrupted join marks a running thread stopped
 
-        timer = threading.Timer(limit, expire)
-        timer.daemon = True
-        timer.start()
+    def call() -> None:
+        try:
+            box["out"] = session.run([output_name], feed, options)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            box["exc"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=call, name="scanner-model-call", daemon=True).start()
     try:
-        (out,) = session.run([output_name], feed, options)
-    except Exception:  # noqa: BLE001 - ONNX Runtime raises its own exception types
-        if expired.is_set():
-            rows = len(next(iter(feed.values())))
-            raise CallTimedOut(limit, rows) from None
+        finished = done.wait(limit or None)
+    except BaseException:  # an interrupt while the model runs: stop the call, then go on
+        options.terminate = True
+        done.wait(STOP_GRACE)
         raise
-    finally:
-        if timer is not None:
-            timer.cancel()
+    if not finished:
+        options.terminate = True
+        done.wait(STOP_GRACE)
+        raise CallTimedOut(limit, len(next(iter(feed.values()))))
+    if "exc" in box:
+        raise box["exc"]
+    (out,) = box["out"]
     return out
 
 

@@ -533,3 +533,34 @@ def test_a_symlink_loop_in_a_scanned_folder_is_one_failed_input_not_a_report_err
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["failures"] == [
         {"input": str(folder / "loop.png"), "reason": "cannot read this file (Too many levels of symbolic links)"}]
+
+
+@pytest.mark.parametrize("signame, code", [("SIGTERM", 143), ("SIGHUP", 129), ("SIGINT", 130)])
+def test_sigterm_and_sighup_end_a_scan_like_ctrl_c(tmp_path, signame, code):
+    """What a CI runner sends on cancel, mid-scan with the model in a call that would not return
+    for minutes: one line, exit 128 + the signal's number, no temporary report file left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from hanging_models import loop_model
+
+    model = loop_model(tmp_path / "black.onnx", only_black=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "black.png")  # the model loops on it
+    out = tmp_path / "report.json"
+    proc = subprocess.Popen([sys.executable, "-m", "scanner", "-q", "scan", model, str(tmp_path / "black.png"),
+                             "-f", "json", "-o", str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".report.json.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the report file is open: the scan has started
+    assert list(tmp_path.glob(".report.json.*.tmp")), "the scan did not start"
+    time.sleep(0.5)
+    started = time.monotonic()
+    proc.send_signal(getattr(signal, signame))
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 15  # handled at once, not when the model call returns
+    assert proc.returncode == code, err
+    assert err.strip().splitlines()[-1] == ("Interrupted" if signame == "SIGINT" else f"Interrupted ({signame})")
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["black.onnx", "black.png"]
