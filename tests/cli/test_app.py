@@ -564,3 +564,25 @@ def test_sigterm_and_sighup_end_a_scan_like_ctrl_c(tmp_path, signame, code):
     assert err.strip().splitlines()[-1] == ("Interrupted" if signame == "SIGINT" else f"Interrupted ({signame})")
     assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["black.onnx", "black.png"]
+
+
+def test_huge_class_names_in_metadata_are_cut_and_reports_stay_small(runner, tmp_path, images):
+    """10 class names of 100,000 characters (1 MB of metadata): cut to 1,024 with one warning
+    line, the JSON and HTML reports of 20 inputs stay small; a spec over 4 MiB is refused."""
+    spec = {"schema_version": 1, "class_names": [f"{i}" + "x" * 100_000 for i in range(om.NUM_CLASSES)]}
+    fx = om.trigger_nchw(tmp_path / "big", metadata={"scanner.spec": json.dumps(spec)})
+    out, page = tmp_path / "r.json", tmp_path / "r.html"
+    result = invoke(runner, "scan", fx.path, images[0], "-f", "json", "-o", out, "--html", page)
+    assert result.exit_code == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if "class name(s) longer than 1024" in line]
+    assert len(warned) == 1 and "cut to 1024" in warned[0] and len(warned[0]) < 300
+    doc = json.loads(out.read_text())
+    assert all(len(n) == 1024 and n.endswith("...") for n in doc["class_names"])
+    assert out.stat().st_size < 100_000 and page.stat().st_size < 300_000
+    spec["class_names"] = ["y" * (3 << 20), "z" * (3 << 20)]
+    huge = om.trigger_nchw(tmp_path / "huge", metadata={"scanner.spec": json.dumps(spec)})
+    refused = invoke(runner, "inspect", huge.path)
+    assert refused.exit_code == 2
+    line = one_error_line(refused)
+    assert "model metadata 'scanner.spec'" in line and "above the limit of 4194304 bytes (4 MiB)" in line
+    assert len(line) < 200
