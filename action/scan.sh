@@ -23,7 +23,7 @@ args=(-q scan "$INPUT_MODEL" "${paths[@]}" -f json -o "$json" --html "$html")
 [ -n "${INPUT_EXPECTED_FPR:-}" ] && args+=(--expected-fpr "$INPUT_EXPECTED_FPR")
 [ "${INPUT_STRICT:-false}" = "true" ] && args+=(--strict)
 [ "${INPUT_FAIL_ON_SUSPECT:-false}" = "true" ] && args+=(--fail-on-suspect)
-args+=(--call-timeout "${INPUT_CALL_TIMEOUT:-600}")
+args+=(--call-timeout "${INPUT_CALL_TIMEOUT:-auto}")
 [ -n "${INPUT_TIMEOUT:-}" ] && args+=(--timeout "$INPUT_TIMEOUT")
 args+=("${extra[@]}")
 

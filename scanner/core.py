@@ -92,9 +92,10 @@ class Scanner:
     detectors : str or sequence of str, optional
         Detectors by name ("scaleup", "strip", "teco", or several: "scaleup,strip,teco"), with a
         calibration a subset of its detectors. ``detector_params`` maps a name to its parameters.
-    call_timeout : float or None, default=600
+    call_timeout : "auto", float or None, default="auto"
         The per-call watchdog: seconds one model call may run (at load and in a scan); a scan
-        whose call runs past it stops there, the rest listed as not scored. None or 0: no limit.
+        whose call runs past it stops there, the rest listed as not scored. "auto": 60 s plus 60 s
+        per million input values of the call. None or 0: no limit.
 
     Examples
     --------
@@ -110,7 +111,7 @@ class Scanner:
                  score: str | None = None, detector: Detector | None = None,
                  detectors: str | Sequence[str] | None = None,
                  detector_params: dict[str, dict[str, Any]] | None = None,
-                 call_timeout: float | None = DEFAULT_CALL_TIMEOUT) -> None:
+                 call_timeout: float | str | None = DEFAULT_CALL_TIMEOUT) -> None:
         if device not in ("auto", "cpu", "cuda"):
             raise ScannerError(f"device must be auto, cpu or cuda, got {device!r}")
         if detector is not None and not isinstance(detector, Detector):

@@ -82,12 +82,12 @@ def test_action_yml_runs_the_script_with_every_input():
 
 
 def test_the_action_sets_the_per_call_watchdog(tmp_path):
-    """action.yml passes call-timeout (default 600 s) on every scan; a model that never returns
+    """action.yml passes call-timeout (default auto) on every scan; a model that never returns
     is then exit 2 with both reports' reason on stderr, not a job that hangs until it is killed."""
     from hanging_models import loop_model
 
     doc_text = (ROOT / "action.yml").read_text()
-    assert 'default: "600"' in doc_text.split("call-timeout:")[1].split("timeout:")[0]
+    assert "default: auto" in doc_text.split("call-timeout:")[1].split("timeout:")[0]
     model = loop_model(tmp_path / "loop.onnx", only_black=False)
     write_pngs(tmp_path / "a", om.make_images(2, seed=3))
     run = run_action(tmp_path, model=model, paths="a", call_timeout="0.5")

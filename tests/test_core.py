@@ -178,7 +178,7 @@ def test_a_model_call_that_never_returns_is_stopped_by_the_per_call_watchdog(tmp
     from scanner.model.runner import DEFAULT_CALL_TIMEOUT
 
     path = loop_model(tmp_path / "black.onnx", only_black=True)
-    assert Scanner(path, device="cpu", spec={"height": 8, "width": 8}).model.runner.call_timeout == DEFAULT_CALL_TIMEOUT
+    assert Scanner(path, device="cpu", spec={"height": 8, "width": 8}).model.runner.call_timeout == DEFAULT_CALL_TIMEOUT == "auto"
     scanner = Scanner(path, device="cpu", spec={"height": 8, "width": 8}, batch_size=2, call_timeout=1)
     x = np.full((5, 8, 8, 3), 0.5, np.float32)
     x[2:4] = 0

@@ -21,7 +21,7 @@ import typer
 
 from .support import (INTERNAL_ERROR, _closed_pipe_ends_quietly, _Commands, _hard_stop_after, _lift,  # noqa: F401
                       _progress, _state, _streaming)
-from .options import (DEFAULT_CALL_TIMEOUT, BatchOpt, CalibrationOpt, CallTimeoutOpt, Device, DeviceOpt, Engine, ModelArg, OutputOpt, Preprocessing,
+from .options import (DEFAULT_CALL_TIMEOUT, call_timeout_value, BatchOpt, CalibrationOpt, CallTimeoutOpt, Device, DeviceOpt, Engine, ModelArg, OutputOpt, Preprocessing,
                       ScalesOpt, ScoreOpt, DetectorOpt, ThresholdOpt, _scales, _user_errors, preprocessing_options)
 from ..errors import ScannerError
 from ..report.render import Format, InspectFormat
@@ -61,12 +61,12 @@ def _check_outputs(*paths: Optional[Path]) -> None:
 
 def _make_scanner(model: Path, prep: Preprocessing, *, device: Device, scales=(3, 5, 7, 9, 11), threshold=None,
                   calibration=None, batch_size=None, score: str | None = None, detectors: str | None = None,
-                  call_timeout: float = DEFAULT_CALL_TIMEOUT):
+                  call_timeout: str = DEFAULT_CALL_TIMEOUT):
     from ..core import Scanner
 
     return Scanner(model, device=device.value, scales=scales, threshold=threshold, calibration=calibration,
                    spec=prep.overrides, spec_file=prep.spec_file, batch_size=batch_size, score=score,
-                   detectors=detectors, call_timeout=call_timeout)
+                   detectors=detectors, call_timeout=call_timeout_value(call_timeout))
 
 
 def _version(value: bool) -> None:
@@ -158,7 +158,7 @@ def scan(
                 shard_format="jsonl" if format is Format.jsonl else "parquet", device=device.value,
                 scales=_scales(scales), threshold=threshold, calibration=calibration, spec=prep.overrides,
                 spec_file=prep.spec_file, batch_size=batch_size, score=score, detectors=detector, progress=progress,
-                call_timeout=call_timeout)
+                call_timeout=call_timeout_value(call_timeout))
             scanner = None
         else:
             if ray_address is not None or workers is not None or output_dir is not None:
@@ -263,7 +263,7 @@ def calibrate(
                 model, clean_paths, detectors=detector, detector_params=params, target_fpr=fpr,
                 min_class_samples=min_class_samples, sigma_floor=sigma_floor, progress=progress,
                 device=device.value, spec=prep.overrides, spec_file=prep.spec_file, batch_size=batch_size,
-                call_timeout=call_timeout)
+                call_timeout=call_timeout_value(call_timeout))
         if result.failures:
             log.warning("%d calibration input(s) could not be read and were left out, e.g. %s",
                         len(result.failures), result.failure_records()[0]["input"])
@@ -331,7 +331,7 @@ def inspect(
 
     with _user_errors():
         loaded = load_model(model, device=device.value, options=prep.overrides, spec_file=prep.spec_file,
-                            call_timeout=call_timeout)
+                            call_timeout=call_timeout_value(call_timeout))
     render_model(loaded, format, sys.stdout)
 
 
@@ -362,7 +362,7 @@ def probe(
     with _user_errors():
         _check_outputs(write_spec)
         loaded = load_model(model, device=device.value, options=prep.overrides, spec_file=prep.spec_file,
-                            call_timeout=call_timeout)
+                            call_timeout=call_timeout_value(call_timeout))
         result = run_probe(loaded, paths, labels_file=labels, sample=sample)
         if write_spec is not None:
             result.write_spec(write_spec)

@@ -42,7 +42,20 @@ DetectorOpt = Annotated[Optional[str], typer.Option("--detector", help="Detector
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report here (replaced only when complete) [default: stdout].")]
 ThresholdOpt = Annotated[Optional[float], typer.Option(help="Flag when the score >= this [default: 0.5 on SPC; with a calibration 1 - its FPR on q- scores (p-value at most the FPR), its threshold on NSPC].")]
 CalibrationOpt = Annotated[Optional[Path], typer.Option(help="Calibration file from `scanner calibrate`: per-class benign references for every score, the detectors and their clean images [default: none, data-free SPC].")]
-CallTimeoutOpt = Annotated[float, typer.Option("--call-timeout", min=0.0, max=1e7, help=f"Watchdog: stop when one model call runs longer than this many seconds, with exit 2 (a model that never returns); 0: no limit [default: {DEFAULT_CALL_TIMEOUT:g}].")]
+CallTimeoutOpt = Annotated[str, typer.Option("--call-timeout", help="Watchdog: stop with exit 2 when one model call runs longer than this many seconds (a model that never returns); auto: 60 s plus 60 s per million input values in the call (rows x height x width x channels); 0: no limit.")]
+
+
+def call_timeout_value(text: str):
+    """``--call-timeout``: "auto", or seconds (0: no limit) as the library takes them."""
+    from ..model.runner import check_call_timeout
+
+    if text.strip().lower() == DEFAULT_CALL_TIMEOUT:
+        return DEFAULT_CALL_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        raise ScannerError(f"--call-timeout: expected auto, a number of seconds or 0 (no limit), got {text[:40]!r}") from None
+    return check_call_timeout(value, "--call-timeout")
 
 PREP = "Preprocessing (overrides the spec file and the model's metadata)"
 _FROM_MODEL = " [default: from --spec, else the model's metadata or graph, else guessed]."

@@ -63,7 +63,7 @@ def scan(model: str | Path, paths: Sequence[str | Path] | InputSet, *, address: 
          spec: dict[str, Any] | None = None, spec_file: str | Path | None = None, batch_size: int | None = None,
          score: str | None = None, detectors: str | Sequence[str] | None = None,
          progress: Callable[[int, int], None] | None = None,
-         call_timeout: float | None = DEFAULT_CALL_TIMEOUT) -> ScanResult:
+         call_timeout: float | str | None = DEFAULT_CALL_TIMEOUT) -> ScanResult:
     """Scan image files, folders and image arrays on a Ray cluster; same result as ``Scanner.scan``.
 
     Parameters

@@ -113,7 +113,7 @@ def verification_batch(info: ModelInfo, pre: Preprocessor) -> np.ndarray:
 
 
 def _run(session, info: ModelInfo, output_name: str, batch: np.ndarray, *, pad_to: int | None = None,
-         copies: bool = False, limit: float | None = DEFAULT_CALL_TIMEOUT) -> np.ndarray:
+         copies: bool = False, limit: float | str | None = DEFAULT_CALL_TIMEOUT) -> np.ndarray:
     """One call (padded to ``pad_to`` rows: zeros, or copies of the last row); checks that the
     output has one row per input sent, and returns the rows of ``batch``."""
     n = len(batch)
@@ -153,7 +153,7 @@ _DEPENDENT = ("outputs depend on the other inputs of a call (batched vs alone di
 
 
 def plan_batches(raw: bytes, proto, info: ModelInfo, pre: Preprocessor, output_name: str, device: str,
-                 threads: int | None, call_timeout: float | None = DEFAULT_CALL_TIMEOUT):
+                 threads: int | None, call_timeout: float | str | None = DEFAULT_CALL_TIMEOUT):
     """Create the session and decide how to batch. Returns ``(session, provider, BatchPlan)``.
     Every verification call runs under the per-call watchdog (``call_timeout`` seconds).
 

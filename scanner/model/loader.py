@@ -18,9 +18,8 @@ from .batch_plan import BatchPlan, plan_batches
 from .onnx_file import ModelInfo, read_model_file
 from .preprocess import Preprocessor
 from .resolve import OutputChoice, choose_output, num_classes, resolve_spec
-from .runner import DEFAULT_CALL_TIMEOUT, ROWS_PER_CALL, Runner, labels_from_output, to_probabilities
+from .runner import DEFAULT_CALL_TIMEOUT, ROWS_PER_CALL, Runner, check_call_timeout, labels_from_output, to_probabilities
 from .runtime import check_runtime
-from .._validation import check_number
 from ..errors import SpecError
 from .spec import ResolvedSpec, Spec
 
@@ -102,7 +101,7 @@ def _check_class_names(resolved: ResolvedSpec, output: OutputChoice) -> None:
 
 def load_model(path: str | Path, *, device: str = "auto", options: dict[str, Any] | None = None,
                spec_file: str | Path | None = None, threads: int | None = None,
-               call_timeout: float | None = DEFAULT_CALL_TIMEOUT) -> Model:
+               call_timeout: float | str | None = DEFAULT_CALL_TIMEOUT) -> Model:
     """Read, resolve, open and verify one ONNX classifier.
 
     Parameters
@@ -116,12 +115,12 @@ def load_model(path: str | Path, *, device: str = "auto", options: dict[str, Any
         A JSON spec file (below ``options``, above the model's metadata).
     threads : int, optional
         ONNX Runtime intra-op threads.
-    call_timeout : float or None, default=DEFAULT_CALL_TIMEOUT (600 s)
+    call_timeout : "auto", float or None, default="auto"
         Seconds one model call may run, from the first verification call on; a call still running
-        then is stopped with an error. None or 0: no limit.
+        then is stopped with an error. "auto": 60 s plus 60 s per million input values of the
+        call (:func:`~scanner.model.runner.call_limit`). None or 0: no limit.
     """
-    if call_timeout is not None:
-        call_timeout = check_number(call_timeout, "call_timeout", lo=0.0, hi=1e7) or None
+    call_timeout = check_call_timeout(call_timeout)
     check_runtime()
     raw, proto, info = read_model_file(path)
     resolved = resolve_spec(info, options=options, spec_file=spec_file)

@@ -17,12 +17,37 @@ from ..errors import ModelLoadError, ScannerError
 # makes (256 x 6), so its tuned path is unchanged.
 ROWS_PER_CALL = 1536
 
-# The per-call watchdog: a model call still running after this many seconds is stopped (ONNX
-# Runtime's terminate flag, checked between nodes and loop iterations), so that a model that never
-# returns (a Loop of 10^12 steps) cannot hang a scan. The slowest call of a default scan measured
-# on a 2-core CPU (python -m bench.call_time: a CIFAR ResNet-18 on 224 x 224 inputs, 108 rows) takes
-# a few tens of seconds; 600 s leaves a wide margin for slower or busier CPUs. None or 0: no limit.
-DEFAULT_CALL_TIMEOUT = 600.0
+# The per-call watchdog: a model call still running after its limit is stopped (ONNX Runtime's
+# terminate flag, checked between nodes and loop iterations), so that a model that never returns
+# (a Loop of 10^12 steps) cannot hang a scan. The default limit ("auto") grows with the call's
+# input values (rows x height x width x channels; a batch's query buffer holds at most 2^24):
+# 60 s plus 60 s per million values, so a small call that hangs is stopped in about a minute and
+# the largest call gets about 17 minutes. The slowest calls measured (python -m bench.call_time,
+# a CIFAR ResNet-18, 0.56 GFLOP at 32 x 32, on a 2-core CPU at a load average of 12) cost 8.6 us
+# per value (1,536 rows at 32 x 32: 40 s) and 11.4 us per value (the same network on 108 rows
+# of 224 x 224: 186 s, 27 GFLOP a row), against 60 us allowed: 5 times the worst, on a machine
+# six times oversubscribed. A number of seconds replaces the rule; None or 0: no limit.
+DEFAULT_CALL_TIMEOUT = "auto"
+AUTO_BASE_S = 60.0
+AUTO_PER_VALUE_S = 60e-6
+
+
+def check_call_timeout(value, name: str = "call_timeout"):
+    """``"auto"``, a number of seconds (0: none), or None (none); returns "auto", a float or None."""
+    from .._validation import check_number
+
+    if value is None or value == DEFAULT_CALL_TIMEOUT:
+        return value
+    if isinstance(value, str):
+        raise ScannerError(f"{name}: expected auto, a number of seconds or 0 (no limit), got {value[:40]!r}")
+    return check_number(value, name, lo=0.0, hi=1e7) or None
+
+
+def call_limit(call_timeout, values: int) -> float | None:
+    """Seconds a call of ``values`` input values may run under ``call_timeout``."""
+    if call_timeout == DEFAULT_CALL_TIMEOUT:
+        return AUTO_BASE_S + AUTO_PER_VALUE_S * values
+    return call_timeout or None
 
 
 class Runner:
@@ -41,13 +66,14 @@ class Runner:
     pad_to : int, optional
         Every call has this many rows, the missing ones copies of the chunk's last input (a
         fixed batch run one input per call: the padding cannot change that input's output).
-    call_timeout : float or None, default=DEFAULT_CALL_TIMEOUT
-        Seconds one call may run before it is stopped (:class:`CallTimedOut`); None or 0: no limit.
+    call_timeout : "auto", float or None, default="auto"
+        Seconds one call may run before it is stopped (:class:`CallTimedOut`); "auto": 60 s plus
+        60 s per million input values of the call; None or 0: no limit.
     """
 
     def __init__(self, session, *, input_name: str, input_dtype: str, output_name: str,
                  max_batch: int | None = None, pad: bool = False, pad_to: int | None = None,
-                 call_timeout: float | None = DEFAULT_CALL_TIMEOUT) -> None:
+                 call_timeout: float | str | None = DEFAULT_CALL_TIMEOUT) -> None:
         self.session = session
         self.input_name = input_name
         self.input_dtype = input_dtype
@@ -131,9 +157,11 @@ def run_options():
 STOP_GRACE = 5.0
 
 
-def guarded_run(session, output_name: str, feed: dict, *, options=None, limit: float | None = DEFAULT_CALL_TIMEOUT):
+def guarded_run(session, output_name: str, feed: dict, *, options=None,
+                limit: float | str | None = DEFAULT_CALL_TIMEOUT):
     """``session.run`` of one output under the per-call watchdog: a call still running after
-    ``limit`` seconds is stopped and raises :class:`CallTimedOut` (None or 0: no limit).
+    ``limit`` seconds (see :func:`call_limit`: "auto" grows with the call's size) is stopped
+    and raises :class:`CallTimedOut` (None or 0: no limit).
 
     The call runs on a thread of its own while this one waits, so that an interrupt (Ctrl-C,
     or SIGTERM / SIGHUP turned into one by the command line) is handled at once, not when the
@@ -141,6 +169,8 @@ def guarded_run(session, output_name: str, feed: dict, *, options=None, limit: f
     Runtime's, for the caller to word."""
     if options is None:
         options = run_options()
+    first = next(iter(feed.values()))
+    limit = call_limit(limit, int(first.size))
     box: dict = {}
     done = threading.Event()  # waited on, not Thread.join: an interrupted join marks a running thread stopped
 
@@ -162,7 +192,7 @@ def guarded_run(session, output_name: str, feed: dict, *, options=None, limit: f
     if not finished:
         options.terminate = True
         done.wait(STOP_GRACE)
-        raise CallTimedOut(limit, len(next(iter(feed.values()))))
+        raise CallTimedOut(limit, len(first))
     if "exc" in box:
         raise box["exc"]
     (out,) = box["out"]
@@ -203,5 +233,5 @@ class CallTimedOut(RunTerminated):
 
     def __init__(self, limit: float, rows: int) -> None:
         self.limit, self.rows = limit, rows
-        super().__init__(f"a model call of {rows} inputs did not return within the per-call limit of {limit:g} s "
+        super().__init__(f"a model call of {rows} inputs did not return within the per-call limit of {limit:.3g} s "
                          "(call_timeout; --call-timeout on the command line, 0 for none)")
