@@ -162,7 +162,7 @@ def validate_spec_dict(data: Any, *, origin: str) -> dict[str, Any]:
         raise SpecError(f"{origin}: expected a JSON object, got {type(data).__name__}")
     data = dict(data)
     version = data.pop("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
+    if isinstance(version, bool) or version != SCHEMA_VERSION:  # true == 1 in Python, not in the schema
         raise SpecError(
             f"{origin}: spec schema_version {version!r} is not supported (this scanner reads {SCHEMA_VERSION})"
         )
@@ -211,7 +211,7 @@ def _check_field(key: str, value: Any) -> Any:
             raise ValueError(f"expected at most {MAX_SIDE} pixels, got {int(value)}")
         return int(value)
     if key == "channels":
-        if value not in (1, 3):
+        if isinstance(value, bool) or value not in (1, 3):  # true == 1 in Python
             raise ValueError(f"expected 1 or 3, got {value!r}")
         return int(value)
     if key in ("mean", "std"):
