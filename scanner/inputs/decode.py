@@ -73,12 +73,41 @@ def _show(message, category, filename, lineno, file=None, line=None):
 
 
 def _capture_warnings() -> None:
-    """Install the hook (again, if something replaced ``warnings.showwarning`` since)."""
+    """Install the hooks (again, if something replaced ``warnings.showwarning`` since)."""
     global _shown_before
     current = warnings.showwarning
     if current is not _show:
         _shown_before = current
         warnings.showwarning = _show
+
+
+_loggers_seen = -1
+
+
+def _filter_pillow_logs(image_module) -> None:
+    """Every Pillow logger gets :func:`_pil_records` (a logger's filters see only its own records,
+    not its children's, so each one: the format plugins, all imported by ``Image.init``)."""
+    global _loggers_seen
+    loggers = logging.Logger.manager.loggerDict
+    if len(loggers) == _loggers_seen:
+        return
+    image_module.init()
+    for name, logger in list(loggers.items()):
+        if (name == "PIL" or name.startswith("PIL.")) and isinstance(logger, logging.Logger) \
+                and _pil_records not in logger.filters:
+            logger.addFilter(_pil_records)
+    _loggers_seen = len(loggers)
+
+
+def _pil_records(record: logging.LogRecord) -> bool:
+    """Pillow also logs what it finds wrong with a file ('More samples per pixel than can be
+    decoded', at ERROR, which Python prints to stderr when nothing is configured): on a decoding
+    thread the record goes to that thread's list like a warning; elsewhere it passes."""
+    sink = getattr(_capturing, "sink", None)
+    if sink is None or record.levelno < logging.WARNING:
+        return True
+    sink.append(" ".join(record.getMessage().split())[:200])
+    return False
 
 
 def _report_caught(path: str, caught: list[str]) -> None:
@@ -110,6 +139,10 @@ def decode_image(path: str, height: int, width: int, channels: int) -> np.ndarra
     _capturing.sink = caught
     try:
         arr = _decode(path, height, width, channels)
+    except Exception as exc:
+        if not caught:
+            raise
+        raise UndecodableImage(f"{failure_reason(exc)} (Pillow: {'; '.join(dict.fromkeys(caught))})") from None
     finally:
         _capturing.sink = None
     if caught:
@@ -127,6 +160,8 @@ def _decode(path: str, height: int, width: int, channels: int) -> np.ndarray:
                 arr = np.asarray(Image.fromarray(arr).resize((width, height), Image.BILINEAR))
             return arr
     from PIL import Image  # imported here: a scan of JPEGs at model size never needs Pillow
+
+    _filter_pillow_logs(Image)
 
     with Image.open(path) as img:
         if img.width * img.height > MAX_DECODE_PIXELS:  # checked on the header, before decoding
@@ -195,9 +230,15 @@ def fit_array_images(arr: np.ndarray, height: int, width: int, channels: int) ->
     return x
 
 
+class UndecodableImage(ValueError):
+    """An image that failed to decode, with what Pillow said about it on the way (its reason as is)."""
+
+
 def failure_reason(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     name = type(exc).__name__
+    if isinstance(exc, UndecodableImage):
+        return text
     if name == "UnidentifiedImageError":
         return "not an image Pillow can read"
     if "truncat" in text.lower():

@@ -93,9 +93,11 @@ def test_huge_declared_sizes_are_refused_before_decoding(tmp_path, monkeypatch):
             decode_image(str(tmp_path / name), 8, 8, 3)
 
 
-def corrupt_tiff(path):
+def corrupt_tiff(path, *, samples_per_pixel=None):
     """A TIFF whose XResolution and Software tags point past the end of the file: Pillow decodes
-    its pixels and warns 'Truncated File Read' (a UserWarning naming its own source file)."""
+    its pixels and warns 'Truncated File Read' (a UserWarning naming its own source file). With
+    ``samples_per_pixel`` (190), Pillow logs 'More samples per pixel than can be decoded' at
+    ERROR level (printed to stderr when logging is not configured) and refuses the file."""
     import io
     import struct
 
@@ -105,8 +107,11 @@ def corrupt_tiff(path):
     ifd = struct.unpack("<I", data[4:8])[0]
     for i in range(struct.unpack("<H", data[ifd:ifd + 2])[0]):
         entry = ifd + 2 + 12 * i
-        if struct.unpack("<H", data[entry:entry + 2])[0] in (282, 305):
+        tag = struct.unpack("<H", data[entry:entry + 2])[0]
+        if tag in (282, 305):
             data[entry + 8:entry + 12] = struct.pack("<I", len(data) + 1000)
+        if tag == 277 and samples_per_pixel is not None:
+            data[entry + 8:entry + 10] = struct.pack("<H", samples_per_pixel)
     path.write_bytes(bytes(data))
     return path
 
@@ -136,9 +141,13 @@ def test_a_scan_of_a_corrupt_tiff_prints_no_pillow_warning(tmp_path):
 
     fx = om.trigger_nchw(tmp_path, embed_spec=True)
     path = corrupt_tiff(tmp_path / "bad-tags.tif")
-    proc = subprocess.run([sys.executable, "-m", "scanner", "scan", fx.path, str(path), "-f", "csv"],
+    spp = corrupt_tiff(tmp_path / "spp.tif", samples_per_pixel=190)
+    proc = subprocess.run([sys.executable, "-m", "scanner", "scan", fx.path, str(path), str(spp), "-f", "csv"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "UserWarning" not in proc.stderr and "site-packages" not in proc.stderr and "warnings.warn" not in proc.stderr
+    assert "More samples per pixel" not in proc.stderr  # Pillow's log record, found by bench.fuzz
     assert "bad-tags.tif: corrupt image metadata ignored" in proc.stderr
     assert f"{path},scored," in proc.stdout
+    assert (f"{spp},failed,,,,,,,,,,,,not an image Pillow can read (Pillow: More samples per pixel than can be "
+            "decoded: 190)") in proc.stdout
