@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import warnings
 
@@ -111,12 +112,13 @@ def _pil_records(record: logging.LogRecord) -> bool:
 
 
 def _report_caught(path: str, caught: list[str]) -> None:
-    """One warning line per distinct Pillow message (the first file that gave it); the others
+    """One warning line per distinct Pillow message, numbers aside (the first file that gave it); the others
     at debug level, so that a folder of photos with the same EXIF quirk is not a page of lines."""
     text = "; ".join(dict.fromkeys(caught))
+    key = re.sub(r"\d+", "#", text)  # 'tag 257 had too many entries: 86' and ': 203' are one message
     with _reported_lock:
-        first = text not in _reported
-        _reported.add(text)
+        first = key not in _reported
+        _reported.add(key)
     if first:
         log.warning("%s: corrupt image metadata ignored, the pixels were read (Pillow: %s); other inputs with this "
                     "message are not named", path, text)

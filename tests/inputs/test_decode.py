@@ -151,3 +151,16 @@ def test_a_scan_of_a_corrupt_tiff_prints_no_pillow_warning(tmp_path):
     assert f"{path},scored," in proc.stdout
     assert (f"{spp},failed,,,,,,,,,,,,not an image Pillow can read (Pillow: More samples per pixel than can be "
             "decoded: 190)") in proc.stdout
+
+
+def test_pillow_messages_differing_only_in_numbers_are_one_warning_line(caplog):
+    """A folder of TIFFs with the same quirk ('tag 257 had too many entries: 86', ': 203', as
+    bench.fuzz made) is one line, not one per file."""
+    import logging
+
+    from scanner.inputs import decode
+
+    with caplog.at_level(logging.WARNING, logger="scanner"):
+        decode._report_caught("a.tif", ["Metadata Warning, tag 257 had too many entries: 86, expected 1"])
+        decode._report_caught("b.tif", ["Metadata Warning, tag 257 had too many entries: 203, expected 1"])
+    assert [r.getMessage().split(":")[0] for r in caplog.records if "tag 257" in r.getMessage()] == ["a.tif"]
