@@ -38,6 +38,8 @@ args=(-q scan "$INPUT_MODEL" "${paths[@]}" -f json -o "$json" --html "$html")
 [ "${INPUT_STRICT:-false}" = "true" ] && args+=(--strict)
 [ "${INPUT_FAIL_ON_SUSPECT:-false}" = "true" ] && args+=(--fail-on-suspect)
 [ "${INPUT_ALLOW_UNDECIDABLE:-false}" = "true" ] && args+=(--allow-undecidable)
+args+=(--call-timeout "${INPUT_CALL_TIMEOUT:-auto}")
+[ -n "${INPUT_TIMEOUT:-}" ] && args+=(--timeout "$INPUT_TIMEOUT")
 args+=("${extra[@]}")
 
 echo "+ ${scanner_cmd[*]} ${args[*]}"

@@ -42,6 +42,28 @@ def is_finite(value: int | float) -> bool:
         return False
 
 
+def check_path(value: Any, name: str, error=ScannerError) -> Path:
+    """A file system path: ``str``, ``bytes`` (decoded as the file system does) or ``os.PathLike``."""
+    if isinstance(value, bytes):
+        value = os.fsdecode(value)
+    if not isinstance(value, (str, os.PathLike)):
+        raise error(f"{name}: expected a path (str or os.PathLike), got {type(value).__name__}")
+    try:
+        path = Path(value)
+    except TypeError:  # a PathLike whose __fspath__ gives bytes or something else
+        raise error(f"{name}: expected a path (str or os.PathLike), got {type(value).__name__}") from None
+    if "\0" in str(path):
+        raise error(f"{name}: a path cannot contain a NUL character: {_shown(str(path))}")
+    return path
+
+
+def check_callable(value: Any, name: str, error=ScannerError):
+    """None or something to call."""
+    if value is not None and not callable(value):
+        raise error(f"{name}: expected a function or None, got {type(value).__name__}")
+    return value
+
+
 def check_number(value: Any, name: str, *, lo: float | None = None, hi: float | None = None,
                  lo_open: bool = False, integer: bool = False, error=ScannerError):
     """A finite number (an int if ``integer``) within ``[lo, hi]`` (``(lo, hi]`` if ``lo_open``)."""

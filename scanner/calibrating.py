@@ -21,10 +21,11 @@ from .decide.reference import COMBINED, q_name
 from .core import Scanner
 from .decide.scoring import choose
 from .inputs.decode import BYTE_MAX
-from .detectors import parts_of
-from .errors import CalibrationError
-from .inputs.find import InputSet, collect_inputs
+from .detectors import Detector, parse_names, parts_of
+from .errors import CalibrationError, ModelLoadError
+from .inputs.find import InputSet, as_inputs
 from .results import ScanResult
+from ._validation import check_callable
 
 #: what `scanner calibrate` runs by default, and each detector's parameters there (at most
 #: 64 model queries per input together: see docs/results/detection.md)
@@ -73,20 +74,25 @@ def calibrate(model: str | Path, paths: Sequence[str | Path] | InputSet, *,
               progress: Callable[[int, int], None] | None = None, **scanner_args) -> CalibrationRun:
     """Calibrate ``model`` on the clean inputs ``paths``: a :class:`CalibrationRun` (the
     calibration, and the scan of the clean inputs; unpacks as that pair)."""
-    names = detectors.split(",") if isinstance(detectors, str) else list(detectors)
-    if "scaleup" not in [n.strip().lower() for n in names]:
+    names = list(parse_names(detectors))
+    if "scaleup" not in names:
         raise CalibrationError("a calibration always includes scaleup (the paper's NSPC comes from it); "
                                "add it to --detector (a scan can still use a subset)")
+    if detector_params is not None and (not isinstance(detector_params, dict)
+                                        or not all(isinstance(v, dict) for v in detector_params.values())):
+        raise CalibrationError("detector_params: expected a dict of detector name -> dict of parameters, "
+                               f"got {type(detector_params).__name__}")
     params = {k: dict(v) for k, v in DEFAULT_PARAMS.items()}
     for name, values in (detector_params or {}).items():
         params.setdefault(name, {}).update(values)
     scanner = Scanner(model, detectors=names, detector_params=params, **scanner_args)
-    if isinstance(paths, (str, Path)):  # one path, not a sequence of characters (as Scanner.scan)
-        paths = [paths]
-    inputs = paths if isinstance(paths, InputSet) else collect_inputs(list(paths))
+    check_callable(progress, "progress")
+    inputs = as_inputs(paths)  # one path is that path, not a sequence of characters (as Scanner.scan)
     held = _hold_out(scanner, inputs)
     scanner.collect_features = scanner.model.output_kind == "scores"  # label-only models give no profile
     result = scanner.scan(inputs, progress=progress)
+    if result.incomplete:  # a model call stopped by the per-call watchdog: no calibration from a part
+        raise ModelLoadError(result.incomplete)
     keep = ~np.isin(result.indices, held)
     s = result.scores
     if keep.sum() < 2:

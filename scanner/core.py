@@ -21,11 +21,11 @@ from .detectors.scaleup import DEFAULT_SCALES
 from .decide.profile import SCORE as PROFILE
 from .decide.reference import COMBINED, q_name
 from .decide.scoring import check_calibration, choose, make_detector_for
-from ._validation import check_number, check_scales
+from ._validation import check_callable, check_number, check_path, check_scales
 from .errors import InputError, ModelLoadError, ScannerError
-from .inputs.find import InputSet, MemoryArray, collect_inputs
+from .inputs.find import InputSet, MemoryArray, as_inputs, check_memory_images
 from .model.loader import Model, load_model
-from .model.runner import RunTerminated
+from .model.runner import DEFAULT_CALL_TIMEOUT, CallTimedOut, RunTerminated
 from .results import ScanResult, ScanSettings, Scores, Tally
 from .model.spec import ResolvedSpec, Spec
 
@@ -89,6 +89,10 @@ class Scanner:
     detectors : str or sequence of str, optional
         Detectors by name ("scaleup", "strip", "teco", or several: "scaleup,strip,teco"), with a
         calibration a subset of its detectors. ``detector_params`` maps a name to its parameters.
+    call_timeout : "auto", float or None, default="auto"
+        The per-call watchdog: seconds one model call may run (at load and in a scan); a scan
+        whose call runs past it stops there, the rest listed as not scored. "auto": 60 s plus 60 s
+        per million input values of the call. None or 0: no limit.
 
     Examples
     --------
@@ -103,7 +107,8 @@ class Scanner:
                  batch_size: int | None = None, workers: int | None = None, threads: int | None = None,
                  score: str | None = None, detector: Detector | None = None,
                  detectors: str | Sequence[str] | None = None,
-                 detector_params: dict[str, dict[str, Any]] | None = None) -> None:
+                 detector_params: dict[str, dict[str, Any]] | None = None,
+                 call_timeout: float | str | None = DEFAULT_CALL_TIMEOUT) -> None:
         if device not in ("auto", "cpu", "cuda"):
             raise ScannerError(f"device must be auto, cpu or cuda, got {device!r}")
         if detector is not None and not isinstance(detector, Detector):
@@ -113,9 +118,17 @@ class Scanner:
         for name, value in (("batch_size", batch_size), ("workers", workers), ("threads", threads)):
             if value is not None:
                 check_number(value, name, lo=1, integer=True)
+        if score is not None and not isinstance(score, str):
+            raise ScannerError(f"score: expected a score name (str), got {type(score).__name__}")
+        model = check_path(model, "model", error=ModelLoadError)
+        if spec_file is not None:
+            spec_file = check_path(spec_file, "spec_file")
+        if calibration is not None and not isinstance(calibration, Calibration):
+            calibration = check_path(calibration, "calibration")
         cal = calibration if calibration is None or isinstance(calibration, Calibration) else Calibration.load(calibration)
         self.detector = make_detector_for(detector, cal, detectors, detector_params, scales)
-        self.model: Model = load_model(model, device=device, options=spec, spec_file=spec_file, threads=threads)
+        self.model: Model = load_model(model, device=device, options=spec, spec_file=spec_file, threads=threads,
+                                            call_timeout=call_timeout)
         if cal is not None:
             check_calibration(self.detector, cal, model_sha256=self.info.sha256, scales=check_scales(scales))
         self.calibration = cal
@@ -235,9 +248,13 @@ class Scanner:
         Images of another size are resized; RGB/gray are converted to what the model takes.
         The array is an input source like a folder: it goes through :meth:`scan`'s loop.
         """
-        images = np.asarray(images)
-        if images.ndim not in (3, 4) or images.dtype.kind not in "uif":
-            raise InputError(f"expected images shaped (N, H, W[, C]) of uint8 or float, got {images.shape} {images.dtype}")
+        if not isinstance(images, np.ndarray):
+            try:
+                images = np.asarray(images)
+            except (ValueError, TypeError) as exc:  # ragged nested lists
+                raise InputError(f"images: expected an array shaped (N, H, W[, C]), got {type(images).__name__} "
+                                 f"({' '.join(str(exc).split())[:100]})") from None
+        check_memory_images(images)
         inputs = InputSet()
         inputs.add_array(MemoryArray(images))
         result = self.scan(inputs)
@@ -247,10 +264,14 @@ class Scanner:
                              f"{first['input']}: {first['reason']}")
         return result.scores
 
-    def scan(self, paths: Sequence[str | Path] | InputSet, *,
+    def scan(self, paths: Sequence[str | Path] | str | Path | np.ndarray | InputSet, *,
              progress: Callable[[int, int], None] | None = None, timeout: float | None = None,
              on_batch: Callable[[ScanResult, int], None] | None = None) -> ScanResult:
         """Scan image files, folders and image arrays; every input is scored or listed as failed.
+
+        ``paths``: a sequence of paths, one path (that file or folder), or an image array in
+        memory shaped (N, H, W[, C]) (inputs ``array[0]``, ``array[1]``...; unlike
+        :meth:`score_arrays`, images that cannot be scored are listed as failed, not raised).
 
         With ``timeout`` (seconds), the scan stops when it runs out, also in the middle of a
         model call; the inputs not reached are listed as failed and ``result.incomplete`` says
@@ -263,10 +284,10 @@ class Scanner:
         """
         started = time.perf_counter()
         if timeout is not None:
-            timeout = check_number(timeout, "timeout", lo=0.0, lo_open=True)
-        if isinstance(paths, (str, Path)):  # one path, not a sequence of characters
-            paths = [paths]
-        inputs = paths if isinstance(paths, InputSet) else collect_inputs(paths)
+            timeout = check_number(timeout, "timeout", lo=0.0, lo_open=True, hi=1e7)
+        check_callable(progress, "progress")
+        check_callable(on_batch, "on_batch")
+        inputs = as_inputs(paths)  # one path is that path, not a sequence of characters
         tally = self.tally(len(inputs))
         loader = BatchLoader(inputs, height=self.spec.height, width=self.spec.width,
                              channels=self.spec.channels, batch_size=self.batch_size, workers=self.workers)
@@ -290,6 +311,9 @@ class Scanner:
                 try:
                     if len(batch.indices):
                         tally.add(batch.indices, self.score_batch(batch.images))
+                except CallTimedOut as exc:
+                    incomplete = f"{exc} after {done} of {len(inputs)} inputs"
+                    break
                 except RunTerminated:
                     incomplete = limit_reached()
                     break

@@ -19,7 +19,7 @@ import numpy as np
 
 from .core import Scanner
 from .results import ScanResult, ScanSettings
-from .errors import InputError
+from .errors import InputError, ModelLoadError
 from .decide.metrics import detection_report
 from .decide.scoring import default_threshold
 from .inputs.labels import folder_labels, read_labels_file, true_labels  # noqa: F401  (part of this module's API)
@@ -66,6 +66,9 @@ def evaluate(scanner: Scanner, benign: Sequence[str | Path], poisoned: Sequence[
     """Scan both sets, apply the protocol's filters and compute every detection figure."""
     ben = scanner.scan(benign)
     poi = scanner.scan(poisoned)
+    for part in (ben, poi):  # a model call stopped by the per-call watchdog: no partial figures
+        if part.incomplete:
+            raise ModelLoadError(part.incomplete)
     if ben.n_scored == 0 or poi.n_scored == 0:
         raise InputError("nothing could be scored in the benign or the poisoned set")
     truth, truth_note = _true_labels(ben, scanner, labels_file)

@@ -148,3 +148,17 @@ def test_action_sets_up_python_with_a_pip_cache_and_no_gpu_wheel(tmp_path):
     assert cpu[0].startswith("onnxruntime>=") and gpu[0].startswith("onnxruntime-gpu>=")
     assert not any("onnxruntime-gpu" in r for r in cpu) and cpu[1:] == gpu[1:]
     assert any(r.startswith("typer") for r in cpu) and not any(";" in r for r in cpu)
+
+
+def test_the_action_sets_the_per_call_watchdog(tmp_path):
+    """action.yml passes call-timeout (default auto) on every scan; a model that never returns
+    is then exit 2 with both reports' reason on stderr, not a job that hangs until it is killed."""
+    from hanging_models import loop_model
+
+    doc_text = (ROOT / "action.yml").read_text()
+    assert "default: auto" in doc_text.split("call-timeout:")[1].split("timeout:")[0]
+    model = loop_model(tmp_path / "loop.onnx", only_black=False)
+    write_pngs(tmp_path / "a", om.make_images(2, seed=3))
+    run = run_action(tmp_path, model=model, paths="a", call_timeout="0.5")
+    assert outputs(tmp_path)["exit-code"] == "2"
+    assert "--call-timeout 0.5" in run.stdout and "per-call limit of 0.5 s" in run.stderr

@@ -13,6 +13,7 @@ import pytest
 import onnx_models as om
 from helpers import RGB_FIXTURES, SCALES, brute_force, write_pngs
 from scanner import Scanner
+from scanner.errors import ModelLoadError
 
 
 @pytest.mark.parametrize("name", RGB_FIXTURES)
@@ -166,3 +167,77 @@ def test_scan_timeout_stops_a_model_call_in_flight_and_lists_the_rest(tmp_path):
     assert result.indices.tolist() == [0, 1] and [i for i, _ in result.failures] == [2, 3, 4]
     assert result.incomplete.startswith("the time limit of 1 s was reached after 2 of 5 inputs")
     assert scanner.scan(_array_inputs(x[:2])).n_scored == 2  # the session works again afterwards
+
+
+def test_a_model_call_that_never_returns_is_stopped_by_the_per_call_watchdog(tmp_path):
+    """No time limit asked for: the per-call watchdog (call_timeout, default 600 s, here 1 s)
+    stops the looping call, the scan ends there, the rest listed as not scored."""
+    import time
+
+    from hanging_models import loop_model
+    from scanner.model.runner import DEFAULT_CALL_TIMEOUT
+
+    path = loop_model(tmp_path / "black.onnx", only_black=True)
+    assert Scanner(path, device="cpu", spec={"height": 8, "width": 8}).model.runner.call_timeout == DEFAULT_CALL_TIMEOUT == "auto"
+    scanner = Scanner(path, device="cpu", spec={"height": 8, "width": 8}, batch_size=2, call_timeout=1)
+    x = np.full((5, 8, 8, 3), 0.5, np.float32)
+    x[2:4] = 0
+    started = time.monotonic()
+    result = scanner.scan(_array_inputs(x))
+    assert time.monotonic() - started < 10
+    assert result.indices.tolist() == [0, 1] and [i for i, _ in result.failures] == [2, 3, 4]
+    assert "did not return within the per-call limit of 1 s" in result.incomplete
+    assert result.incomplete.endswith("after 2 of 5 inputs")
+    assert scanner.scan(_array_inputs(x[:2])).n_scored == 2  # the session works again afterwards
+    with pytest.raises(ModelLoadError, match="per-call limit of 0.5 s"):  # one that never returns at load
+        Scanner(loop_model(tmp_path / "loop.onnx", only_black=False), device="cpu", call_timeout=0.5)
+
+
+_BAD_CALLS = {
+    "scan([None])": lambda s, fx: s.scan([None]),
+    "scan(5)": lambda s, fx: s.scan(5),
+    "scan(['a\\0b'])": lambda s, fx: s.scan(["a\0b"]),
+    "scan(ndarray of 5 channels)": lambda s, fx: s.scan(np.zeros((2, 8, 8, 5), np.uint8)),
+    "Scanner(None)": lambda s, fx: Scanner(None),
+    "Scanner(5)": lambda s, fx: Scanner(5),
+    "calibration=123": lambda s, fx: Scanner(fx.path, calibration=123),
+    "spec_file=5": lambda s, fx: Scanner(fx.path, spec_file=5),
+    "score=5": lambda s, fx: Scanner(fx.path, score=5),
+    "detectors=['teco', 5]": lambda s, fx: Scanner(fx.path, detectors=["teco", 5]),
+    "detectors=5": lambda s, fx: Scanner(fx.path, detectors=5),
+    "detector_params=5": lambda s, fx: Scanner(fx.path, detectors="teco", detector_params=5),
+    "score_arrays(5 channels)": lambda s, fx: s.score_arrays(np.zeros((2, 8, 8, 5), np.uint8)),
+    "score_arrays(ragged list)": lambda s, fx: s.score_arrays([[1], [1, 2]]),
+    # one 20000 x 20000 image, without allocating it: refused before any work, as an image file is
+    "score_arrays(20000 x 20000)": lambda s, fx: s.score_arrays(
+        np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), (1, 20000, 20000, 3), (0, 0, 0, 0))),
+    "scan(on_batch='x')": lambda s, fx: s.scan(np.zeros((1, 8, 8, 3), np.uint8), on_batch="x"),
+    "scan(progress='x')": lambda s, fx: s.scan(np.zeros((1, 8, 8, 3), np.uint8), progress="x"),
+    "calibrate(model, [None])": lambda s, fx: __import__("scanner.calibrating").calibrating.calibrate(fx.path, [None]),
+    "calibrate(detectors=['scaleup', 5])": lambda s, fx: __import__("scanner.calibrating").calibrating.calibrate(
+        fx.path, np.zeros((4, 8, 8, 3), np.uint8), detectors=["scaleup", 5]),
+}
+
+
+@pytest.mark.parametrize("call", list(_BAD_CALLS))
+def test_bad_library_arguments_raise_scanner_errors(tmp_path, call):
+    """Every bad argument is a ScannerError naming it, never TypeError/ValueError/AttributeError."""
+    from scanner.errors import ScannerError
+
+    fx = om.trigger_nchw(tmp_path, embed_spec=True)
+    scanner = Scanner(fx.path, device="cpu")
+    with pytest.raises(ScannerError) as info:
+        _BAD_CALLS[call](scanner, fx)
+    assert type(info.value).__module__ == "scanner.errors" and "\n" not in str(info.value)
+
+
+def test_scan_takes_an_image_array_and_one_bytes_path(tmp_path):
+    """An ndarray is a batch of images (as score_arrays takes it); bytes name one path."""
+    fx = om.trigger_nchw(tmp_path, embed_spec=True)
+    scanner = Scanner(fx.path, device="cpu")
+    x = om.make_images(6, seed=2, triggered_fraction=0.5)
+    result = scanner.scan(x)
+    assert result.n_scored == 6 and next(result.records())["input"] == "array[0]"
+    np.testing.assert_array_equal(result.scores.score, scanner.score_arrays(x).score)
+    folder = write_pngs(tmp_path / "imgs", x)
+    assert scanner.scan(str(folder).encode()).n_scored == 6

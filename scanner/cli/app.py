@@ -21,7 +21,7 @@ import typer
 
 from .support import (INTERNAL_ERROR, _closed_pipe_ends_quietly, _Command, _Commands, _hard_stop_after, _lift,  # noqa: F401
                       _progress, _state, _streaming)
-from .options import (BatchOpt, CalibrationOpt, Device, DeviceOpt, Engine, ModelArg, OutputOpt, Preprocessing,
+from .options import (DEFAULT_CALL_TIMEOUT, call_timeout_value, BatchOpt, CalibrationOpt, CallTimeoutOpt, Device, DeviceOpt, Engine, ModelArg, OutputOpt, Preprocessing,
                       ScalesOpt, ScoreOpt, DetectorOpt, ThresholdOpt, _scales, _user_errors, preprocessing_options)
 from ..errors import ScannerError
 from ..report.render import Format, InspectFormat
@@ -62,12 +62,13 @@ def _check_outputs(*paths: Optional[Path]) -> None:
 
 
 def _make_scanner(model: Path, prep: Preprocessing, *, device: Device, scales=(3, 5, 7, 9, 11), threshold=None,
-                  calibration=None, batch_size=None, score: str | None = None, detectors: str | None = None):
+                  calibration=None, batch_size=None, score: str | None = None, detectors: str | None = None,
+                  call_timeout: str = DEFAULT_CALL_TIMEOUT):
     from ..core import Scanner
 
     return Scanner(model, device=device.value, scales=scales, threshold=threshold, calibration=calibration,
                    spec=prep.overrides, spec_file=prep.spec_file, batch_size=batch_size, score=score,
-                   detectors=detectors)
+                   detectors=detectors, call_timeout=call_timeout_value(call_timeout))
 
 
 def _version(value: bool) -> None:
@@ -121,6 +122,7 @@ def scan(
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Write per-input results there as shards (JSONL with -f jsonl, else Parquet); the report keeps the summary only [default: none, results in the report].", rich_help_panel="Scaling out")] = None,
     html: Annotated[Optional[Path], typer.Option("--html", metavar="FILE", help="Also write the HTML audit report there (one file, besides the -f/-o report) [default: none].")] = None,
     show: Annotated[Optional[Show], typer.Option(case_sensitive=False, help="Table rows to print: all, flagged (flagged and failed inputs) or none; the summary always [default: flagged on a terminal, else all].")] = None,
+    call_timeout: CallTimeoutOpt = DEFAULT_CALL_TIMEOUT,
 ) -> None:
     """Score every input (SCALE-UP by default; with --calibration its detectors and decision), report, and gate.
 
@@ -162,13 +164,15 @@ def scan(
                 model, paths, address=ray_address, workers=workers, output_dir=output_dir,
                 shard_format="jsonl" if format is Format.jsonl else "parquet", device=device.value,
                 scales=_scales(scales), threshold=threshold, calibration=calibration, spec=prep.overrides,
-                spec_file=prep.spec_file, batch_size=batch_size, score=score, detectors=detector, progress=progress)
+                spec_file=prep.spec_file, batch_size=batch_size, score=score, detectors=detector, progress=progress,
+                call_timeout=call_timeout_value(call_timeout))
             scanner = None
         else:
             if ray_address is not None or workers is not None or output_dir is not None:
                 raise ScannerError("--ray-address, --workers and --output-dir need --engine ray")
             scanner = _make_scanner(model, prep, device=device, scales=_scales(scales), threshold=threshold,
-                                    calibration=calibration, batch_size=batch_size, score=score, detectors=detector)
+                                    calibration=calibration, batch_size=batch_size, score=score, detectors=detector,
+                                    call_timeout=call_timeout)
             log.info("model %s: %s, output %s, batch %d (%s), %s", model, scanner.provider,
                      scanner.model.output.tensor.name, scanner.batch_size, scanner.model.plan.mode,
                      scanner.detector.describe())
@@ -222,7 +226,8 @@ def scan(
         if line:
             typer.echo(line, err=True)
     if result.incomplete:  # the report (marked incomplete) is written; the run did not finish
-        typer.echo(f"Error: --timeout: {result.incomplete}; the report lists the rest as not scored", err=True)
+        flag = "--call-timeout" if "per-call limit" in result.incomplete else "--timeout"
+        typer.echo(f"Error: {flag}: {result.incomplete}; the report lists the rest as not scored", err=True)
         raise typer.Exit(2)
     if gate is not None and not gate.passed:
         raise typer.Exit(1)
@@ -244,6 +249,7 @@ def calibrate(
     scales: ScalesOpt = "3,5,7,9,11",
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = None,
+    call_timeout: CallTimeoutOpt = DEFAULT_CALL_TIMEOUT,
 ) -> None:
     """Score trusted clean inputs with every detector: per-class references for each score, the clean
     images STRIP blends with, and the paper's NSPC statistics."""
@@ -262,7 +268,8 @@ def calibrate(
             run = run_calibration(
                 model, clean_paths, detectors=detector, detector_params=params, target_fpr=fpr,
                 min_class_samples=min_class_samples, sigma_floor=sigma_floor, progress=progress,
-                device=device.value, spec=prep.overrides, spec_file=prep.spec_file, batch_size=batch_size)
+                device=device.value, spec=prep.overrides, spec_file=prep.spec_file, batch_size=batch_size,
+                call_timeout=call_timeout_value(call_timeout))
         if run.scan.failures:
             log.warning("%d calibration input(s) could not be read and were left out, e.g. %s",
                         len(run.scan.failures), run.scan.failure_records()[0]["input"])
@@ -292,6 +299,7 @@ def evaluate(
     scales: ScalesOpt = "3,5,7,9,11",
     device: DeviceOpt = Device.auto,
     batch_size: BatchOpt = None,
+    call_timeout: CallTimeoutOpt = DEFAULT_CALL_TIMEOUT,
 ) -> None:
     """The paper's protocol: AUROC, TPR/FPR/F1 at the threshold, TPR at 1% and 5% FPR, best F1.
 
@@ -304,7 +312,8 @@ def evaluate(
     with _user_errors():
         _check_outputs(output, html, plot)
         scanner = _make_scanner(model, prep, device=device, scales=_scales(scales), threshold=threshold,
-                                calibration=calibration, batch_size=batch_size, detectors=detector)
+                                calibration=calibration, batch_size=batch_size, detectors=detector,
+                                call_timeout=call_timeout)
         result = run_evaluation(scanner, benign, poisoned, target_label=target_label, labels_file=labels)
         if plot is not None:
             plot_evaluation(result, plot)
@@ -326,13 +335,15 @@ def inspect(
     prep: Preprocessing,
     format: Annotated[InspectFormat, typer.Option("--format", "-f", case_sensitive=False, help="table or json.")] = InspectFormat.table,
     device: DeviceOpt = Device.auto,
+    call_timeout: CallTimeoutOpt = DEFAULT_CALL_TIMEOUT,
 ) -> None:
     """Show what the scanner decided about a model and where each decision came from."""
     from ..model.loader import load_model
     from ..report.render import render_model
 
     with _user_errors():
-        loaded = load_model(model, device=device.value, options=prep.overrides, spec_file=prep.spec_file)
+        loaded = load_model(model, device=device.value, options=prep.overrides, spec_file=prep.spec_file,
+                            call_timeout=call_timeout_value(call_timeout))
     render_model(loaded, format, sys.stdout)
 
 
@@ -347,6 +358,7 @@ def probe(
     write_spec: Annotated[Optional[Path], typer.Option("--write-spec", metavar="FILE", help="Write the best preprocessing as a spec file (use it with --spec) [default: none].")] = None,
     format: Annotated[InspectFormat, typer.Option("--format", "-f", case_sensitive=False, help="table or json.")] = InspectFormat.table,
     device: DeviceOpt = Device.auto,
+    call_timeout: CallTimeoutOpt = DEFAULT_CALL_TIMEOUT,
 ) -> None:
     """Find the preprocessing: rank pixel ranges, normalizations and channel orders on sample inputs.
 
@@ -361,7 +373,8 @@ def probe(
 
     with _user_errors():
         _check_outputs(write_spec)
-        loaded = load_model(model, device=device.value, options=prep.overrides, spec_file=prep.spec_file)
+        loaded = load_model(model, device=device.value, options=prep.overrides, spec_file=prep.spec_file,
+                            call_timeout=call_timeout_value(call_timeout))
         result = run_probe(loaded, paths, labels_file=labels, sample=sample)
         typer.echo(json.dumps(result.to_dict(), indent=2) if format is InspectFormat.json else str(result))
         if write_spec is not None:  # refused when it cannot tell (after the ranking, which says why)

@@ -16,6 +16,7 @@ import typer
 
 from ..errors import ScannerError
 from .support import PREP
+from ..model.runner import DEFAULT_CALL_TIMEOUT
 from ..model.spec import Layout, PixelRange
 
 
@@ -42,6 +43,20 @@ DetectorOpt = Annotated[Optional[str], typer.Option("--detector", metavar="NAMES
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write the report here (replaced only when complete) [default: stdout].")]
 ThresholdOpt = Annotated[Optional[float], typer.Option(help="Flag when the score >= this [default: 0.5 on SPC; with a calibration 1 - its FPR on q- scores (p-value at most the FPR), its threshold on NSPC].")]
 CalibrationOpt = Annotated[Optional[Path], typer.Option(metavar="FILE", help="Calibration file from `scanner calibrate`: per-class benign references for every score, the detectors and their clean images [default: none, data-free SPC].")]
+CallTimeoutOpt = Annotated[str, typer.Option("--call-timeout", help="Watchdog: stop with exit 2 when one model call runs longer than this many seconds (a model that never returns); auto: 60 s plus 60 s per million input values in the call (rows x height x width x channels); 0: no limit.")]
+
+
+def call_timeout_value(text: str):
+    """``--call-timeout``: "auto", or seconds (0: no limit) as the library takes them."""
+    from ..model.runner import check_call_timeout
+
+    if text.strip().lower() == DEFAULT_CALL_TIMEOUT:
+        return DEFAULT_CALL_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        raise ScannerError(f"--call-timeout: expected auto, a number of seconds or 0 (no limit), got {text[:40]!r}") from None
+    return check_call_timeout(value, "--call-timeout")
 
 
 
@@ -152,8 +167,28 @@ def _user_errors() -> Iterator[None]:
     except ScannerError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        typer.echo("Interrupted", err=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        raise interrupted(exc) from None
+
+
+class Signalled(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (what CI runners send on cancel, what a closed terminal sends), raised in
+    the main thread like Ctrl-C's KeyboardInterrupt, so that the same clean-up runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def interrupted(exc: KeyboardInterrupt) -> typer.Exit:
+    """One line and the exit status of an interrupted command: 128 + the signal's number (130
+    for Ctrl-C / SIGINT, 143 for SIGTERM, 129 for SIGHUP), as a shell reports a process the
+    signal ended. Temporary report files are gone by then (see open_report)."""
+    import signal
+
+    signum = exc.signum if isinstance(exc, Signalled) else signal.SIGINT
+    name = signal.Signals(signum).name
+    typer.echo("Interrupted" if signum == signal.SIGINT else f"Interrupted ({name})", err=True)
+    return typer.Exit(128 + int(signum))
 
 

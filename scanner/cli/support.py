@@ -10,6 +10,7 @@ import io
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 import traceback
@@ -19,6 +20,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from .._validation import check_number
 from ..errors import ScannerError
+from .options import Signalled, interrupted
 
 log = logging.getLogger("scanner")
 
@@ -164,15 +166,15 @@ class _Commands(TyperGroup):
         """Every command's errors, in one place: a library error is one line and exit 2; anything
         else is a bug in the scanner: one line saying so and exit 3 (the traceback with -v)."""
         try:
-            return super().invoke(ctx)
+            with _signals_interrupt():
+                return super().invoke(ctx)
         except ScannerError as exc:
             typer.echo(f"Error: {exc}", err=True)
             raise typer.Exit(2) from None
         except (_FRAMEWORK_ERROR, typer.Exit, typer.Abort):
             raise
-        except KeyboardInterrupt:
-            typer.echo("Interrupted", err=True)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            raise interrupted(exc) from None
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             if _state["verbose"]:
                 traceback.print_exc()
@@ -182,6 +184,35 @@ class _Commands(TyperGroup):
             raise typer.Exit(INTERNAL_ERROR) from None
 
 
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """SIGTERM and SIGHUP end a command as Ctrl-C does: a KeyboardInterrupt in the main thread
+    (:class:`Signalled`), so a report being written is not left as a temporary file, and one
+    'Interrupted (SIGTERM)' line with exit 143 (129 for SIGHUP). The handlers are the process's
+    only while the command runs (in-process callers get theirs back)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Signalled(signum)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except (ValueError, OSError):  # not settable here
+                pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
 HARD_STOP_GRACE = 3.0  # seconds past --timeout before a run stuck inside the model is ended

@@ -152,7 +152,8 @@ class Calibration:
         data = load_json(text, f"calibration file {path}", error=CalibrationError)
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise CalibrationError(f"{path} is not a scanner calibration file (made by `scanner calibrate`)")
-        if data.get("format_version") not in SUPPORTED_VERSIONS:
+        version = data.get("format_version")
+        if isinstance(version, bool) or version not in SUPPORTED_VERSIONS:  # true == 1 in Python
             raise CalibrationError(f"{path}: calibration format_version {data.get('format_version')!r} is not supported")
         return _from_dict(data, f"calibration file {path}")
 

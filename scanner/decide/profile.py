@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import MAX_LABEL
 from ..errors import CalibrationError
 
 SCORE = "profile"
@@ -138,7 +139,7 @@ class ProfileModel:
             if (len(shape) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)
                     or not isinstance(m, int) or isinstance(m, bool) or m < 1
                     or not isinstance(labels, list) or len(labels) != shape[0]
-                    or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in labels)):
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_LABEL for v in labels)):
                 raise ValueError
             buf = base64.b64decode(data["base64"], validate=True)
             if len(buf) != 8 * shape[0] * shape[1]:

@@ -29,6 +29,10 @@ def make_detector_for(detector: Detector | None, calibration: Calibration | None
         return detector
     if calibration is not None and calibration.labels is not None:
         return from_settings(calibration.detectors, calibration.clean_images, detectors)
+    if detector_params is not None and (not isinstance(detector_params, dict)
+                                        or not all(isinstance(v, dict) for v in detector_params.values())):
+        raise ScannerError("detector_params: expected a dict of detector name -> dict of parameters, "
+                           f"got {type(detector_params).__name__}")
     if detectors is not None:
         params = {k: dict(v) for k, v in (detector_params or {}).items()}
         params.setdefault("scaleup", {}).setdefault("scales", scales)

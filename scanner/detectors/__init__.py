@@ -34,7 +34,17 @@ def make_detector(name: str, **params: Any) -> Detector:
 
 def parse_names(names: str | Sequence[str]) -> tuple[str, ...]:
     """``"scaleup,strip"`` or a sequence -> unique known names, in the given order."""
-    items = names.split(",") if isinstance(names, str) else list(names)
+    if not isinstance(names, str):
+        try:
+            items = list(names)
+        except TypeError:
+            raise ScannerError(f"detectors: expected a name or a sequence of names, got {type(names).__name__}") from None
+        strange = [i for i in items if not isinstance(i, str)]
+        if strange:
+            raise ScannerError(f"detectors: expected detector names (str), got {strange[0]!r} "
+                               f"({type(strange[0]).__name__}); available: {', '.join(DETECTORS)}")
+    else:
+        items = names.split(",")
     out: list[str] = []
     for item in (i.strip().lower() for i in items):
         if not item:

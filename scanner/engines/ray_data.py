@@ -40,6 +40,7 @@ from ..inputs.stream import BatchLoader
 from ..decide.calibration import Calibration
 from ..detectors.scaleup import DEFAULT_SCALES
 from ..errors import InputError, ScannerError
+from ..model.runner import DEFAULT_CALL_TIMEOUT
 from ..inputs.find import InputSet, MemoryArray, collect_inputs
 from ..results import ScanResult
 
@@ -65,12 +66,13 @@ def scan(model: str | Path, paths: Sequence[str | Path] | InputSet, *, address: 
          threshold: float | None = None, calibration: str | Path | Calibration | None = None,
          spec: dict[str, Any] | None = None, spec_file: str | Path | None = None, batch_size: int | None = None,
          score: str | None = None, detectors: str | Sequence[str] | None = None,
-         progress: Callable[[int, int], None] | None = None) -> ScanResult:
+         progress: Callable[[int, int], None] | None = None,
+         call_timeout: float | str | None = DEFAULT_CALL_TIMEOUT) -> ScanResult:
     """Scan image files, folders and image arrays on a Ray cluster; same result as ``Scanner.scan``.
 
     Parameters
     ----------
-    model, device, scales, threshold, calibration, spec, spec_file, batch_size, score, detectors
+    model, device, scales, threshold, calibration, spec, spec_file, batch_size, score, detectors, call_timeout
         As for :class:`~scanner.core.Scanner`. The model, the inputs and any spec file must be
         readable at the same path on every node (a shared file system).
     paths : sequence of paths, or an InputSet
@@ -99,7 +101,7 @@ def scan(model: str | Path, paths: Sequence[str | Path] | InputSet, *, address: 
     from ..core import Scanner
 
     options = dict(scales=tuple(scales), threshold=threshold, spec=spec, spec_file=spec_file,
-                   batch_size=batch_size, score=score, detectors=detectors)
+                   batch_size=batch_size, score=score, detectors=detectors, call_timeout=call_timeout)
     # the driver's own copy: validates everything before a cluster starts, owns settings and books
     driver = Scanner(model, device="cpu", calibration=calibration, threads=1, **options)
     options.update(calibration=driver.calibration, batch_size=driver.batch_size)
@@ -345,4 +347,5 @@ def _cause(exc: BaseException) -> str:
     return (last if named else f"{type(inner).__name__}: {last}")[:300]
 
 
-_SCANNER_ERRORS = {"ScannerError", "ModelLoadError", "SpecError", "InputError", "CalibrationError"}
+_SCANNER_ERRORS = {"ScannerError", "ModelLoadError", "SpecError", "InputError", "CalibrationError", "RunTerminated",
+                   "CallTimedOut"}

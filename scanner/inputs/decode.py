@@ -9,9 +9,15 @@ loader, the detectors' query buffers), so every path gives the same bits.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import threading
+import warnings
 
 import numpy as np
+
+log = logging.getLogger("scanner")
 
 BYTE_MAX = np.float32(255)  # unit-range pixels are float32(p) / BYTE_MAX
 # Pixels an image file may declare before it is decoded (8192 x 8192): a few bytes of a broken or
@@ -51,14 +57,104 @@ def _read_bytes(path: str, first: int = 1 << 16) -> bytes:
         os.close(fd)
 
 
+# Pillow reports corrupt TIFF tags and EXIF data with warnings.warn (a UserWarning with its own
+# file path, printed to stderr). Decoding runs on worker threads, where warnings.catch_warnings
+# is not safe (it swaps process-wide state), so one process-wide hook sends the warnings raised
+# on a thread that is decoding to that thread's list, and every other warning where it went.
+_capturing = threading.local()
+_shown_before = warnings.showwarning
+_reported: set[str] = set()
+_reported_lock = threading.Lock()
+
+
+def _show(message, category, filename, lineno, file=None, line=None):
+    sink = getattr(_capturing, "sink", None)
+    if sink is not None:
+        sink.append(" ".join(str(message).split())[:200])
+        return
+    _shown_before(message, category, filename, lineno, file, line)
+
+
+def _capture_warnings() -> None:
+    """Install the hooks (again, if something replaced ``warnings.showwarning`` since)."""
+    global _shown_before
+    current = warnings.showwarning
+    if current is not _show:
+        _shown_before = current
+        warnings.showwarning = _show
+
+
+_loggers_seen = -1
+
+
+def _filter_pillow_logs(image_module) -> None:
+    """Every Pillow logger gets :func:`_pil_records` (a logger's filters see only its own records,
+    not its children's, so each one: the format plugins, all imported by ``Image.init``)."""
+    global _loggers_seen
+    loggers = logging.Logger.manager.loggerDict
+    if len(loggers) == _loggers_seen:
+        return
+    image_module.init()
+    for name, logger in list(loggers.items()):
+        if (name == "PIL" or name.startswith("PIL.")) and isinstance(logger, logging.Logger) \
+                and _pil_records not in logger.filters:
+            logger.addFilter(_pil_records)
+    _loggers_seen = len(loggers)
+
+
+def _pil_records(record: logging.LogRecord) -> bool:
+    """Pillow also logs what it finds wrong with a file ('More samples per pixel than can be
+    decoded', at ERROR, which Python prints to stderr when nothing is configured): on a decoding
+    thread the record goes to that thread's list like a warning; elsewhere it passes."""
+    sink = getattr(_capturing, "sink", None)
+    if sink is None or record.levelno < logging.WARNING:
+        return True
+    sink.append(" ".join(record.getMessage().split())[:200])
+    return False
+
+
+def _report_caught(path: str, caught: list[str]) -> None:
+    """One warning line per distinct Pillow message, numbers aside (the first file that gave it); the others
+    at debug level, so that a folder of photos with the same EXIF quirk is not a page of lines."""
+    text = "; ".join(dict.fromkeys(caught))
+    key = re.sub(r"\d+", "#", text)  # 'tag 257 had too many entries: 86' and ': 203' are one message
+    with _reported_lock:
+        first = key not in _reported
+        _reported.add(key)
+    if first:
+        log.warning("%s: corrupt image metadata ignored, the pixels were read (Pillow: %s); other inputs with this "
+                    "message are not named", path, text)
+    else:
+        log.debug("%s: corrupt image metadata ignored (Pillow: %s)", path, text)
+
+
 def decode_image(path: str, height: int, width: int, channels: int) -> np.ndarray:
     """Decode one image file to (H, W, C) uint8, or float32 in [0, 1] for >8-bit images.
 
     Palette and RGBA images become RGB (alpha is dropped); 16-bit images keep their precision.
     Animated GIFs and multi-page TIFFs give their first frame. EXIF orientation is not applied
     (the pixels are read as stored, as PIL-based training loaders such as torchvision's do).
-    Raises ValueError/OSError with a readable message on failure.
+    Raises ValueError/OSError with a readable message on failure. Pillow's warnings about the
+    file (corrupt TIFF tags or EXIF data, a decompression bomb) never reach stderr: the image,
+    if its pixels decode, is read and one warning line of the scanner's names the file.
     """
+    _capture_warnings()
+    caught: list[str] = []
+    _capturing.sink = caught
+    try:
+        arr = _decode(path, height, width, channels)
+    except Exception as exc:
+        if not caught:
+            raise
+        raise UndecodableImage(f"{failure_reason(exc)} (Pillow: {'; '.join(dict.fromkeys(caught))})") from None
+    finally:
+        _capturing.sink = None
+    if caught:
+        _report_caught(path, caught)
+    return arr
+
+
+def _decode(path: str, height: int, width: int, channels: int) -> np.ndarray:
     if channels == 3 and _simplejpeg is not None and path.lower().endswith((".jpg", ".jpeg")):
         arr = _decode_jpeg_fast(path)
         if arr is not None:
@@ -68,6 +164,8 @@ def decode_image(path: str, height: int, width: int, channels: int) -> np.ndarra
                 arr = np.asarray(Image.fromarray(arr).resize((width, height), Image.BILINEAR))
             return arr
     from PIL import Image  # imported here: a scan of JPEGs at model size never needs Pillow
+
+    _filter_pillow_logs(Image)
 
     with Image.open(path) as img:
         if img.width * img.height > MAX_DECODE_PIXELS:  # checked on the header, before decoding
@@ -136,9 +234,15 @@ def fit_array_images(arr: np.ndarray, height: int, width: int, channels: int) ->
     return x
 
 
+class UndecodableImage(ValueError):
+    """An image that failed to decode, with what Pillow said about it on the way (its reason as is)."""
+
+
 def failure_reason(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     name = type(exc).__name__
+    if isinstance(exc, UndecodableImage):
+        return text
     if name == "UnidentifiedImageError":
         return "not an image Pillow can read"
     if "truncat" in text.lower():

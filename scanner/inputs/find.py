@@ -15,8 +15,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .._validation import file_kind
+from .._validation import MAX_SIDE, check_path, file_kind
 from ..errors import InputError
+from .decode import MAX_DECODE_PIXELS  # image files' limit, before decoding: arrays get the same
 
 IMAGE_SUFFIXES = frozenset(
     ".png .jpg .jpeg .bmp .ppm .pgm .pbm .pnm .webp .tif .tiff .gif".split()
@@ -125,6 +126,34 @@ class InputSet:
             yield item if isinstance(item, str) else item.name(i - self._offsets[part])
 
 
+def as_inputs(paths) -> InputSet:
+    """What ``Scanner.scan`` and ``calibrate`` take, as an :class:`InputSet`: an InputSet; one
+    path (``str``, ``bytes``, ``os.PathLike``: that file or folder, not its characters); an image
+    array in memory shaped (N, H, W[, C]) (input ``array[i]``); or a sequence of paths."""
+    if isinstance(paths, InputSet):
+        return paths
+    if isinstance(paths, np.ndarray):
+        check_memory_images(paths)
+        inputs = InputSet()
+        inputs.add_array(MemoryArray(paths))
+        return inputs
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        return collect_inputs([paths])
+    if paths is not None and not isinstance(paths, (list, tuple)):
+        try:
+            paths = list(paths)
+        except TypeError:
+            raise InputError(f"inputs: expected a path, a sequence of paths or an image array, got "
+                             f"{type(paths).__name__}") from None
+    return collect_inputs(paths)
+
+
+def check_memory_images(images: np.ndarray, name: str = "images") -> None:
+    """Images in memory as :meth:`Scanner.score_arrays` and :meth:`Scanner.scan` take them: the
+    shapes, channel counts, element types and size a ``.npy`` file may hold."""
+    _check_array_shape(images.shape, images.dtype, name)
+
+
 def collect_inputs(paths: Sequence[str | Path]) -> InputSet:
     """Expand files, folders and arrays into an :class:`InputSet`, in the order given.
 
@@ -132,11 +161,11 @@ def collect_inputs(paths: Sequence[str | Path]) -> InputSet:
     path or an empty folder is an :class:`InputError`; an unreadable array file, a file that is
     not a regular file (a FIFO, a device) or a folder that cannot be listed is one failed input.
     """
-    if not paths:
+    if paths is None or len(paths) == 0:
         raise InputError("no input paths given")
+    checked = [check_path(raw, "input path", error=InputError) for raw in paths]
     inputs = InputSet()
-    for raw in paths:
-        path = Path(raw)
+    for path in checked:
         if not path.exists():
             if os.path.lexists(path):  # the link itself is there: a broken link or a link loop
                 inputs.add_failed(str(path), _not_regular(str(path)) or "cannot read this file")
@@ -276,3 +305,6 @@ def _check_array_shape(shape, dtype, name: str) -> None:
         raise InputError(f"{name}: images of zero height or width {tuple(shape)}")
     if dtype.kind not in "uif":
         raise InputError(f"{name}: expected uint8 or float images, got dtype {dtype}")
+    if shape[0] and (max(shape[1], shape[2]) > MAX_SIDE or shape[1] * shape[2] > MAX_DECODE_PIXELS):
+        raise InputError(f"{name}: images of {shape[1]} x {shape[2]} pixels; at most {MAX_SIDE} a side and "
+                         f"{MAX_DECODE_PIXELS} pixels (8192 x 8192), as for image files")

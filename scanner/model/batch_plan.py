@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import ModelLoadError
 from .onnx_file import ModelInfo
 from .preprocess import Preprocessor
-from .runner import cast_input
+from .runner import DEFAULT_CALL_TIMEOUT, CallTimedOut, cast_input, guarded_run
 from .runtime import captured_stderr, create_session, provider_to_device
 
 
@@ -113,7 +113,7 @@ def verification_batch(info: ModelInfo, pre: Preprocessor) -> np.ndarray:
 
 
 def _run(session, info: ModelInfo, output_name: str, batch: np.ndarray, *, pad_to: int | None = None,
-         copies: bool = False) -> np.ndarray:
+         copies: bool = False, limit: float | str | None = DEFAULT_CALL_TIMEOUT) -> np.ndarray:
     """One call (padded to ``pad_to`` rows: zeros, or copies of the last row); checks that the
     output has one row per input sent, and returns the rows of ``batch``."""
     n = len(batch)
@@ -122,7 +122,9 @@ def _run(session, info: ModelInfo, output_name: str, batch: np.ndarray, *, pad_t
                                                                                  batch.dtype)
         batch = np.concatenate([batch, fill])
     try:
-        (out,) = session.run([output_name], {info.input.name: batch})
+        out = guarded_run(session, output_name, {info.input.name: batch}, limit=limit)
+    except CallTimedOut as exc:
+        raise ModelLoadError(f"while verifying how to batch the model: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types
         raise ModelLoadError(f"the model fails on a batch of {len(batch)} inputs of shape {list(batch.shape[1:])}: "
                              f"{_one_line(exc)}") from None
@@ -140,9 +142,9 @@ def _one_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
-def _alone(session, info, output_name, batch, *, pad_to=None) -> np.ndarray:
+def _alone(session, info, output_name, batch, *, pad_to=None, limit=DEFAULT_CALL_TIMEOUT) -> np.ndarray:
     """Each input in a call of its own (a fixed batch padded with copies of it)."""
-    return np.concatenate([_run(session, info, output_name, batch[i:i + 1], pad_to=pad_to, copies=True)
+    return np.concatenate([_run(session, info, output_name, batch[i:i + 1], pad_to=pad_to, copies=True, limit=limit)
                            for i in range(len(batch))])
 
 
@@ -151,8 +153,9 @@ _DEPENDENT = ("outputs depend on the other inputs of a call (batched vs alone di
 
 
 def plan_batches(raw: bytes, proto, info: ModelInfo, pre: Preprocessor, output_name: str, device: str,
-                 threads: int | None):
+                 threads: int | None, call_timeout: float | str | None = DEFAULT_CALL_TIMEOUT):
     """Create the session and decide how to batch. Returns ``(session, provider, BatchPlan)``.
+    Every verification call runs under the per-call watchdog (``call_timeout`` seconds).
 
     Every plan is verified on a real run: the output has one row per input, and a few inputs
     run together give the outputs they give alone (a dark, a bright and saturated copies side by
@@ -165,8 +168,9 @@ def plan_batches(raw: bytes, proto, info: ModelInfo, pre: Preprocessor, output_n
     fixed = batch_dim if isinstance(batch_dim, int) and batch_dim > 1 else None
     if not isinstance(batch_dim, int) or fixed is not None:
         together = np.concatenate([_run(session, info, output_name, sample[i:i + (fixed or len(sample))],
-                                        pad_to=fixed) for i in range(0, len(sample), fixed or len(sample))])
-        alone = _alone(session, info, output_name, sample, pad_to=fixed)
+                                        pad_to=fixed, limit=call_timeout)
+                                   for i in range(0, len(sample), fixed or len(sample))])
+        alone = _alone(session, info, output_name, sample, pad_to=fixed, limit=call_timeout)
         if _outputs_agree(together, alone):
             if fixed is None:
                 return session, provider, BatchPlan("symbolic")
@@ -177,7 +181,7 @@ def plan_batches(raw: bytes, proto, info: ModelInfo, pre: Preprocessor, output_n
         return session, provider, BatchPlan("per-sample", fixed, note + ": one input per call")
     # Fixed batch of 1: try to make it symbolic, and trust the rewrite only if it agrees with
     # per-sample outputs.
-    singles = _alone(session, info, output_name, sample)
+    singles = _alone(session, info, output_name, sample, limit=call_timeout)
     try:
         rewritten = make_batch_symbolic(proto)
         if info.has_external_data:
@@ -187,11 +191,13 @@ def plan_batches(raw: bytes, proto, info: ModelInfo, pre: Preprocessor, output_n
         blob = rewritten.SerializeToString()
         with captured_stderr():
             fast, fast_provider = create_session(blob, provider_to_device(provider), threads=threads)
-            batched = np.asarray(fast.run([output_name], {info.input.name: sample})[0])
+            batched = np.asarray(guarded_run(fast, output_name, {info.input.name: sample}, limit=call_timeout))
         batched = batched.reshape(len(sample), -1) if batched.ndim and batched.shape[0] == len(sample) else batched
         if _outputs_agree(batched, singles):
             return fast, fast_provider, BatchPlan("rewritten", note="batch fixed to 1: made symbolic and verified")
         reason = f"batched outputs differ from per-sample outputs {_difference(batched, singles)}"
+    except CallTimedOut as exc:
+        raise ModelLoadError(f"while verifying how to batch the model: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - any failure means: fall back to the loop
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     return session, provider, BatchPlan("per-sample", 1, f"batch fixed to 1 and not rewritable ({reason}): one input per call")

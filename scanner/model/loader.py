@@ -18,7 +18,7 @@ from .batch_plan import BatchPlan, plan_batches
 from .onnx_file import ModelInfo, read_model_file
 from .preprocess import Preprocessor
 from .resolve import OutputChoice, choose_output, num_classes, resolve_spec
-from .runner import ROWS_PER_CALL, Runner, labels_from_output, to_probabilities
+from .runner import DEFAULT_CALL_TIMEOUT, ROWS_PER_CALL, Runner, check_call_timeout, labels_from_output, to_probabilities
 from .runtime import check_runtime
 from ..errors import SpecError
 from .spec import ResolvedSpec, Spec
@@ -100,7 +100,8 @@ def _check_class_names(resolved: ResolvedSpec, output: OutputChoice) -> None:
 
 
 def load_model(path: str | Path, *, device: str = "auto", options: dict[str, Any] | None = None,
-               spec_file: str | Path | None = None, threads: int | None = None) -> Model:
+               spec_file: str | Path | None = None, threads: int | None = None,
+               call_timeout: float | str | None = DEFAULT_CALL_TIMEOUT) -> Model:
     """Read, resolve, open and verify one ONNX classifier.
 
     Parameters
@@ -114,16 +115,21 @@ def load_model(path: str | Path, *, device: str = "auto", options: dict[str, Any
         A JSON spec file (below ``options``, above the model's metadata).
     threads : int, optional
         ONNX Runtime intra-op threads.
+    call_timeout : "auto", float or None, default="auto"
+        Seconds one model call may run, from the first verification call on; a call still running
+        then is stopped with an error. "auto": 60 s plus 60 s per million input values of the
+        call (:func:`~scanner.model.runner.call_limit`). None or 0: no limit.
     """
+    call_timeout = check_call_timeout(call_timeout)
     check_runtime()
     raw, proto, info = read_model_file(path)
     resolved = resolve_spec(info, options=options, spec_file=spec_file)
     pre = Preprocessor(resolved.spec)
     output = choose_output(info, resolved.spec.output_name)
     _check_class_names(resolved, output)
-    session, provider, plan = plan_batches(raw, proto, info, pre, output.tensor.name, device, threads)
+    session, provider, plan = plan_batches(raw, proto, info, pre, output.tensor.name, device, threads, call_timeout)
     del raw, proto
     runner = Runner(session, input_name=info.input.name, input_dtype=info.input.dtype, output_name=output.tensor.name,
                     max_batch=plan.max_batch or ROWS_PER_CALL, pad=plan.mode == "padded",
-                    pad_to=plan.pad_to if plan.mode == "per-sample" else None)
+                    pad_to=plan.pad_to if plan.mode == "per-sample" else None, call_timeout=call_timeout)
     return Model(info, resolved, pre, output, num_classes(output, resolved.spec), plan, provider, runner)

@@ -19,6 +19,7 @@ where each field came from.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from enum import Enum
 from dataclasses import dataclass, field, fields
@@ -28,8 +29,18 @@ from typing import Any
 from .._validation import MAX_SIDE, check_size, load_json
 from ..errors import SpecError
 
+log = logging.getLogger("scanner")
+
 SCHEMA_VERSION = 1
 METADATA_KEY = "scanner.spec"
+# Bounds on the strings a spec may carry (a model's metadata is written by whoever made the model;
+# 10 class names of 5 MB each once gave a 305 MB HTML report). A spec's JSON text (spec file or
+# metadata value) over MAX_SPEC_BYTES is refused unread; a class name over MAX_NAME_CHARS is cut to
+# that length with one warning line (names are labels in reports: a folder name, at most 255
+# bytes, is never cut); an input or output name over it is refused (it must name a graph tensor).
+MAX_SPEC_BYTES = 4 << 20
+MAX_NAME_CHARS = 1024
+MAX_CLASS_NAMES = 100_000
 LAYOUTS = ("nchw", "nhwc", "flat")
 PIXEL_RANGES = ("unit", "byte")
 
@@ -151,7 +162,7 @@ def validate_spec_dict(data: Any, *, origin: str) -> dict[str, Any]:
         raise SpecError(f"{origin}: expected a JSON object, got {type(data).__name__}")
     data = dict(data)
     version = data.pop("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
+    if isinstance(version, bool) or version != SCHEMA_VERSION:  # true == 1 in Python, not in the schema
         raise SpecError(
             f"{origin}: spec schema_version {version!r} is not supported (this scanner reads {SCHEMA_VERSION})"
         )
@@ -167,7 +178,18 @@ def validate_spec_dict(data: Any, *, origin: str) -> dict[str, Any]:
             out[key] = _check_field(key, value)
         except (TypeError, ValueError, OverflowError) as exc:
             raise SpecError(f"{origin}: field {key!r}: {exc}") from None
+    if out.get("class_names"):
+        out["class_names"] = _cut_long_names(out["class_names"], origin)
     return out
+
+
+def _cut_long_names(names: tuple[str, ...], origin: str) -> tuple[str, ...]:
+    long = sum(len(n) > MAX_NAME_CHARS for n in names)
+    if not long:
+        return names
+    log.warning("%s: %d class name(s) longer than %d characters (the longest %d) cut to %d", origin, long,
+                MAX_NAME_CHARS, max(len(n) for n in names), MAX_NAME_CHARS)
+    return tuple(n if len(n) <= MAX_NAME_CHARS else n[:MAX_NAME_CHARS - 3] + "..." for n in names)
 
 
 def _check_field(key: str, value: Any) -> Any:
@@ -189,7 +211,7 @@ def _check_field(key: str, value: Any) -> Any:
             raise ValueError(f"expected at most {MAX_SIDE} pixels, got {int(value)}")
         return int(value)
     if key == "channels":
-        if value not in (1, 3):
+        if isinstance(value, bool) or value not in (1, 3):  # true == 1 in Python
             raise ValueError(f"expected 1 or 3, got {value!r}")
         return int(value)
     if key in ("mean", "std"):
@@ -210,11 +232,18 @@ def _check_field(key: str, value: Any) -> Any:
             raise ValueError(f"expected true or false, got {value!r}")
         return value
     if key == "class_names":
-        if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        if isinstance(value, (str, dict)) or not isinstance(value, (list, tuple)) \
+                or not all(isinstance(v, str) for v in value):
             raise ValueError("expected a list of strings")
+        if len(value) > MAX_CLASS_NAMES:
+            raise ValueError(f"{len(value)} names, above the limit of {MAX_CLASS_NAMES}")
         return tuple(value)
     if key in ("input_name", "output_name"):
-        return str(value)
+        if not isinstance(value, str):
+            raise ValueError(f"expected a tensor name (a string), got {type(value).__name__}")
+        if len(value) > MAX_NAME_CHARS:
+            raise ValueError(f"a name of {len(value)} characters, above the limit of {MAX_NAME_CHARS}")
+        return value
     raise AssertionError(key)
 
 
@@ -222,11 +251,23 @@ def read_spec_file(path: str | Path) -> dict[str, Any]:
     """Read and validate a ``--spec`` JSON file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
         raise SpecError(f"cannot read spec file {path}: {exc.strerror or exc}") from None
+    _check_spec_size(len(data), f"spec file {path}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"spec file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     data = load_json(text, f"spec file {path}", error=SpecError)
     return validate_spec_dict(data, origin=f"spec file {path}")
+
+
+def _check_spec_size(size: int, origin: str) -> None:
+    if size > MAX_SPEC_BYTES:
+        raise SpecError(f"{origin}: {'over ' if size == MAX_SPEC_BYTES + 1 else ''}{size} bytes, above the limit of "
+                        f"{MAX_SPEC_BYTES} bytes (4 MiB) for a spec")
 
 
 def spec_from_metadata(metadata: dict[str, str]) -> dict[str, Any]:
@@ -234,6 +275,7 @@ def spec_from_metadata(metadata: dict[str, str]) -> dict[str, Any]:
     raw = metadata.get(METADATA_KEY)
     if raw is None:
         return {}
+    _check_spec_size(len(raw.encode("utf-8", "surrogatepass")), f"model metadata {METADATA_KEY!r}")
     data = load_json(raw, f"model metadata {METADATA_KEY!r}", error=SpecError)
     return validate_spec_dict(data, origin=f"model metadata {METADATA_KEY!r}")
 

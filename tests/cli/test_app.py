@@ -383,6 +383,45 @@ def test_a_model_that_never_returns_while_loading_is_stopped(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("Error: --timeout: still running")
 
 
+@pytest.mark.parametrize("command", ["scan", "calibrate", "evaluate", "inspect", "probe"])
+def test_every_command_stops_a_model_that_never_returns_by_its_call_timeout(runner, tmp_path, command):
+    """The per-call watchdog is on by default in every command that runs the model (600 s, shown
+    in --help); a small --call-timeout shows it: one line, exit 2, nothing hangs."""
+    import time
+
+    from hanging_models import loop_model
+
+    model = loop_model(tmp_path / "loop.onnx", only_black=False)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    image = tmp_path / "a.png"
+    args = {"scan": ["scan", model, image], "calibrate": ["calibrate", model, image, "-o", tmp_path / "c.json"],
+            "evaluate": ["evaluate", model, "--benign", image, "--poisoned", image], "inspect": ["inspect", model],
+            "probe": ["probe", model, image]}[command]
+    assert "--call-timeout" in invoke(runner, command, "--help").stdout
+    started = time.monotonic()
+    result = invoke(runner, *args, "--call-timeout", "0.5")
+    assert time.monotonic() - started < 20
+    assert result.exit_code == 2 and "did not return within the per-call limit of 0.5 s" in one_error_line(result)
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_call_timeout_mid_scan_keeps_the_report_and_names_the_flag(runner, tmp_path):
+    from hanging_models import loop_model
+
+    model = loop_model(tmp_path / "black.onnx", only_black=True)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, value in enumerate([128, 128, 0, 0, 128]):  # images 2-3 (one batch of 2) make the model loop
+        Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "r.json"
+    result = invoke(runner, "-q", "scan", model, folder, "--batch-size", "2", "--call-timeout", "1", "-f", "json",
+                    "-o", out)
+    assert result.exit_code == 2 and one_error_line(result).startswith("Error: --call-timeout: a model call of")
+    doc = json.loads(out.read_text())
+    assert doc["summary"]["scored"] == 2 and doc["summary"]["failed"] == 3
+    assert "per-call limit of 1 s" in doc["summary"]["incomplete"]
+
+
 def test_a_model_that_fails_while_running_is_one_line(runner, tmp_path, images):
     import onnx
     from onnx import TensorProto as T
@@ -586,3 +625,56 @@ def test_evaluate_takes_detector_and_says_how_it_counts_undecidable_inputs(runne
     assert strip.exit_code == 0, strip.output
     assert "Q_STRIP (decision)" in strip.stdout and "SPC" not in strip.stdout.replace("STRIP", "")
     assert "undecidable for the decision" not in strip.stdout
+
+
+@pytest.mark.parametrize("signame, code", [("SIGTERM", 143), ("SIGHUP", 129), ("SIGINT", 130)])
+def test_sigterm_and_sighup_end_a_scan_like_ctrl_c(tmp_path, signame, code):
+    """What a CI runner sends on cancel, mid-scan with the model in a call that would not return
+    for minutes: one line, exit 128 + the signal's number, no temporary report file left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from hanging_models import loop_model
+
+    model = loop_model(tmp_path / "black.onnx", only_black=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "black.png")  # the model loops on it
+    out = tmp_path / "report.json"
+    proc = subprocess.Popen([sys.executable, "-m", "scanner", "-q", "scan", model, str(tmp_path / "black.png"),
+                             "-f", "json", "-o", str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".report.json.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the report file is open: the scan has started
+    assert list(tmp_path.glob(".report.json.*.tmp")), "the scan did not start"
+    time.sleep(0.5)
+    started = time.monotonic()
+    proc.send_signal(getattr(signal, signame))
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 15  # handled at once, not when the model call returns
+    assert proc.returncode == code, err
+    assert err.strip().splitlines()[-1] == ("Interrupted" if signame == "SIGINT" else f"Interrupted ({signame})")
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["black.onnx", "black.png"]
+
+
+def test_huge_class_names_in_metadata_are_cut_and_reports_stay_small(runner, tmp_path, images):
+    """10 class names of 100,000 characters (1 MB of metadata): cut to 1,024 with one warning
+    line, the JSON and HTML reports of 20 inputs stay small; a spec over 4 MiB is refused."""
+    spec = {"schema_version": 1, "class_names": [f"{i}" + "x" * 100_000 for i in range(om.NUM_CLASSES)]}
+    fx = om.trigger_nchw(tmp_path / "big", metadata={"scanner.spec": json.dumps(spec)})
+    out, page = tmp_path / "r.json", tmp_path / "r.html"
+    result = invoke(runner, "scan", fx.path, images[0], "-f", "json", "-o", out, "--html", page)
+    assert result.exit_code == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if "class name(s) longer than 1024" in line]
+    assert len(warned) == 1 and "cut to 1024" in warned[0] and len(warned[0]) < 300
+    doc = json.loads(out.read_text())
+    assert all(len(n) == 1024 and n.endswith("...") for n in doc["class_names"])
+    assert out.stat().st_size < 100_000 and page.stat().st_size < 300_000
+    spec["class_names"] = ["y" * (3 << 20), "z" * (3 << 20)]
+    huge = om.trigger_nchw(tmp_path / "huge", metadata={"scanner.spec": json.dumps(spec)})
+    refused = invoke(runner, "inspect", huge.path)
+    assert refused.exit_code == 2
+    line = one_error_line(refused)
+    assert "model metadata 'scanner.spec'" in line and "above the limit of 4194304 bytes (4 MiB)" in line
+    assert len(line) < 200

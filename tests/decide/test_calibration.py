@@ -217,3 +217,12 @@ def test_a_decision_the_scan_cannot_compute_is_refused_not_replaced(tmp_path, v2
     assert Scanner(fx.path, calibration=blind, score="q-teco").score_name == "q-teco"
     # a subset without STRIP (--detector) still falls back to what it offers, as before
     assert Scanner(fx.path, calibration=blind, detectors="scaleup").score_name == "q-prob-consistency"
+
+
+def test_format_version_true_is_not_version_1(tmp_path):
+    """JSON's true equals 1 in Python: found by the leaf-by-leaf fuzz (bench.fuzz)."""
+    fx, cal, _ = _v2(tmp_path)
+    bad = dict(cal.to_dict(), format_version=True)
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(CalibrationError, match="format_version True is not supported"):
+        Calibration.load(tmp_path / "bad.json")

@@ -144,6 +144,12 @@ def test_a_calibration_file_with_half_a_profile_is_refused(model, tmp_path):
     (tmp_path / "b.json").write_text(json.dumps({**doc, "values": values}))
     with pytest.raises(CalibrationError, match=r"needs values\['profile'\]"):
         Calibration.load(tmp_path / "b.json")
+    # a label of 10^30 (found by the leaf-by-leaf fuzz: an OverflowError, exit 3, before)
+    big = json.loads(json.dumps(doc))
+    big["profile"]["labels"][0] = 10**30
+    (tmp_path / "c.json").write_text(json.dumps(big))
+    with pytest.raises(CalibrationError, match="must be a response-profile model"):
+        Calibration.load(tmp_path / "c.json")
 
 
 def _save(path, array):

@@ -122,3 +122,76 @@ def test_every_byte_becomes_exactly_what_division_by_255_gives(tmp_path):
                                       batch_size=1)))
         images = batch.images
         same(images / np.float32(255) if images.dtype == np.uint8 else images)
+
+
+def corrupt_tiff(path, *, samples_per_pixel=None):
+    """A TIFF whose XResolution and Software tags point past the end of the file: Pillow decodes
+    its pixels and warns 'Truncated File Read' (a UserWarning naming its own source file). With
+    ``samples_per_pixel`` (190), Pillow logs 'More samples per pixel than can be decoded' at
+    ERROR level (printed to stderr when logging is not configured) and refuses the file."""
+    import io
+    import struct
+
+    buf = io.BytesIO()
+    Image.fromarray(RGB).save(buf, "TIFF", dpi=(72, 72), software="x" * 40)
+    data = bytearray(buf.getvalue())
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for i in range(struct.unpack("<H", data[ifd:ifd + 2])[0]):
+        entry = ifd + 2 + 12 * i
+        tag = struct.unpack("<H", data[entry:entry + 2])[0]
+        if tag in (282, 305):
+            data[entry + 8:entry + 12] = struct.pack("<I", len(data) + 1000)
+        if tag == 277 and samples_per_pixel is not None:
+            data[entry + 8:entry + 10] = struct.pack("<H", samples_per_pixel)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_pillow_warnings_on_a_corrupt_tiff_become_one_line_of_ours(tmp_path, caplog):
+    import logging
+    import warnings
+
+    path = corrupt_tiff(tmp_path / "bad-tags.tif")
+    with warnings.catch_warnings(record=True) as shown, caplog.at_level(logging.WARNING, logger="scanner"):
+        warnings.simplefilter("always")
+        np.testing.assert_array_equal(decode_image(str(path), 8, 8, 3), RGB)  # the pixels are intact
+        warnings.warn("not from a decode", UserWarning)  # warnings outside decoding still go where they went
+    assert [str(w.message) for w in shown] == ["not from a decode"]
+    assert [r.getMessage() for r in caplog.records if "bad-tags.tif" in r.getMessage()] == [
+        f"{path}: corrupt image metadata ignored, the pixels were read (Pillow: Truncated File Read); "
+        "other inputs with this message are not named"]
+
+
+def test_a_scan_of_a_corrupt_tiff_prints_no_pillow_warning(tmp_path):
+    """The command line, as its own process: stderr has the scanner's line, not Pillow's
+    'UserWarning' with a site-packages path."""
+    import subprocess
+    import sys
+
+    import onnx_models as om
+
+    fx = om.trigger_nchw(tmp_path, embed_spec=True)
+    path = corrupt_tiff(tmp_path / "bad-tags.tif")
+    spp = corrupt_tiff(tmp_path / "spp.tif", samples_per_pixel=190)
+    proc = subprocess.run([sys.executable, "-m", "scanner", "scan", fx.path, str(path), str(spp), "-f", "csv"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "UserWarning" not in proc.stderr and "site-packages" not in proc.stderr and "warnings.warn" not in proc.stderr
+    assert "More samples per pixel" not in proc.stderr  # Pillow's log record, found by bench.fuzz
+    assert "bad-tags.tif: corrupt image metadata ignored" in proc.stderr
+    assert f"{path},scored," in proc.stdout
+    assert (f"{spp},failed,,,,,,,,,,,,not an image Pillow can read (Pillow: More samples per pixel than can be "
+            "decoded: 190)") in proc.stdout
+
+
+def test_pillow_messages_differing_only_in_numbers_are_one_warning_line(caplog):
+    """A folder of TIFFs with the same quirk ('tag 257 had too many entries: 86', ': 203', as
+    bench.fuzz made) is one line, not one per file."""
+    import logging
+
+    from scanner.inputs import decode
+
+    with caplog.at_level(logging.WARNING, logger="scanner"):
+        decode._report_caught("a.tif", ["Metadata Warning, tag 257 had too many entries: 86, expected 1"])
+        decode._report_caught("b.tif", ["Metadata Warning, tag 257 had too many entries: 203, expected 1"])
+    assert [r.getMessage().split(":")[0] for r in caplog.records if "tag 257" in r.getMessage()] == ["a.tif"]

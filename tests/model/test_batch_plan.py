@@ -54,7 +54,7 @@ def test_fixed_batch_per_sample_pads_with_copies_of_the_input():
     class Session:
         calls = []
 
-        def run(self, names, feed):
+        def run(self, names, feed, run_options=None):
             (x,) = feed.values()
             assert len(x) == 4
             self.calls.append(x.reshape(4, -1)[:, 0].tolist())

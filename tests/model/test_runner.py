@@ -96,3 +96,24 @@ def test_a_model_failing_while_running_is_one_model_error():
 
     with pytest.raises(ModelLoadError, match="the model failed while running a batch of 3 inputs: RuntimeError"):
         Runner(Fails(), input_name="x", input_dtype="float32", output_name="y").run(batch(3))
+
+
+def test_the_default_call_limit_grows_with_the_call_and_stops_a_call_that_never_returns(tmp_path, monkeypatch):
+    """auto: 60 s plus 60 s per million input values; on by default (here with a 0.5 s base)."""
+    import time
+
+    import onnxruntime as ort
+
+    from hanging_models import loop_model
+    from scanner.model import runner
+    from scanner.model.runner import CallTimedOut, call_limit, guarded_run
+
+    assert call_limit("auto", 6 * 3 * 8 * 8) == pytest.approx(60.07, abs=0.01)
+    assert call_limit("auto", 1 << 24) == pytest.approx(60 + 60 * 16.777216)
+    assert call_limit(5.0, 1 << 24) == 5.0 and call_limit(None, 10) is None
+    session = ort.InferenceSession(loop_model(tmp_path / "loop.onnx", only_black=False))
+    monkeypatch.setattr(runner, "AUTO_BASE_S", 0.5)
+    started = time.monotonic()
+    with pytest.raises(CallTimedOut, match="per-call limit of 0.512 s"):  # 0.5 s + 60 us x 192 values
+        guarded_run(session, "logits", {"input": np.zeros((1, 3, 8, 8), np.float32)})
+    assert time.monotonic() - started < 10

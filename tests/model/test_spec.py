@@ -101,3 +101,14 @@ def test_json_python_cannot_read_is_one_spec_error(tmp_path, text, message):
         read_spec_file(write(tmp_path, text))
     with pytest.raises(SpecError, match="field 'height': int too large to convert to float"):
         spec_from_metadata({METADATA_KEY: '{"height": ' + "1" * 4000 + "}"})  # within the limit: too large
+
+
+def test_schema_version_true_is_not_version_1(tmp_path):
+    """JSON's true equals 1 in Python: found by the leaf-by-leaf fuzz (bench.fuzz)."""
+    with pytest.raises(SpecError, match="spec schema_version True is not supported"):
+        read_spec_file(write(tmp_path, '{"schema_version": true, "layout": "nchw"}'))
+
+
+def test_channels_true_is_not_one_channel(tmp_path):
+    with pytest.raises(SpecError, match="field 'channels': expected 1 or 3, got True"):
+        read_spec_file(write(tmp_path, '{"schema_version": 1, "channels": true}'))
