@@ -12,6 +12,7 @@ import numpy as np
 from ..inputs.find import InputSet, MemoryArray, collect_inputs
 from ..inputs.stream import BatchLoader, _as_float
 from ..model.loader import Model, load_model
+from ..model.runner import DEFAULT_CALL_TIMEOUT
 from . import verdict as V
 from . import triggers as T
 from .search import Budget, ClassSearch, LabelCandidates, Searcher
@@ -103,19 +104,22 @@ def _load_clean(model: Model, clean, max_images: int, seed: int) -> tuple[np.nda
 def audit(model: str | Path | Model, clean: str | Path | Sequence[str | Path] | InputSet | np.ndarray, *,
           max_images: int = 1000, search_images: int = 128, seed: int = 0, budget: Budget | None = None,
           device: str = "auto", options: dict | None = None, spec_file: str | Path | None = None,
-          threads: int | None = None, progress: Callable[[int, int], None] | None = None,
+          threads: int | None = None, call_timeout: float | str | None = DEFAULT_CALL_TIMEOUT,
+          progress: Callable[[int, int], None] | None = None,
           engine: Callable[..., LabelCandidates] | None = None) -> AuditResult:
     """Search each class for a small trigger that sends clean images to it, and judge the model.
 
     ``clean``: trusted clean images (files, folders, ``.npy``/``.npz``, or an (N, H, W, C) array),
     at most ``max_images`` of them used (a seeded subset); ``search_images`` of them guide the
-    search, the rest are held back to measure what it found. ``engine(shape, seed, draws,
+    search, the rest are held back to measure what it found. ``call_timeout``: the per-call
+    watchdog, as for :func:`~scanner.model.loader.load_model`. ``engine(shape, seed, draws,
     families)``, if given, returns where the candidates are labelled (the Ray engine's actors,
     :func:`scanner.engines.ray_audit.audit`); the result is the same.
     """
     t0 = time.perf_counter()
     if not isinstance(model, Model):
-        model = load_model(model, device=device, options=options, spec_file=spec_file, threads=threads)
+        model = load_model(model, device=device, options=options, spec_file=spec_file, threads=threads,
+                           call_timeout=call_timeout)
     budget = budget or Budget()
     images, failures = _load_clean(model, clean, max_images, seed)
     labels_only = model.output_kind != "scores"

@@ -11,7 +11,8 @@ import typer
 
 from ..errors import ScannerError
 
-from .options import DeviceOpt, Device, Engine, ModelArg, Preprocessing, _user_errors, preprocessing_options
+from .options import (DEFAULT_CALL_TIMEOUT, CallTimeoutOpt, DeviceOpt, Device, Engine, ModelArg, Preprocessing,
+                      _user_errors, call_timeout_value, preprocessing_options)
 from .support import _progress, _state
 
 # exit status when --fail-on-backdoor sees a suspect (or an audit that cannot judge)
@@ -37,6 +38,7 @@ def audit(
     draws: Annotated[int, typer.Option(min=1, max=64, help="Random members tried per trigger family and setting.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the image split and the random triggers [default: 0].", show_default=False)] = 0,
     device: DeviceOpt = Device.auto,
+    call_timeout: CallTimeoutOpt = DEFAULT_CALL_TIMEOUT,
     engine: Annotated[Engine, typer.Option(case_sensitive=False, help="local: this machine; ray: the candidate triggers' queries on a Ray cluster, same verdict (pip install -e \".[ray]\").", rich_help_panel="Scaling out")] = Engine.local,
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to use (e.g. auto, head:6379) [default: RAY_ADDRESS, else a new local cluster].", rich_help_panel="Scaling out")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Ray actors [default: one per 2 CPUs of the cluster].", rich_help_panel="Scaling out")] = None,
@@ -59,7 +61,8 @@ def audit(
         if engine is not Engine.ray and (ray_address is not None or workers is not None):
             raise ScannerError("--ray-address and --workers go with --engine ray")
         common = dict(max_images=max_images, search_images=search_images, seed=seed, budget=Budget(draws=draws),
-                      device=device.value, options=prep.overrides, spec_file=prep.spec_file)
+                      device=device.value, options=prep.overrides, spec_file=prep.spec_file,
+                      call_timeout=call_timeout_value(call_timeout))
         with _progress(not _state["quiet"], "audit") as bar:
             if engine is Engine.ray:
                 from ..engines.ray_audit import audit as ray_audit

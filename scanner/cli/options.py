@@ -15,9 +15,10 @@ from typing import Annotated, Any, Iterator, Optional
 import typer
 
 from ..errors import ScannerError
-from .support import PREP
 from ..model.runner import DEFAULT_CALL_TIMEOUT
 from ..model.spec import Layout, PixelRange
+
+PREP = "Preprocessing"  # the help panel of the preprocessing options (its note: cli.support.PANEL_NOTES)
 
 
 class Device(str, Enum):

@@ -20,7 +20,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from .._validation import check_number
 from ..errors import ScannerError
-from .options import Signalled, interrupted
+from .options import PREP, Signalled, interrupted
 
 log = logging.getLogger("scanner")
 
@@ -45,7 +45,6 @@ def _options_taking_a_value(command) -> set[str]:
             for o in (*p.opts, *p.secondary_opts)}
 
 
-PREP = "Preprocessing"
 # one line under a help panel's heading, said once instead of on each of its options
 PANEL_NOTES = {
     PREP: "Override the spec file and the model's metadata. Unset: from --spec, else the model's "

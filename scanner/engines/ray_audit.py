@@ -39,7 +39,7 @@ def _worker_class(ray):
 
 def audit(model: str | Path, clean, *, address: str | None = None, workers: int | None = None,
           threads: int | None = None, device: str = "auto", options: dict | None = None,
-          spec_file: str | Path | None = None, **kwargs) -> AuditResult:
+          spec_file: str | Path | None = None, call_timeout: float | str | None = "auto", **kwargs) -> AuditResult:
     """:func:`scanner.audit.audit` with the candidates' queries on Ray actors (``workers``, default
     one per 2 CPUs of the cluster; ``address`` as for the Ray scan). The model and any spec file
     must be readable at the same path on every node."""
@@ -50,7 +50,8 @@ def audit(model: str | Path, clean, *, address: str | None = None, workers: int 
     def engine(shape, seed, draws, families):
         n = len(T.candidates(*shape, seed, draws, families))
         count, per_actor, resources = _plan(ray, device, workers, threads, n)
-        load = {"device": device, "options": options, "spec_file": spec_file, "threads": per_actor}
+        load = {"device": device, "options": options, "spec_file": spec_file, "threads": per_actor,
+                "call_timeout": call_timeout}
         actors = [_worker_class(ray).options(**resources).remote(str(model), load, shape, seed, draws, families)
                   for _ in range(count)]
 
@@ -68,8 +69,8 @@ def audit(model: str | Path, clean, *, address: str | None = None, workers: int 
     with _native_stderr_aside():
         started = _connect(ray, address)
         try:
-            return run_audit(model, clean, device=device, options=options, spec_file=spec_file, engine=engine,
-                             **kwargs)
+            return run_audit(model, clean, device=device, options=options, spec_file=spec_file,
+                             call_timeout=call_timeout, engine=engine, **kwargs)
         finally:
             if started:
                 ray.shutdown()

@@ -201,3 +201,15 @@ def test_near_binary_images_leave_the_texture_families_out(models):
 def test_cli_ray_options_need_the_ray_engine(models, clean_dir):
     r = CliRunner().invoke(app, ["audit", str(models["clean"]), str(clean_dir), "--workers", "2"])
     assert r.exit_code == 2 and "--ray-address and --workers go with --engine ray" in r.output
+
+
+def test_a_model_that_never_returns_stops_the_audit_by_its_call_timeout(tmp_path, clean_dir):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from hanging_models import loop_model
+
+    model = loop_model(tmp_path / "loop.onnx", only_black=False)
+    r = CliRunner().invoke(app, ["audit", str(model), str(clean_dir), "--call-timeout", "0.5"])
+    assert r.exit_code == 2 and "--call-timeout" in r.output, r.output
