@@ -23,7 +23,7 @@ from .decide.reference import COMBINED, q_name
 from .decide.scoring import check_calibration, choose, make_detector_for
 from ._validation import check_callable, check_number, check_path, check_scales
 from .errors import InputError, ModelLoadError, ScannerError
-from .inputs.find import InputSet, MemoryArray, as_inputs, check_memory_images
+from .inputs.find import InputSet, InputWindow, MemoryArray, as_inputs, check_memory_images
 from .model.loader import Model, load_model
 from .model.runner import DEFAULT_CALL_TIMEOUT, CallTimedOut, RunTerminated
 from .results import ScanResult, ScanSettings, Scores, Tally
@@ -33,23 +33,6 @@ from .model.spec import ResolvedSpec, Spec
 # runner sends that buffer in calls of at most runner.ROWS_PER_CALL rows.
 _MAX_BATCH_ELEMENTS = 1 << 24
 _MAX_BATCH = 256
-
-
-class _Window:
-    """Inputs ``first`` .. ``first + size - 1`` of an :class:`InputSet`, indexed from 0 (what
-    :class:`ScanResult` reads of its inputs: ``len``, ``name``, ``names``)."""
-
-    def __init__(self, inputs: InputSet, first: int, size: int) -> None:
-        self._inputs, self._first, self._size = inputs, first, size
-
-    def __len__(self) -> int:
-        return self._size
-
-    def name(self, i: int) -> str:
-        return self._inputs.name(self._first + i)
-
-    def names(self, indices):
-        return self._inputs.names(np.asarray(indices) + self._first)
 
 
 class Scanner:
@@ -248,13 +231,7 @@ class Scanner:
         Images of another size are resized; RGB/gray are converted to what the model takes.
         The array is an input source like a folder: it goes through :meth:`scan`'s loop.
         """
-        if not isinstance(images, np.ndarray):
-            try:
-                images = np.asarray(images)
-            except (ValueError, TypeError) as exc:  # ragged nested lists
-                raise InputError(f"images: expected an array shaped (N, H, W[, C]), got {type(images).__name__} "
-                                 f"({' '.join(str(exc).split())[:100]})") from None
-        check_memory_images(images)
+        images = check_memory_images(images)
         inputs = InputSet()
         inputs.add_array(MemoryArray(images))
         result = self.scan(inputs)
@@ -347,7 +324,7 @@ class Scanner:
         part.undecidable_by = {name: mask[first:stop].copy() for name, mask in tally.undecidable_by.items()}
         part.why = dict(tally.why)
         part.fail([(i - first, reason) for i, reason in failures])
-        return self.result(_Window(inputs, first, size), part, 0.0)
+        return self.result(InputWindow(inputs, first, size), part, 0.0)
 
     def tally(self, total: int) -> Tally:
         """Empty books for ``total`` inputs, filled batch by batch (any engine, any order)."""

@@ -148,10 +148,17 @@ def as_inputs(paths) -> InputSet:
     return collect_inputs(paths)
 
 
-def check_memory_images(images: np.ndarray, name: str = "images") -> None:
-    """Images in memory as :meth:`Scanner.score_arrays` and :meth:`Scanner.scan` take them: the
-    shapes, channel counts, element types and size a ``.npy`` file may hold."""
+def check_memory_images(images, name: str = "images") -> np.ndarray:
+    """Images in memory as :meth:`Scanner.score_arrays` and :meth:`Scanner.scan` take them, as an
+    array: the shapes, channel counts, element types and size a ``.npy`` file may hold."""
+    if not isinstance(images, np.ndarray):
+        try:
+            images = np.asarray(images)
+        except (ValueError, TypeError) as exc:  # ragged nested lists
+            raise InputError(f"{name}: expected an array shaped (N, H, W[, C]), got {type(images).__name__} "
+                             f"({' '.join(str(exc).split())[:100]})") from None
     _check_array_shape(images.shape, images.dtype, name)
+    return images
 
 
 def collect_inputs(paths: Sequence[str | Path]) -> InputSet:
@@ -308,3 +315,20 @@ def _check_array_shape(shape, dtype, name: str) -> None:
     if shape[0] and (max(shape[1], shape[2]) > MAX_SIDE or shape[1] * shape[2] > MAX_DECODE_PIXELS):
         raise InputError(f"{name}: images of {shape[1]} x {shape[2]} pixels; at most {MAX_SIDE} a side and "
                          f"{MAX_DECODE_PIXELS} pixels (8192 x 8192), as for image files")
+
+
+class InputWindow:
+    """Inputs ``first`` .. ``first + size - 1`` of an :class:`InputSet`, indexed from 0 (what
+    :class:`ScanResult` reads of its inputs: ``len``, ``name``, ``names``)."""
+
+    def __init__(self, inputs: InputSet, first: int, size: int) -> None:
+        self._inputs, self._first, self._size = inputs, first, size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def name(self, i: int) -> str:
+        return self._inputs.name(self._first + i)
+
+    def names(self, indices):
+        return self._inputs.names(np.asarray(indices) + self._first)
