@@ -13,6 +13,7 @@ import numpy as np
 
 from .._version import __version__
 from ..audit import AuditResult
+from .images import data_uri
 
 SCHEMA = "scanner-audit/1"
 
@@ -51,12 +52,10 @@ def write_audit_json(result: AuditResult, stream: IO[str]) -> None:
 
 
 def _png(image: np.ndarray, scale: int) -> str:
-    from .html import _data_uri
-
     img = np.clip(image, 0, 1)
     if scale > 1:
         img = img.repeat(scale, axis=0).repeat(scale, axis=1)
-    return _data_uri(img)
+    return data_uri(img)
 
 
 def _trigger_view(trigger, h: int, w: int, c: int) -> np.ndarray:
