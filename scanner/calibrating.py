@@ -20,6 +20,7 @@ from .decide.profile import SCORE as PROFILE, ProfileModel, split
 from .decide.reference import COMBINED, q_name
 from .core import Scanner
 from .decide.scoring import choose
+from .decide.verdict import CANNOT_JUDGE_SHARE
 from .inputs.decode import BYTE_MAX
 from .detectors import Detector, parse_names, parts_of
 from .errors import CalibrationError, ModelLoadError
@@ -125,9 +126,15 @@ def calibrate(model: str | Path, paths: Sequence[str | Path] | InputSet, *,
     choice = choose(scanner.detector, cal, has_probabilities=scanner.model.output_kind == "scores",
                     score=None, threshold=None)
     cal.decision = choice.score.replace("-", "_")
-    if cal.decision == q_name(PROFILE) and unflaggable(cal, cal.decision) and q_name(COMBINED) in choice.names:
+    blind = any(mask[keep].mean() > CANNOT_JUDGE_SHARE for mask in s.undecidable_by.values()) if keep.any() else False
+    if cal.decision == q_name(PROFILE) and (unflaggable(cal, cal.decision) or blind) and q_name(COMBINED) in choice.names:
         # the profile's reference is half of each class: a class too small for it to reach the
-        # target FPR would be blind to the default; Fisher's references use every image
+        # target FPR would be blind to the default; Fisher's references use every image. And the
+        # profile models every query's answer, a detector's that cannot judge the images too
+        # (near-binary digits: SCALE-UP's copies are the input again), where it was measured
+        # blind (MNIST white square, bench.reproduce: TPR 0.00), while Fisher leaves such a
+        # detector out of each input's decision (TPR 1.00): on data most of whose calibration
+        # inputs a detector cannot judge, Fisher decides
         cal.decision = q_name(COMBINED)
     return CalibrationRun(cal, result)
 

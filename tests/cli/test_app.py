@@ -678,3 +678,29 @@ def test_huge_class_names_in_metadata_are_cut_and_reports_stay_small(runner, tmp
     line = one_error_line(refused)
     assert "model metadata 'scanner.spec'" in line and "above the limit of 4194304 bytes (4 MiB)" in line
     assert len(line) < 200
+
+
+def test_the_default_calibration_on_near_binary_images_decides_with_fisher_and_fails_the_gate(runner, tmp_path):
+    """On images SCALE-UP cannot judge, the response profile (which models every query's answer,
+    undecidable ones included) is not the default: a calibration with every detector records
+    q_fisher, whose drop-out judges the inputs with the detectors that can (bench.reproduce on the
+    MNIST white square: q_profile TPR 0.00, Fisher 1.00), so the backdoor fails the gate."""
+    from scanner.model.loader import load_model
+
+    model = om.near_binary_backdoor(tmp_path, target=8)
+    pool = om.near_binary_images(6000, seed=3, triggered=False)
+    loaded = load_model(model, device="cpu")
+    labels = loaded.predict(loaded.preprocessor(pool.astype(np.float32) / 255))[0]
+    # 50 of each predicted class: every class large enough for the profile's half-size reference
+    np.save(tmp_path / "clean.npy", pool[np.concatenate([np.flatnonzero(labels == k)[:50] for k in range(10)])])
+    np.save(tmp_path / "scan.npy", np.concatenate([om.near_binary_images(60, seed=4, triggered=False),
+                                                   om.near_binary_images(20, seed=5, triggered=True)]))
+    cal = tmp_path / "cal.json"
+    made = invoke(runner, "calibrate", model, tmp_path / "clean.npy", "-o", cal, "--blends", "8")
+    assert made.exit_code == 0, made.output
+    assert json.loads(cal.read_text())["decision"] == "q_fisher"
+    gated = invoke(runner, "-q", "scan", model, tmp_path / "scan.npy", "--calibration", cal, "--fail-on-suspect",
+                   "-f", "json")
+    assert gated.exit_code == 1, gated.output
+    doc = json.loads(gated.stdout)
+    assert [t["label"] for t in doc["summary"]["verdict"]["suspected_targets"]] == [8]
