@@ -641,8 +641,11 @@ def test_sigterm_and_sighup_end_a_scan_like_ctrl_c(tmp_path, signame, code):
     model = loop_model(tmp_path / "black.onnx", only_black=True)
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "black.png")  # the model loops on it
     out = tmp_path / "report.json"
+    # a test run started in the background (nohup, `&` in a script) has SIGINT ignored, and a child
+    # inherits that: the scan is given the default disposition, as a terminal's command has
     proc = subprocess.Popen([sys.executable, "-m", "scanner", "-q", "scan", model, str(tmp_path / "black.png"),
-                             "-f", "json", "-o", str(out)], stderr=subprocess.PIPE, text=True)
+                             "-f", "json", "-o", str(out)], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".report.json.*.tmp")) and time.monotonic() < deadline:
         time.sleep(0.1)  # the report file is open: the scan has started
