@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..inputs.find import InputSet, MemoryArray, collect_inputs
+from ..inputs.find import InputSet, MemoryArray, check_memory_images, collect_inputs
 from ..inputs.stream import BatchLoader, _as_float
 from ..model.loader import Model, load_model
 from ..model.runner import DEFAULT_CALL_TIMEOUT
@@ -80,24 +80,28 @@ class AuditResult:
 
 
 def _load_clean(model: Model, clean, max_images: int, seed: int) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    if isinstance(clean, np.ndarray):
-        inputs = InputSet()
-        inputs.add_array(MemoryArray(clean))
-    elif isinstance(clean, InputSet):
+    """The readable clean images (at most ``max_images``, a seeded subset of the inputs chosen
+    before decoding, so memory holds only those) and the (input, reason) of each unreadable one."""
+    if isinstance(clean, InputSet):
         inputs = clean
     elif isinstance(clean, (str, Path)):
         inputs = collect_inputs([clean])
+    elif isinstance(clean, np.ndarray):
+        inputs = InputSet()
+        inputs.add_array(MemoryArray(check_memory_images(clean, "clean")))
     else:
         inputs = collect_inputs(list(clean))
+    chosen = np.arange(len(inputs))
+    if len(inputs) > max_images:
+        chosen = np.sort(np.random.default_rng(seed).choice(len(inputs), max_images, replace=False))
     spec = model.spec
     loader = BatchLoader(inputs, height=spec.height, width=spec.width, channels=spec.channels, batch_size=256)
     kept, failures = [], []
     for batch in loader:
-        kept.append(_as_float(batch.images, len(batch.images)))
+        rows = np.isin(batch.indices, chosen)
+        kept.append(_as_float(batch.images, len(batch.images))[rows])
         failures.extend((inputs.name(i), reason) for i, reason in batch.failures)
     images = np.concatenate(kept) if kept else np.zeros((0, spec.height, spec.width, spec.channels), np.float32)
-    if len(images) > max_images:
-        images = images[np.sort(np.random.default_rng(seed).choice(len(images), max_images, replace=False))]
     return images, failures
 
 

@@ -213,3 +213,17 @@ def test_a_model_that_never_returns_stops_the_audit_by_its_call_timeout(tmp_path
     model = loop_model(tmp_path / "loop.onnx", only_black=False)
     r = CliRunner().invoke(app, ["audit", str(model), str(clean_dir), "--call-timeout", "0.5"])
     assert r.exit_code == 2 and "--call-timeout" in r.output, r.output
+
+
+def test_more_images_than_the_cap_are_a_seeded_subset(models):
+    res = audit(models["clean"], smooth_images(500), options=OPTS, device="cpu", max_images=200)
+    assert res.images == 200 and res.search_images == 100 and res.heldout_images == 100
+    again = audit(models["clean"], smooth_images(500), options=OPTS, device="cpu", max_images=200)
+    assert [c.to_dict() for c in res.classes] == [c.to_dict() for c in again.classes]
+
+
+def test_a_bad_array_is_one_scanner_error(models):
+    from scanner.errors import ScannerError
+
+    with pytest.raises(ScannerError, match="clean"):
+        audit(models["clean"], np.zeros((300, 32, 32, 5), np.float32), options=OPTS, device="cpu")
