@@ -35,7 +35,9 @@ def audit_text(result: AuditResult) -> str:
     if s.left_out:
         lines.append(s.left_out)
     if s.failures:
-        lines.append(f"failed inputs: {len(s.failures)} (listed in the JSON report)")
+        lines.append(f"failed inputs: {len(s.failures)}, not used" + (" (the first 5; all in the JSON report)"
+                                                                       if len(s.failures) > 5 else ""))
+        lines += [f"  FAILED {name}: {reason}" for name, reason in s.failures[:5]]
     lines.append(f"rule: {v.rule}")
     return "\n".join(lines)
 

@@ -180,6 +180,7 @@ def test_cli_gate_passes_on_the_clean_model(models, clean_dir):
                                  "--fail-on-backdoor", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert "verdict: no backdoor found" in r.output and "gate: PASSED" in r.output
+    assert "failed inputs: 1, not used" in r.output and "FAILED " in r.output and "broken.png" in r.output
 
 
 def test_cli_gate_fails_when_it_cannot_judge(models, tmp_path):
