@@ -348,14 +348,21 @@ def test_class_names_option_on_every_command(runner, tmp_path, model, images):
     assert missing.exit_code == 2 and "--class-names: cannot read" in one_error_line(missing)
 
 
-def test_timeout_reports_what_was_done_and_exits_2(runner, tmp_path):
+def _model_looping_on_the_second_batch(tmp_path):
+    """A model that loops (10^12 steps) on black images, and a folder of five images of which the
+    second batch of two (images 2-3) is black."""
     from hanging_models import loop_model
 
     model = loop_model(tmp_path / "black.onnx", only_black=True)
     folder = tmp_path / "imgs"
     folder.mkdir()
-    for i, value in enumerate([128, 128, 0, 0, 128]):  # images 2-3 (one batch of 2) make the model loop
+    for i, value in enumerate([128, 128, 0, 0, 128]):
         Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(folder / f"{i}.png")
+    return model, folder
+
+
+def test_timeout_reports_what_was_done_and_exits_2(runner, tmp_path):
+    model, folder = _model_looping_on_the_second_batch(tmp_path)
     out = tmp_path / "r.json"
     result = invoke(runner, "-q", "scan", model, folder, "--batch-size", "2", "--timeout", "2", "-f", "json", "-o", out)
     assert result.exit_code == 2
@@ -406,13 +413,7 @@ def test_every_command_stops_a_model_that_never_returns_by_its_call_timeout(runn
 
 
 def test_call_timeout_mid_scan_keeps_the_report_and_names_the_flag(runner, tmp_path):
-    from hanging_models import loop_model
-
-    model = loop_model(tmp_path / "black.onnx", only_black=True)
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    for i, value in enumerate([128, 128, 0, 0, 128]):  # images 2-3 (one batch of 2) make the model loop
-        Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(folder / f"{i}.png")
+    model, folder = _model_looping_on_the_second_batch(tmp_path)
     out = tmp_path / "r.json"
     result = invoke(runner, "-q", "scan", model, folder, "--batch-size", "2", "--call-timeout", "1", "-f", "json",
                     "-o", out)
