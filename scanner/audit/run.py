@@ -155,14 +155,15 @@ def audit(model: str | Path | Model, clean: str | Path | Sequence[str | Path] | 
     order = np.random.default_rng(seed).permutation(len(images))
     n_search = min(search_images, len(images) // 2)
     searcher = Searcher(predict, images[order[:n_search]], images[order[n_search:]], k, budget=budget,
-                        seed=seed, families=families,
-                        label_candidates=engine(images.shape[1:], seed, budget.draws, families) if engine else None)
+                        seed=seed, families=families)
     counts = np.bincount(searcher.heldout_labels, minlength=k)
     if counts.max() > V.MAX_ONE_CLASS * counts.sum():
         top = int(counts.argmax())
         return result(V.cannot_judge(f"the model calls {counts.max() / counts.sum():.0%} of the clean images class "
                                      f"{top} ({names[top]}): they do not show it its classes"),
                       queries=searcher.queries, n_search=n_search)
+    if engine is not None:  # started only for an audit that will search (Ray actors are not free)
+        searcher.label_candidates = engine(images.shape[1:], seed, budget.draws, families)
     searches = searcher.run(progress)
     rates = np.array([s.heldout_rate for s in searches])
     verdict, idx = V.decide(rates, np.array([s.heldout_n for s in searches]), names)

@@ -61,7 +61,7 @@ class Searcher:
         self.predict, self.budget, self.seed, self.families = predict, budget, seed, families
         self.search, self.heldout, self.k = search, heldout, num_classes
         self.found = T.candidates(*search.shape[1:], seed, budget.draws, families)
-        self.label_candidates = label_candidates or self._label_here
+        self.label_candidates = label_candidates  # None: here, a few candidates a call (progress ticks)
         self.queries = 0
         self.search_labels = self._labels(search)
         self.heldout_labels = self._labels(heldout)
@@ -75,7 +75,7 @@ class Searcher:
 
     def _label(self, indices: list[int], images: np.ndarray) -> list[np.ndarray]:
         self.queries += len(indices) * len(images)
-        return self.label_candidates(indices, images)
+        return (self.label_candidates or self._label_here)(indices, images)
 
     def random_stage(self, progress: Callable[[int, int], None] | None = None) -> list[tuple[int, float]]:
         """Per class, the index of the random candidate with the highest search rate and that rate
@@ -84,7 +84,7 @@ class Searcher:
         best: list[tuple[int, float] | None] = [None] * self.k
         step = 8  # candidates per progress tick (and per call of the Ray engine's mapper: all at once)
         labelled: list[np.ndarray] = []
-        if self.label_candidates is self._label_here:
+        if self.label_candidates is None:
             for start in range(0, n, step):
                 if progress:
                     progress(start, n + self.k)

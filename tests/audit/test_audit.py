@@ -228,3 +228,10 @@ def test_a_bad_array_is_one_scanner_error(models):
 
     with pytest.raises(ScannerError, match="clean"):
         audit(models["clean"], np.zeros((300, 32, 32, 5), np.float32), options=OPTS, device="cpu")
+
+
+def test_progress_ticks_through_the_candidates_and_the_classes(models):
+    seen = []
+    audit(models["clean"], smooth_images(300), options=OPTS, device="cpu", progress=lambda d, t: seen.append((d, t)))
+    total = seen[-1][1]
+    assert seen[-1] == (total, total) and len({d for d, _ in seen}) > 10  # not only the per-class ticks
