@@ -44,24 +44,28 @@ PAPER = {"spc": 0.928, "nspc": 0.933}  # the paper's CIFAR-10 averages, as quote
 REFERENCE = REPO.parent / "shared" / "reference" / "scaleup-official-spc"
 TARGET_FPR = 0.05
 _DATASET_LABEL = {"cifar10": "CIFAR-10", "gtsrb": "GTSRB", "mnist": "MNIST"}
-VERSION = "v3"  # part of the scan cache key: v3 calibrations carry the response-profile model
+VERSION = "v4"  # part of the scan cache key: v4 calibrations add the transplant detector, TeCo at 2 severities
 # decision -> (what it is, raw scores combined, uses SCALE-UP, queries per input with the
-# calibrate defaults: SCALE-UP 5 scales, STRIP 16 blends, TeCo 12 corruptions x 3 severities)
+# calibrate defaults: SCALE-UP 5 scales, STRIP 16 blends, TeCo 12 corruptions x 2 severities,
+# transplant 3 x 3 regions x 2 backgrounds; the combination shares the input itself: 64 queries)
 DECISIONS = {
     "spc": ("SPC, data-free (the paper), pooled 5% threshold", ("spc",), True, 6),
     "nspc": ("NSPC (the paper, data-limited)", ("spc",), True, 6),
     "scaleup": ("SCALE-UP prob-consistency, calibrated", ("prob_consistency",), True, 6),
     "strip": ("STRIP, calibrated", ("strip",), False, 17),
-    "teco": ("TeCo, calibrated", ("teco",), False, 37),
+    "teco": ("TeCo, calibrated", ("teco",), False, 25),
+    "transplant": ("Region transplant, calibrated", ("transplant",), False, 19),
     "scaleup+strip": ("Fisher: SCALE-UP + STRIP", ("prob_consistency", "strip"), True, 22),
-    "strip+teco": ("Fisher: STRIP + TeCo", ("strip", "teco"), False, 53),
-    "scaleup+teco": ("Fisher: SCALE-UP + TeCo", ("prob_consistency", "teco"), True, 42),
-    "all": ("Fisher: SCALE-UP + STRIP + TeCo", ("prob_consistency", "strip", "teco"), True, 58),
+    "strip+teco": ("Fisher: STRIP + TeCo", ("strip", "teco"), False, 41),
+    "scaleup+teco": ("Fisher: SCALE-UP + TeCo", ("prob_consistency", "teco"), True, 30),
+    "scaleup+strip+teco": ("Fisher: SCALE-UP + STRIP + TeCo", ("prob_consistency", "strip", "teco"), True, 46),
+    "all": ("Fisher: SCALE-UP + STRIP + TeCo + transplant", ("prob_consistency", "strip", "teco", "transplant"), True, 64),
     # the calibration's density model over every query's answer (scanner.decide.profile); its
     # calibrated score is read from the scan report (it needs the model the calibration holds)
-    "profile": ("Response profile: Mahalanobis over the 58 queries' answers, calibrated", ("profile",), True, 58),
+    "profile": ("Response profile: Mahalanobis over the 64 queries' answers, calibrated (the default)", ("profile",),
+                True, 64),
 }
-TABLE = ("spc", "nspc", "scaleup", "strip", "teco", "all", "profile")
+TABLE = ("spc", "nspc", "scaleup", "strip", "teco", "transplant", "all", "profile")
 SETS = WORK = REPO / "bench" / ".work" / "reproduce"
 
 

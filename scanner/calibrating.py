@@ -30,8 +30,13 @@ from ._validation import check_callable
 
 #: what `scanner calibrate` runs by default, and each detector's parameters there (at most
 #: 64 model queries per input together: see docs/results/detection.md)
-DEFAULT_DETECTORS = ("scaleup", "strip", "teco")
-DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"strip": {"n_blends": 16}, "teco": {"severities": 3}}
+# The default decision's queries: 1 + 5 (SCALE-UP) + 16 (STRIP) + 12 x 2 (TeCo) + 3 x 3 x 2 (transplant)
+# = 64 per input, the budget the detection issue set. TeCo runs at 2 severities, not 3, to make room for
+# the transplant regions: the response profile over these 64 queries caught the white square that the
+# 58 of SCALE-UP + STRIP + TeCo at 3 severities missed (bench/results/profile_queries.md).
+DEFAULT_DETECTORS = ("scaleup", "strip", "teco", "transplant")
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"strip": {"n_blends": 16}, "teco": {"severities": 2},
+                                             "transplant": {"grid": 3, "n_backgrounds": 2}}
 SEED = 0
 
 
@@ -89,7 +94,7 @@ def calibrate(model: str | Path, paths: Sequence[str | Path] | InputSet, *,
     scanner = Scanner(model, detectors=names, detector_params=params, **scanner_args)
     check_callable(progress, "progress")
     inputs = as_inputs(paths)  # one path is that path, not a sequence of characters (as Scanner.scan)
-    held = _hold_out(scanner, inputs)
+    held, held_images = _hold_out(scanner, inputs)
     scanner.collect_features = scanner.model.output_kind == "scores"  # label-only models give no profile
     result = scanner.scan(inputs, progress=progress)
     if result.incomplete:  # a model call stopped by the per-call watchdog: no calibration from a part
@@ -97,7 +102,7 @@ def calibrate(model: str | Path, paths: Sequence[str | Path] | InputSet, *,
     keep = ~np.isin(result.indices, held)
     s = result.scores
     if keep.sum() < 2:
-        raise CalibrationError(f"calibration needs at least 2 clean inputs besides the {len(held)} held for STRIP; "
+        raise CalibrationError(f"calibration needs at least 2 clean inputs besides the {len(held)} held by the detectors; "
                                f"{int(keep.sum())} remain of {result.n_found}")
     # NSPC as the paper defines it: every calibration input's SPC, undecidable ones included
     cal = fit_calibration(s.spc[keep], s.labels[keep], scales=scanner.scales, target_fpr=target_fpr,
@@ -119,9 +124,8 @@ def calibrate(model: str | Path, paths: Sequence[str | Path] | InputSet, *,
     cal.labels = s.labels[keep]
     if s.features is not None:
         _fit_profile(cal, s.features[keep], min_class_samples)
-    strip = next((p for p in parts_of(scanner.detector) if p.clean_images_needed), None)
-    if strip is not None:
-        cal.clean_images = np.rint(strip.held_images * 255).astype(np.uint8)
+    if held_images is not None:  # every detector that holds clean images takes its own from these again
+        cal.clean_images = held_images
     # what a scan with this calibration offers by default (no second model load)
     choice = choose(scanner.detector, cal, has_probabilities=scanner.model.output_kind == "scores",
                     score=None, threshold=None)
@@ -180,11 +184,12 @@ def _fit_profile(cal: Calibration, features: np.ndarray, min_class_samples: int)
     cal.values[PROFILE] = values
 
 
-def _hold_out(scanner: Scanner, inputs: InputSet) -> np.ndarray:
-    """Give the detectors that need clean images a seeded choice of the inputs; their indices."""
+def _hold_out(scanner: Scanner, inputs: InputSet) -> tuple[np.ndarray, np.ndarray | None]:
+    """Give the detectors that need clean images a seeded choice of the inputs: their indices, and
+    the images as uint8 (what the calibration stores: the detectors were fit on exactly these)."""
     need = scanner.detector.clean_images_needed
     if not need:
-        return np.empty(0, dtype=np.int64)
+        return np.empty(0, dtype=np.int64), None
     if len(inputs) < need + 2:
         raise CalibrationError(f"the detectors need {need} clean images of their own and at least 2 more to "
                                f"calibrate on; {len(inputs)} inputs were given")
@@ -202,5 +207,6 @@ def _hold_out(scanner: Scanner, inputs: InputSet) -> np.ndarray:
     picked = [i for i in order.tolist() if i in chosen][:need]
     if len(picked) < need:
         raise CalibrationError(f"the detectors need {need} readable clean images; only {len(picked)} were found")
-    scanner.detector.fit(np.stack([chosen[i] for i in picked]))
-    return np.asarray(picked, dtype=np.int64)
+    images = np.rint(np.stack([chosen[i] for i in picked]) * BYTE_MAX).astype(np.uint8)
+    scanner.detector.fit(images)
+    return np.asarray(picked, dtype=np.int64), images

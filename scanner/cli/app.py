@@ -241,9 +241,10 @@ def calibrate(
     output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="Calibration file to write (JSON).")],
     prep: Preprocessing,
     fpr: Annotated[float, typer.Option(min=0.0, max=1.0, help="Target false-positive rate, per predicted class.")] = 0.05,
-    detector: Annotated[str, typer.Option("--detector", help="Detectors to calibrate, comma-separated; scaleup is always among them (a scan may use a subset).")] = "scaleup,strip,teco",
+    detector: Annotated[str, typer.Option("--detector", help="Detectors to calibrate, comma-separated; scaleup is always among them (a scan may use a subset).")] = "scaleup,strip,teco,transplant",
     blends: Annotated[Optional[int], typer.Option(min=1, max=256, help="STRIP: clean images each input is blended with [default: 16].")] = None,
-    severities: Annotated[Optional[int], typer.Option(min=1, max=5, help="TeCo: corruption severities 1..N [default: 3].")] = None,
+    severities: Annotated[Optional[int], typer.Option(min=1, max=5, help="TeCo: corruption severities 1..N [default: 2].")] = None,
+    regions: Annotated[Optional[int], typer.Option(min=1, max=8, help="Transplant: the input is cut into N x N regions [default: 3].")] = None,
     min_class_samples: Annotated[int, typer.Option(min=2, help="Classes with fewer calibration inputs use pooled statistics.")] = 10,
     sigma_floor: Annotated[float, typer.Option(min=1e-6, help="Lower bound on a class's SPC standard deviation (NSPC).")] = 0.05,
     scales: ScalesOpt = "3,5,7,9,11",
@@ -262,6 +263,8 @@ def calibrate(
         params["strip"] = {"n_blends": blends}
     if severities is not None:
         params["teco"] = {"severities": severities}
+    if regions is not None:
+        params["transplant"] = {"grid": regions}
     with _user_errors():
         _check_outputs(output)
         with _progress(not _state["quiet"], "calibrating") as progress:

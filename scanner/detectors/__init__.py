@@ -16,8 +16,10 @@ from .combined import Combined
 from .scaleup import ScaleUp
 from .strip import Strip
 from .teco import TeCo
+from .transplant import Transplant
 
-DETECTORS: dict[str, type[Detector]] = {ScaleUp.name: ScaleUp, Strip.name: Strip, TeCo.name: TeCo}
+DETECTORS: dict[str, type[Detector]] = {ScaleUp.name: ScaleUp, Strip.name: Strip, TeCo.name: TeCo,
+                                        Transplant.name: Transplant}
 
 
 def make_detector(name: str, **params: Any) -> Detector:
@@ -72,7 +74,8 @@ def parts_of(detector: Detector) -> list[Detector]:
 def from_settings(settings: Sequence[dict[str, Any]], clean_images: np.ndarray | None,
                   names: Sequence[str] | None = None) -> Detector:
     """Rebuild the detectors a calibration recorded (``names``: a subset of them, in the
-    calibration's order); STRIP gets the calibration's clean images back."""
+    calibration's order); STRIP and the transplant detector get the calibration's clean images
+    back (each takes the same ones it took when the calibration was made, see :meth:`Strip.fit`)."""
     recorded = [d["name"] for d in settings]
     wanted = recorded if names is None else list(parse_names(names))
     missing = [n for n in wanted if n not in recorded]
@@ -80,27 +83,27 @@ def from_settings(settings: Sequence[dict[str, Any]], clean_images: np.ndarray |
         raise ScannerError(f"the calibration was made with {', '.join(recorded)}, not {', '.join(missing)}; "
                            f"scan with a subset of those (--detector) or recalibrate with --detector "
                            f"{','.join(dict.fromkeys(recorded + missing))}")
-    parts = []
-    for entry in settings:
-        if entry["name"] not in wanted:
-            continue
-        params = {k: v for k, v in entry.items() if k != "name"}
-        if entry["name"] == Strip.name:
-            if clean_images is None:
-                raise ScannerError("the calibration records STRIP but holds no clean images")
-            # every recorded setting checked as a new detector's would be (n_blends, mode, seed, no others)
-            recorded_strip = make_detector(Strip.name, **{"n_blends": len(clean_images), **params})
-            if recorded_strip.n_blends != len(clean_images):
-                raise ScannerError(f"detector strip: n_blends is {recorded_strip.n_blends} but the calibration holds "
-                                   f"{len(clean_images)} clean images to blend with")
-            try:
-                parts.append(Strip.from_images(clean_images, mode=recorded_strip.mode, seed=recorded_strip.seed))
+    # every recorded setting checked as a new detector's would be
+    recorded_parts = [make_detector(e["name"], **{k: v for k, v in e.items() if k != "name"}) for e in settings]
+    parts = [p for p, e in zip(recorded_parts, settings) if e["name"] in wanted]
+    holders = [p for p in recorded_parts if p.clean_images_needed]
+    if holders:
+        # the calibration stores the images its detectors were fit on: as many as the neediest took
+        if clean_images is None:
+            raise ScannerError(f"the calibration records {holders[0].name} but holds no clean images")
+        neediest = max(holders, key=lambda p: p.clean_images_needed)
+        if neediest.clean_images_needed != len(clean_images):
+            what = {"strip": "n_blends", "transplant": "n_backgrounds"}.get(neediest.name, "clean images needed")
+            raise ScannerError(f"detector {neediest.name}: {what} is {neediest.clean_images_needed} but the calibration "
+                               f"holds {len(clean_images)} clean images")
+    for part in parts:
+        if part.clean_images_needed:
+            try:  # exactly as many as it needs: those, in order; more: the seeded choice it made then
+                part.fit(clean_images)
             except (TypeError, ValueError) as exc:
-                raise ScannerError(f"detector strip: {exc}") from None
-        else:
-            parts.append(make_detector(entry["name"], **params))
+                raise ScannerError(f"detector {part.name}: {exc}") from None
     return parts[0] if len(parts) == 1 else Combined(parts)
 
 
-__all__ = ["Detector", "DetectorScores", "ScaleUp", "Strip", "TeCo", "Combined", "DETECTORS", "make_detector",
+__all__ = ["Detector", "DetectorScores", "ScaleUp", "Strip", "TeCo", "Transplant", "Combined", "DETECTORS", "make_detector",
            "build_detector", "parse_names", "parts_of", "from_settings"]

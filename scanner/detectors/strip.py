@@ -158,7 +158,8 @@ class Strip(Detector):
         self._held = held
 
     def fit(self, clean_images: Any) -> None:
-        """Keep a seeded choice (without replacement) of ``n_blends`` of ``clean_images``.
+        """Keep ``n_blends`` of ``clean_images``: all of them in their order when exactly that many
+        are given (what a calibration stores and gives back), else a seeded choice without replacement.
 
         ``clean_images`` : (n, H, W, C), uint8 or float32 in [0, 1], at the model's input size,
         with n >= n_blends.
@@ -169,8 +170,9 @@ class Strip(Detector):
         if len(imgs) < self.n_blends:
             raise ValueError(f"clean_images: STRIP with {self.n_blends} blends needs at least "
                              f"{self.n_blends} clean images, got {len(imgs)}")
-        chosen = np.random.default_rng(self.seed).choice(len(imgs), self.n_blends, replace=False)
-        self._hold(_unit_images(imgs[chosen], "clean_images"))
+        if len(imgs) > self.n_blends:
+            imgs = imgs[np.random.default_rng(self.seed).choice(len(imgs), self.n_blends, replace=False)]
+        self._hold(_unit_images(imgs, "clean_images"))
 
     @property
     def held_images(self) -> np.ndarray | None:

@@ -449,17 +449,19 @@ def test_timeout_nan_is_a_usage_error(runner, model, images):
 
 
 def test_calibrate_every_detector_then_gate_on_a_named_suspect(runner, model, images, tmp_path):
-    cal, result = _calibrate(runner, model, tmp_path, 80, 31, "--blends", "4", "--severities", "2")
+    cal, result = _calibrate(runner, model, tmp_path, 80, 31, "--blends", "4", "--severities", "2", "--regions", "2")
     assert result.exit_code == 0, result.output
-    assert "calibrated scaleup, strip, teco on 76 benign inputs" in result.stdout and "decision q-fisher" in result.stdout  # ~25 a class: too few for q-profile
+    assert "calibrated scaleup, strip, teco, transplant on 76 benign inputs" in result.stdout and "decision q-fisher" in result.stdout  # ~25 a class: too few for q-profile
     doc = json.loads(cal.read_text())
     assert doc["format_version"] == 2 and doc["decision"] == "q_fisher" and doc["clean_images"]["shape"] == [4, 8, 8, 3]
+    assert doc["detectors"][3] == {"name": "transplant", "grid": 2, "n_backgrounds": 2, "seed": 0}
     folder, _ = images
     out = invoke(runner, "-q", "scan", model.path, folder, "--calibration", cal, "-f", "json")
     assert out.exit_code == 0, out.output
     rep = json.loads(out.stdout)
-    assert rep["score"] == "q-fisher" and [d["name"] for d in rep["detectors"]] == ["scaleup", "strip", "teco"]
-    assert {"strip", "teco", "q_strip", "q_teco", "q_fisher", "q_prob_consistency", "q_profile"} <= set(rep["results"][0])
+    assert rep["score"] == "q-fisher" and [d["name"] for d in rep["detectors"]] == ["scaleup", "strip", "teco", "transplant"]
+    assert {"strip", "teco", "transplant", "q_strip", "q_teco", "q_transplant", "q_fisher", "q_prob_consistency",
+            "q_profile"} <= set(rep["results"][0])
     assert rep["summary"]["verdict"]["expected_fpr_source"].startswith("calibration: per-class conformal")
     named = [s["label"] for s in rep["summary"]["verdict"]["suspected_targets"]]
     gated = invoke(runner, "-q", "scan", model.path, folder, "--calibration", cal, "--fail-on-suspect")

@@ -80,9 +80,18 @@ def test_format_2_round_trip_keeps_detectors_values_images_and_decision(tmp_path
     from scanner import Scanner
 
     fx, cal, result = _v2(tmp_path)
-    assert cal.detector_names == ("scaleup", "strip", "teco") and cal.decision == "q_fisher"  # ~25 images a class: too few for the profile
+    assert cal.detector_names == ("scaleup", "strip", "teco", "transplant")
+    assert cal.decision == "q_fisher"  # ~25 images a class: too few for the profile
     assert cal.n_samples == 80 - 4 and cal.clean_images.shape == (4, 8, 8, 3) and cal.clean_images.dtype == np.uint8
-    assert set(cal.values) == {"spc", "prob_consistency", "strip", "teco", "profile"}
+    assert set(cal.values) == {"spc", "prob_consistency", "strip", "teco", "transplant", "profile"}
+    # the detectors a scan rebuilds from the file are the ones the calibration scored with: a rescan
+    # of the calibration inputs gives their stored raw scores back
+    clean = np.load(tmp_path / "clean.npy")[result.indices]
+    rescan = Scanner(fx.path, calibration=cal).score_arrays(clean)
+    kept = ~np.isnan(cal.values["strip"])
+    rows = np.flatnonzero(np.isin(result.indices, result.indices))  # every scanned input, held ones included
+    for name in ("strip", "teco", "transplant"):
+        np.testing.assert_array_equal(np.asarray(result.scores.named[name])[rows], rescan.named[name])
     cal.save(tmp_path / "cal.json")
     back = Calibration.load(tmp_path / "cal.json")
     assert back.to_dict() == cal.to_dict()
@@ -91,7 +100,7 @@ def test_format_2_round_trip_keeps_detectors_values_images_and_decision(tmp_path
     images = om_images()
     a = Scanner(fx.path, calibration=cal).score_arrays(images)
     b = Scanner(fx.path, calibration=tmp_path / "cal.json").score_arrays(images)
-    for name in ("strip", "teco", "q_fisher", "q_profile", "nspc"):
+    for name in ("strip", "teco", "transplant", "q_fisher", "q_profile", "nspc"):
         np.testing.assert_array_equal(a.named[name], b.named[name])
     assert a.score_name == "q-fisher"
     # a subset of the detectors: their own references and combination, fewer queries
