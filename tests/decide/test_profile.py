@@ -115,7 +115,7 @@ def test_calibrate_then_scan_with_the_profile(model, tmp_path):
     assert cal.profile is not None
     ref = cal.values["profile"]
     np.testing.assert_array_equal(np.isnan(ref), split(cal.labels))  # the fit half is not its own reference
-    assert cal.profile.n_features == 2 * (1 + 5 + 4 + 12 * 2)
+    assert cal.profile.n_features == 2 * (1 + 5 + 4 + 12 * 2 + 3 * 3 * 2)  # input, scales, blends, corruptions, regions
     mixed = np.rint(om.make_images(24, seed=5, triggered_fraction=0.5) * 255).astype(np.uint8)
     scores = Scanner(model.path, calibration=cal).score_arrays(mixed)
     q = scores.named["q_profile"]

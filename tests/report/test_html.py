@@ -146,7 +146,7 @@ def calibrated(tmp_path_factory):
 
 def test_title_says_what_decided(calibrated):
     """Issue 29, point 6: not "SCALE-UP" when three detectors and a calibrated score decide."""
-    assert "<h1>Backdoor-input scan: decided by Q-PROFILE (scaleup + strip + teco)</h1>" in calibrated
+    assert "<h1>Backdoor-input scan: decided by Q-PROFILE (scaleup + strip + teco + transplant)</h1>" in calibrated
     assert "SCALE-UP backdoor-input scan" not in calibrated
 
 
