@@ -266,6 +266,7 @@ def test_calibrated_scan_with_every_detector_matches_local(ray_cluster, case, tm
     result = distributed.scan(fx.path, paths, batch_size=BATCH, workers=2, calibration=cal)
     assert result.settings.score == "q-fisher"  # small classes: the default falls back from q-profile
     assert result.scores.named["q_profile"] is not None  # still computed on the actors, compared below
+    assert result.scores.named["transplant"] is not None  # the held images travel for it as for STRIP
     _same_scores(result, local)
     assert _summary(result) == _summary(local)
 
