@@ -57,7 +57,7 @@ def tie_break(result: ScanResult) -> np.ndarray:
 
 def detectors_of(result: ScanResult) -> tuple[list[Detector], list[str]]:
     """The detectors that ran in the scan, rebuilt from its settings (those that hold clean images
-    with the calibration's), and the names of those that could not be rebuilt."""
+    with the calibration's), and the names of those left out for want of their clean images."""
     st = result.settings
     ran = st.detector.get("detectors") or [{"name": "scaleup", "scales": list(st.detector.get("scales", ()))}]
     names = [d["name"] for d in ran]
@@ -71,9 +71,9 @@ def detectors_of(result: ScanResult) -> tuple[list[Detector], list[str]]:
     for entry in ran:
         try:
             part = make_detector(entry["name"], **{k: v for k, v in entry.items() if k != "name"})
-        except ScannerError:
-            part = None
-        if part is None or part.clean_images_needed:  # its clean images are not in the result
+        except ScannerError:  # settings this version cannot rebuild: nothing to draw
+            continue
+        if part.clean_images_needed:  # its clean images are not in the result
             missing.append(entry["name"])
         else:
             parts.append(part)
@@ -134,7 +134,7 @@ def _card(result: ScanResult, row: int, parts: list[Detector], reporter: Detecto
         cells = "".join(_cells(previews, s.query_labels[row], column, st, label))
         if part is reporter:
             first.append(cells)
-            head = _heading(part, len(previews)) if several else ""
+            head = _heading(part, len(previews)) if several and previews else ""
         elif previews:
             blocks.append(f"<div class='det'>{_heading(part, len(previews))}<div class='row'>{cells}</div></div>")
     top = f"<div class='row'>{''.join(first)}</div>"
