@@ -10,11 +10,37 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
 from ..model.preprocess import Preprocessor
+from ..model.spec import Spec
+
+#: queries a detector previews for one input, at most (the HTML report's gallery draws them)
+MAX_PREVIEWS = 12
+
+
+class Preview(NamedTuple):
+    """One query of a detector for one input, as the model saw it before normalization.
+
+    ``image`` is (H, W, C) float32 in [0, 1]; ``query`` names the column of
+    :meth:`Detector.query_names` whose reported label belongs to it (None: not reported)."""
+
+    caption: str
+    image: np.ndarray
+    query: str | None = None
+
+
+def unit_queries(detector: "Detector", image: np.ndarray) -> np.ndarray:
+    """Every query of ``detector`` for one image (H, W, C), uint8 or unit-range, as its
+    :meth:`~Detector.build_queries` writes them before normalization: (queries, H, W, C) float32
+    (the preprocessor that leaves unit-range RGB images as they are: NHWC, no mean/std)."""
+    image = np.asarray(image)
+    h, w, c = image.shape
+    out = np.empty((detector.queries_per_input, h, w, c), np.float32)
+    detector.build_queries(image[None], out, Preprocessor(Spec(layout="nhwc", height=h, width=w, channels=c)))
+    return out
 
 
 @dataclass
@@ -118,3 +144,9 @@ class Detector(ABC):
         would call such an input consistent, not suspicious. Default: every input is decidable.
         """
         return None
+
+    def preview(self, image: np.ndarray) -> list[Preview]:
+        """A few of this detector's queries of one input ``image`` (H, W, C), uint8 or unit-range,
+        as the model saw them before normalization, built by the code that builds the queries
+        (at most :data:`MAX_PREVIEWS`; the input itself, query 0, left out). Default: none."""
+        return []

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..model.preprocess import Preprocessor
-from .base import Detector, DetectorScores
+from .base import Detector, DetectorScores, Preview
 
 
 class Combined(Detector):
@@ -84,6 +84,10 @@ class Combined(Detector):
 
     def query_names(self) -> list[str]:
         return self._reporter.query_names()
+
+    def preview(self, image: np.ndarray) -> list[Preview]:
+        """Every part's previews, in the parts' order."""
+        return [shown for p in self.parts for shown in p.preview(image)]
 
     def settings(self) -> dict[str, Any]:
         return {"detectors": [{"name": p.name, **p.settings()} for p in self.parts]}

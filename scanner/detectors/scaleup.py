@@ -21,7 +21,7 @@ import math
 from .._validation import MAX_SCALE, MAX_SCALES, check_scales
 from ..inputs.decode import BYTE_MAX
 from ..model.preprocess import Preprocessor
-from .base import Detector, DetectorScores
+from .base import Detector, DetectorScores, Preview, unit_queries
 
 DEFAULT_SCALES: tuple[float, ...] = (3, 5, 7, 9, 11)
 DEFAULT_THRESHOLD = 0.5
@@ -201,6 +201,13 @@ class ScaleUp(Detector):
 
     def query_names(self) -> list[str]:
         return [str(n) for n in self.scales]
+
+    def preview(self, image: np.ndarray) -> list[Preview]:
+        """Every amplified copy ``clip(n x, 0, 1)``, one per scale (n = 1: the input), each with
+        the query name its reported label has (not capped: these are the labels a report shows)."""
+        queries = unit_queries(self, image)
+        row = {n: 1 + i for i, n in enumerate(self._extra)}
+        return [Preview(f"x{n}", queries[row.get(n, 0)], str(n)) for n in self.scales]
 
     def settings(self) -> dict[str, Any]:
         return {"scales": list(self.scales)}

@@ -31,9 +31,11 @@ from .._validation import check_number
 from ..inputs.decode import BYTE_MAX
 from ..errors import ScannerError
 from ..model.preprocess import Preprocessor
-from .base import Detector, DetectorScores
+from .base import MAX_PREVIEWS, Detector, DetectorScores, Preview, unit_queries
 
 DEFAULT_BLENDS = 20
+#: blends a report draws for one input (:meth:`Strip.preview`)
+PREVIEW_BLENDS = 4
 MAX_BLENDS = 256
 MODES = ("add", "alpha")
 #: flag threshold without a calibration: data-free (half of the normalized entropy range), not
@@ -228,6 +230,16 @@ class Strip(Detector):
 
     def query_names(self) -> list[str]:
         return []
+
+    def preview(self, image: np.ndarray, count: int = PREVIEW_BLENDS) -> list[Preview]:
+        """The first ``count`` blends of ``image`` (with held images 1 .. count), built by
+        :meth:`build_queries` of a detector holding only those; none before :meth:`fit`."""
+        if self._held is None:
+            return []
+        count = min(count, self.n_blends, MAX_PREVIEWS)
+        part = Strip.from_images(self._held[:count], mode=self.mode, seed=self.seed)
+        queries = unit_queries(part, image)
+        return [Preview(f"blend {j}", queries[j]) for j in range(1, count + 1)]
 
     def settings(self) -> dict[str, Any]:
         return {"n_blends": self.n_blends, "mode": self.mode, "seed": self.seed}

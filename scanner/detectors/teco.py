@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..model.preprocess import Preprocessor
-from .base import Detector, DetectorScores
+from .base import MAX_PREVIEWS, Detector, DetectorScores, Preview
 from .corruptions import CORRUPTIONS, SEVERITIES, apply_corruption, prepare, to_planar
 
 #: flag threshold without a calibration: a data-free value, NOT calibrated on any model (the
@@ -181,6 +181,17 @@ class TeCo(Detector):
         corrupted = labels[b:self.queries_per_input * b].reshape(len(self.corruptions), self.severities, b)
         score = teco_score(own, corrupted.transpose(2, 0, 1))
         return DetectorScores(own, np.zeros((b, 0), np.int64), {"teco": score})
+
+    def preview(self, image: np.ndarray) -> list[Preview]:
+        """Each corruption of ``image`` at the highest severity queried (at most
+        :data:`MAX_PREVIEWS`), written as :meth:`build_queries` writes it (planar, then the
+        preprocessor's layout; here one that keeps unit-range RGB)."""
+        x = to_planar(np.asarray(image)[None])
+        out = []
+        for name in self.corruptions[:MAX_PREVIEWS]:
+            corrupted = apply_corruption(x, name, self.severities, prep=prepare(x, name))
+            out.append(Preview(f"{name.replace('_', ' ')} {self.severities}", corrupted[0].transpose(1, 2, 0)))
+        return out
 
     def settings(self) -> dict[str, Any]:
         return {"corruptions": list(self.corruptions), "severities": self.severities}

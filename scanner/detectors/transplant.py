@@ -32,7 +32,7 @@ import numpy as np
 from ..inputs.decode import BYTE_MAX
 from ..errors import ScannerError
 from ..model.preprocess import Preprocessor
-from .base import Detector, DetectorScores
+from .base import MAX_PREVIEWS, Detector, DetectorScores, Preview, unit_queries
 from .strip import _unit_images
 
 DEFAULT_GRID = 3
@@ -142,6 +142,18 @@ class Transplant(Detector):
     def score(self, labels: np.ndarray, probs: np.ndarray | None, b: int) -> DetectorScores:
         value = transplant_score(labels, probs, b, self.grid * self.grid, self.n_backgrounds)
         return DetectorScores(np.asarray(labels[:b]), np.zeros((b, 0), np.int64), {"transplant": value})
+
+    def preview(self, image: np.ndarray) -> list[Preview]:
+        """Each region of ``image`` pasted onto the first background (row-major; at most
+        :data:`MAX_PREVIEWS`), built by :meth:`build_queries` of a detector holding only that
+        background; none before :meth:`fit`."""
+        if self._held is None:
+            return []
+        part = Transplant(grid=self.grid, n_backgrounds=1, seed=self.seed)
+        part._held = self._held[:1]
+        queries = unit_queries(part, image)
+        cells = [(i, j) for i in range(self.grid) for j in range(self.grid)][:MAX_PREVIEWS]
+        return [Preview(f"region {i + 1},{j + 1}", queries[1 + k]) for k, (i, j) in enumerate(cells)]
 
     def settings(self) -> dict[str, Any]:
         return {"grid": self.grid, "n_backgrounds": self.n_backgrounds, "seed": self.seed}

@@ -5,12 +5,12 @@ Its title says what decided (the deciding score and the detectors). It holds the
 gate, the flagged rate of each predicted class against its expected rate, a histogram of each score
 (the deciding one first; a threshold line on it and on every calibrated score), the model and
 settings (the preprocessing as a table with where each field came from), the failures, and a
-gallery of the most suspicious inputs (capped): by the deciding score, highest first; ties by
-:func:`tie_break` (the mean of the other calibrated ``q_`` scores, else SCALE-UP's
-prob-consistency, highest first), then input order. Each input is shown beside its amplified copies
-``clip(n * x, 0, 1)`` (pixel space, as SCALE-UP queries the model) with the label at each scale,
-so an auditor sees the trigger survive the amplification. Its size does not grow with the number
-of inputs beyond the per-class chart and the failure list (both capped).
+gallery of the most suspicious inputs (capped; :mod:`.gallery`): by the deciding score, highest
+first; ties by :func:`tie_break`, then input order. Each input is shown beside a few queries of
+every detector that ran, as the model saw them (SCALE-UP's amplified copies ``clip(n * x, 0, 1)``
+with the label at each scale, STRIP's blends, TeCo's corruptions, the transplanted regions), so an
+auditor sees what the trigger survives. Its size does not grow with the number of inputs beyond
+the per-class chart and the failure list (both capped).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..decide.verdict import Gate, Summary
 from .common import display_name
-from .images import data_uri as _data_uri, decode as _decode
+from .gallery import gallery as _gallery, tie_break  # noqa: F401 - its documented home
 from ..results import ScanResult
 
 GALLERY = 24  # inputs in the gallery at most
@@ -43,7 +43,8 @@ th{color:#5b6475;font-weight:600}.mono{font-family:ui-monospace,Menlo,Consolas,m
 .muted{color:#6b7385}.card{border:1px solid #dde2ea;border-radius:6px;padding:8px;margin:0 0 10px}
 .row{display:flex;gap:6px;align-items:flex-end;flex-wrap:wrap}.cell{text-align:center;font-size:12px}
 .cell img{display:block;image-rendering:pixelated;width:80px;height:80px;object-fit:contain;background:#f3f4f7;
-border:1px solid #dde2ea}.same{color:#a4161a;font-weight:600}.name{font-size:12.5px;margin-bottom:4px;word-break:break-all}
+border:1px solid #dde2ea}.det .cell img{width:64px;height:64px}.dname{font-size:12px;color:#5b6475;margin:6px 0 2px}
+.same{color:#a4161a;font-weight:600}.name{font-size:12.5px;margin-bottom:4px;word-break:break-all}
 svg text{font:11px system-ui,sans-serif;fill:#1d2330}
 """
 
@@ -87,29 +88,8 @@ def thresholds(settings, names) -> dict[str, float]:
     return out
 
 
-def tie_break(result: ScanResult) -> np.ndarray:
-    """The gallery's second key, for inputs with the same deciding score: the mean of the other
-    calibrated ``q_`` scores (NaN left out), else SCALE-UP's prob-consistency, else 0."""
-    s, deciding = result.scores, result.settings.score.replace("-", "_")
-    others = [np.asarray(v, np.float64) for k, v in s.named.items()
-              if v is not None and k.startswith("q_") and k != deciding]
-    if not others and s.named.get("prob_consistency") is not None and deciding != "prob_consistency":
-        others = [np.asarray(s.named["prob_consistency"], np.float64)]
-    if not others:
-        return np.zeros(len(s.labels))
-    stacked = np.vstack(others)
-    counts = np.isfinite(stacked).sum(axis=0)
-    sums = np.where(np.isfinite(stacked), stacked, 0.0).sum(axis=0)
-    return np.where(counts > 0, sums / np.maximum(counts, 1), -np.inf)
-
-
 def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
-
-
-def _label(settings, label: int) -> str:
-    name = settings.class_name(label)
-    return f"{label} {name}" if name else str(label)
 
 
 # -- sections ------------------------------------------------------------------------------------
@@ -261,54 +241,6 @@ def _failures(result: ScanResult) -> str:
     more = f"<p class='muted'>and {len(records) - MAX_FAILURES:,} more (all in the JSON/CSV report)</p>" \
         if len(records) > MAX_FAILURES else ""
     return f"<table>{rows}</table>{more}"
-
-
-# -- the gallery ---------------------------------------------------------------------------------
-def _gallery(result: ScanResult, cap: int) -> str:
-
-    s, st = result.scores, result.settings
-    if result.n_scored == 0 or cap <= 0:
-        return "<p class='muted'>no input was scored</p>"
-    score = np.nan_to_num(np.asarray(s.score, dtype=np.float64), nan=-np.inf)
-    # the deciding score, highest first; ties by the other calibrated scores (tie_break); then input order
-    order = np.lexsort((np.arange(len(score)), -tie_break(result), -score))[:cap]
-    scales = [n for n in st.detector.get("scales", [])]
-    intro = (f"<p class='muted'>the {len(order)} inputs with the largest {_e(st.score.upper())} of {result.n_scored:,} "
-             f"scored (ties: the mean of the other calibrated q- scores, highest first, then input order), each "
-             f"beside SCALE-UP's amplified copies clip(n&middot;x, 0, 1) and the model's label at each scale (red: the "
-             f"unscaled label kept), with every detector's score.</p>")
-    cards = []
-    for row in order.tolist():
-        index = int(result.indices[row])
-        label = int(s.labels[row])
-        image = _decode(result, index)
-        cells = [_cell(image, "x", _label(st, label), False)]
-        for name, q in zip(st.query_names, s.query_labels[row].tolist()):
-            factor = _factor(name, scales)
-            copy = None if image is None or factor is None else np.clip(image * factor, 0.0, 1.0)
-            cells.append(_cell(copy, f"x{name}", _label(st, int(q)), int(q) == label))
-        flagged = bool(s.flagged[row])
-        others = " &middot; ".join(f"{_e(k)} {float(v[row]):.3g}" for k, v in s.named.items()
-                                   if v is not None and k != st.score.replace("-", "_") and np.isfinite(v[row]))
-        cards.append(f"<div class='card'><div class='name mono'>{_e(display_name(result.inputs.name(index)))} &middot; "
-                     f"{_e(st.score.upper())} {float(s.score[row]):.3g}"
-                     f"<br><span class='muted'>{others}</span>"
-                     f"{' &middot; <span class=same>flagged</span>' if flagged else ''}</div>"
-                     f"<div class='row'>{''.join(cells)}</div></div>")
-    return intro + "".join(cards)
-
-
-def _factor(name: str, scales) -> float | None:
-    try:
-        return float(name)
-    except ValueError:
-        return None
-
-
-def _cell(image: np.ndarray | None, caption: str, label: str, same: bool) -> str:
-    src = _data_uri(image) if image is not None else ""
-    img = f"<img alt='{_e(caption)}' src='{src}'>" if src else "<div class='muted'>(no image)</div>"
-    return f"<div class='cell'>{img}{_e(caption)}<br><span class='{'same' if same else ''}'>{_e(label)}</span></div>"
 
 
 # -- scanner evaluate --html ---------------------------------------------------------------------

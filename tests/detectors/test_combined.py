@@ -61,3 +61,32 @@ def test_names_and_errors():
     both = build_detector("scaleup,teco", {"teco": {"severities": 2}})
     assert both.queries_per_input == 1 + 5 + 12 * 2
     assert both.scales == (3, 5, 7, 9, 11)
+
+
+def test_preview_is_each_parts_preview_in_order():
+    from scanner.detectors import Strip, TeCo
+
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 8, 3), dtype=np.float32)
+    strip = Strip.from_images(rng.random((5, 8, 8, 3), dtype=np.float32))
+    parts = [ScaleUp(scales=(3, 5)), strip, TeCo(corruptions=("contrast", "pixelate"), severities=2)]
+    shown = Combined(parts).preview(x)
+    expected = [p for part in parts for p in part.preview(x)]
+    assert [p.caption for p in shown] == ["x3", "x5", "blend 1", "blend 2", "blend 3", "blend 4", "contrast 2",
+                                          "pixelate 2"]
+    assert all(np.array_equal(a.image, b.image) and a.query == b.query for a, b in zip(shown, expected))
+
+
+def test_a_detector_previews_nothing_by_default():
+    class Plain(Detector):
+        name = "plain"
+        score_names = ("plain",)
+        queries_per_input = 1
+
+        def build_queries(self, images, out, pre):
+            pass
+
+        def score(self, labels, probs, b):
+            return DetectorScores(labels[:b], np.zeros((b, 0), np.int64), {})
+
+    assert Plain().preview(np.zeros((4, 4, 3), np.float32)) == []

@@ -111,3 +111,16 @@ def _as_input(tmp_path, x):
     path = tmp_path / "x.npy"
     np.save(path, np.rint(x * 255).astype(np.uint8))
     return [path]
+
+
+def test_preview_is_every_amplified_copy_named_by_its_reported_label(images):
+    from scanner.detectors.scaleup import ScaleUp
+
+    det = ScaleUp(scales=(1, 3, 5))
+    x = images[0]
+    shown = det.preview(x)
+    assert [(p.caption, p.query) for p in shown] == [("x1", "1"), ("x3", "3"), ("x5", "5")]
+    assert [p.query for p in shown] == det.query_names()
+    unit = x  # unit-range float32 pixels
+    for n, p in zip((1, 3, 5), shown):
+        np.testing.assert_array_equal(p.image, np.minimum(unit * np.float32(n), np.float32(1)))

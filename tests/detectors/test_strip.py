@@ -321,3 +321,32 @@ def test_from_images_refuses_too_many_or_none():
         Strip.from_images(np.zeros((257, 2, 2, 3), np.uint8))
     with pytest.raises(ValueError, match="non-empty"):
         Strip.from_images(np.zeros((0, 2, 2, 3), np.uint8))
+
+
+# -- the preview ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["add", "alpha"])
+def test_preview_is_the_first_blends_the_model_is_given(tmp_path, images, mode):
+    fx, pre = _preprocessor(tmp_path, "trigger_normalized_outside")
+    clean = om.make_images(6, seed=8, triggered_fraction=0.0)
+    det = Strip.from_images(clean, mode=mode)
+    x = images[:3]
+    b = len(x)
+    out = np.full(((1 + len(clean)) * b,) + pre.model_shape, np.nan, np.float32)
+    det.build_queries(x, out, pre)
+    for k in range(b):
+        shown = det.preview(x[k])
+        assert [p.caption for p in shown] == ["blend 1", "blend 2", "blend 3", "blend 4"]
+        assert all(p.query is None for p in shown)
+        for j, p in enumerate(shown, start=1):
+            assert p.image.dtype == np.float32 and p.image.shape == x[k].shape
+            unit, c = x[k], clean[j - 1]  # an independent construction, in pixel space
+            expected = np.clip(unit + c, 0, 1) if mode == "add" else 0.5 * unit + 0.5 * c
+            np.testing.assert_allclose(p.image, expected, atol=1e-6)
+            # normalized, bit for bit the query row build_queries writes
+            assert np.array_equal(pre(p.image[None])[0].view(np.uint32), out[j * b + k].view(np.uint32))
+
+
+def test_preview_needs_held_images_and_stops_at_the_blends_held():
+    assert Strip().preview(np.zeros((4, 4, 3), np.float32)) == []
+    det = Strip.from_images(np.full((2, 4, 4, 3), 0.25, np.float32))
+    assert len(det.preview(np.zeros((4, 4, 3), np.float32))) == 2

@@ -499,3 +499,23 @@ def test_scan_of_files_equals_score_arrays(tmp_path):
     assert result.n_scored == 4 and not result.failures
     _, _, want = _direct_scores(fx.path, fx.spec, images, det)
     np.testing.assert_array_equal(result.scores.teco, want)
+
+
+@pytest.mark.parametrize("severities", [5, 2])
+def test_preview_is_each_corruption_at_the_highest_severity_the_model_is_given(tmp_path, images, severities):
+    fx = om.trigger_normalized_outside(tmp_path)
+    pre = Scanner(fx.path, device="cpu", spec=fx.spec).model.preprocessor
+    det = TeCo(severities=severities)
+    x = images[:3]
+    b = len(x)
+    out = np.full((det.queries_per_input * b,) + pre.model_shape, np.nan, np.float32)
+    det.build_queries(x, out, pre)
+    for k in range(b):
+        shown = det.preview(x[k])
+        assert [p.caption for p in shown] == [f"{name.replace('_', ' ')} {severities}" for name in CORRUPTIONS]
+        for ci, (name, p) in enumerate(zip(CORRUPTIONS, shown)):
+            assert p.image.dtype == np.float32 and p.image.shape == x[k].shape and p.query is None
+            # an independent construction: the public corruption of the input alone
+            np.testing.assert_allclose(p.image, corrupt(x[k:k + 1], name, severities)[0], atol=1e-6)
+            row = (1 + ci * severities + severities - 1) * b + k
+            assert np.array_equal(pre(p.image[None])[0].view(np.uint32), out[row].view(np.uint32)), name

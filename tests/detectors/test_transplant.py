@@ -198,3 +198,25 @@ def test_the_interface_values():
     assert det.queries_per_input == 19 and det.clean_images_needed == 2
     assert det.settings() == {"grid": 3, "n_backgrounds": 2, "seed": 0}
     assert det.describe() == "3x3 regions onto 2 clean images"
+
+
+def test_preview_is_each_region_on_the_first_background_as_the_model_is_given(tmp_path, images):
+    fx = om.trigger_normalized_outside(tmp_path)
+    pre = Scanner(fx.path, device="cpu", spec=fx.spec).model.preprocessor
+    clean = om.make_images(2, seed=8, triggered_fraction=0.0)
+    det = Transplant()
+    det.fit(clean)
+    x = images[:3]
+    b = len(x)
+    out = np.full((det.queries_per_input * b,) + pre.model_shape, np.nan, np.float32)
+    det.build_queries(x, out, pre)
+    assert Transplant().preview(x[0]) == []  # nothing held, nothing to show
+    for kk in range(b):
+        shown = det.preview(x[kk])
+        assert [p.caption for p in shown] == [f"region {i},{j}" for i in (1, 2, 3) for j in (1, 2, 3)]
+        for r, ((rows, cols), p) in enumerate(zip(regions(SIZE, SIZE, 3), shown)):
+            query = np.array(clean[0])  # an independent construction, in pixel space
+            query[rows, cols] = x[kk][rows, cols]
+            np.testing.assert_array_equal(p.image, query)
+            # region r on background 0 is query 1 + r * M, bit for bit
+            assert np.array_equal(pre(p.image[None])[0].view(np.uint32), out[(1 + r * 2) * b + kk].view(np.uint32))

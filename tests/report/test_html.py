@@ -64,6 +64,7 @@ def test_gallery_largest_score_first_with_amplified_copies(report):
     assert scores and scores == sorted(scores, reverse=True) and len(scores) <= 24
     images = _images(text)
     assert [alt for alt, _, _ in images[:6]] == ["x", "x3", "x5", "x7", "x9", "x11"]
+    assert len(images) % 6 == 0 and "class='det'" not in text and "data-detector=" not in text  # SCALE-UP only
     decoded = [np.asarray(Image.open(io.BytesIO(base64.b64decode(data)))).astype(np.float64) / 255
                for _, _, data in images[:6]]
     for n, copy in zip((3, 5, 7, 9, 11), decoded[1:]):
@@ -135,7 +136,7 @@ def test_evaluate_writes_a_self_contained_page(tmp_path):
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
-    """The bundled sample's calibrated report: three detectors, q-profile decides, ties at the top."""
+    """The bundled sample's calibrated report: four detectors, q-profile decides, ties at the top."""
     out = tmp_path_factory.mktemp("sample") / "report.html"
     run = CliRunner().invoke(app, ["-q", "scan", str(ROOT / "samples/model.onnx"), str(ROOT / "samples/clean"),
                                    str(ROOT / "samples/triggered"), "--calibration",
@@ -145,7 +146,7 @@ def calibrated(tmp_path_factory):
 
 
 def test_title_says_what_decided(calibrated):
-    """Issue 29, point 6: not "SCALE-UP" when three detectors and a calibrated score decide."""
+    """Issue 29, point 6: not "SCALE-UP" when four detectors and a calibrated score decide."""
     assert "<h1>Backdoor-input scan: decided by Q-PROFILE (scaleup + strip + teco + transplant)</h1>" in calibrated
     assert "SCALE-UP backdoor-input scan" not in calibrated
 
@@ -184,3 +185,62 @@ def test_preprocessing_is_a_table_with_its_sources(calibrated):
     assert "<th>field</th><th>value</th><th>from</th>" in table
     assert "<th>mean</th><td class='mono'>0.4914, 0.4822, 0.4465</td><td class='muted'>model metadata</td>" in table
     assert "schema_version" not in table and "input_name=" not in calibrated
+
+
+def _decoded(data):
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")).astype(np.float64) / 255
+
+
+def test_gallery_shows_each_deciding_detectors_queries(calibrated):
+    """Issue 29, point 6: every detector that decided shows its queries of a suspicious input,
+    under its own heading; only SCALE-UP's carry the labels the scan kept."""
+    from scanner.decide.calibration import Calibration
+    from scanner.detectors import from_settings
+
+    cards = calibrated.split("<div class='card'><div class='name mono'>")[1:]
+    assert len(cards) == 20
+    first = cards[0]
+    heads = re.findall(r"data-detector='(\w+)'><b>([^<]+)</b>", first)
+    assert heads == [("scaleup", "SCALE-UP"), ("strip", "STRIP"), ("teco", "TeCo"), ("transplant", "Region transplant")]
+    alts = [alt for alt, _, _ in _images(first)]
+    assert alts[:6] == ["x", "x3", "x5", "x7", "x9", "x11"]
+    assert alts[6:10] == ["blend 1", "blend 2", "blend 3", "blend 4"]
+    assert alts[10:22] == [f"{c.replace('_', ' ')} 2" for c in
+                           ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "gaussian_blur",
+                            "defocus_blur", "motion_blur", "contrast", "brightness", "saturate", "pixelate",
+                            "jpeg_compression")]
+    assert alts[22:] == [f"region {i},{j}" for i in (1, 2, 3) for j in (1, 2, 3)]
+    labelled = re.findall(r"<img alt='([^']*)'[^>]*>[^<]*<br><span", first)
+    assert labelled == ["x", "x3", "x5", "x7", "x9", "x11"]  # the report runs no model: no other labels
+    # what is drawn is the query: STRIP's blend j is clip(x + held image j, 0, 1), the held images
+    # being the calibration's, as the scan took them
+    cal = Calibration.load(ROOT / "samples/calibration.json")
+    strip, transplant = [p for p in from_settings(cal.detectors, cal.clean_images).parts
+                         if p.name in ("strip", "transplant")]
+    pictures = {alt: _decoded(data) for alt, _, data in _images(first)}
+    x = pictures["x"]
+    for j in (1, 2, 3, 4):
+        np.testing.assert_allclose(pictures[f"blend {j}"], np.clip(x + strip.held_images[j - 1], 0, 1), atol=1.5 / 255)
+    corner = np.array(transplant.held_images[0], np.float64)
+    corner[-11:, -11:] = x[-11:, -11:]  # the 32x32 image's region 3,3 (rows and columns 21..31)
+    np.testing.assert_allclose(pictures["region 3,3"], corner, atol=1.5 / 255)
+    # every detector for the first eight, SCALE-UP's copies only for the others (the page stays small)
+    assert [len(_images(c)) for c in cards] == [31] * 8 + [6] * 12
+    assert len(calibrated) < 1_500_000
+
+
+def test_queries_of_a_detector_fit_by_hand_are_left_out_and_said_so(tmp_path):
+    from scanner import Scanner
+    from scanner.detectors import Combined, ScaleUp, Strip
+    from scanner.report.html import write_html
+
+    fx = om.trigger_nchw(tmp_path / "model", embed_spec=True)
+    folder = write_pngs(tmp_path / "imgs", om.make_images(6, seed=4, triggered_fraction=0.5))
+    strip = Strip.from_images(om.make_images(4, seed=5, triggered_fraction=0.0))
+    result = Scanner(fx.path, device="cpu", detector=Combined([ScaleUp(), strip])).scan(folder)
+    page = io.StringIO()
+    write_html(result, result.summary(), None, page)
+    text = page.getvalue()
+    assert "not drawn: the queries of strip (the clean images it uses are not in the scan's calibration)" in text
+    assert "data-detector='scaleup'" in text and "data-detector='strip'" not in text
+    assert [alt for alt, _, _ in _images(text)][:6] == ["x", "x3", "x5", "x7", "x9", "x11"]
