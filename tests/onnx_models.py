@@ -135,6 +135,26 @@ def _spec(layout="nchw", size=DEFAULT_SIZE, channels=3, pixel_range="unit", mean
 # ---------------------------------------------------------------------------------------------
 # numpy twins and helpers
 # ---------------------------------------------------------------------------------------------
+def mean_softmax_model(tmp_path, *, a: float, k: int, size: int = DEFAULT_SIZE) -> Path:
+    """input [N, 3, size, size] -> probabilities softmax([a * m, 0, ..., 0]) (k classes), m the
+    mean pixel: every probability known in closed form (STRIP's entropy, the transplant's pull)."""
+    zeros = [f"z{i}" for i in range(k - 1)]
+    nodes = [helper.make_node("ReduceMean", ["input"], ["m"], axes=[1, 2, 3], keepdims=0),
+             helper.make_node("Unsqueeze", ["m", "one"], ["m1"]),
+             helper.make_node("Mul", ["m1", "a"], ["s"])]
+    nodes += [helper.make_node("Sub", ["m1", "m1"], [z]) for z in zeros]
+    nodes += [helper.make_node("Concat", ["s", *zeros], ["logits"], axis=1),
+              helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]
+    graph = helper.make_graph(
+        nodes, "mean_softmax", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", k])],
+        initializer=[helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+                     helper.make_tensor("a", TensorProto.FLOAT, [], [a])])
+    path = Path(tmp_path) / f"mean_softmax_{k}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
+    return path
+
+
 def to_bytes(images: np.ndarray) -> np.ndarray:
     """What the graphs do first: ``rint(float32(x) * 255)`` as int64."""
     x = np.asarray(images, dtype=np.float32)

@@ -29,9 +29,9 @@ import numpy as np
 
 from .._validation import check_number
 from ..inputs.decode import BYTE_MAX
-from ..errors import ScannerError
 from ..model.preprocess import Preprocessor
 from .base import MAX_PREVIEWS, Detector, DetectorScores, Preview, unit_queries
+from .held import held_for, unit_images
 
 DEFAULT_BLENDS = 20
 #: blends a report draws for one input (:meth:`Strip.preview`)
@@ -44,22 +44,6 @@ DEFAULT_THRESHOLD = 0.5
 
 _NOT_FITTED = ("STRIP needs clean images from a calibration "
                "(scanner calibrate MODEL CLEAN... -o cal.json, then scan with --calibration cal.json); none were given")
-
-
-def _unit_images(images: Any, name: str) -> np.ndarray:
-    """(n, H, W, C) uint8 or unit-range float images -> a new float32 array (ValueError if not)."""
-    arr = np.asarray(images)
-    if arr.ndim != 4 or arr.dtype.kind not in "uf" or arr.shape[0] == 0:
-        raise ValueError(f"{name}: expected a non-empty array of images shaped (n, H, W, C), uint8 or float "
-                         f"in [0, 1], got {arr.shape} {arr.dtype}")
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / BYTE_MAX
-    if arr.dtype.kind == "u":
-        raise ValueError(f"{name}: integer pixels must be uint8, got {arr.dtype}")
-    out = np.array(arr, dtype=np.float32)
-    if not np.isfinite(out).all() or out.min() < 0 or out.max() > 1:
-        raise ValueError(f"{name}: float pixels must be finite and in [0, 1]")
-    return out
 
 
 def prediction_entropy(probs: np.ndarray) -> np.ndarray:
@@ -147,7 +131,7 @@ class Strip(Detector):
         What a calibration file stores (:attr:`held_images`, plus mode and seed for the record)
         gives back the same queries and scores.
         """
-        held = _unit_images(images, "images")
+        held = unit_images(images, "images")
         if len(held) > MAX_BLENDS:
             raise ValueError(f"images: {len(held)} images; at most {MAX_BLENDS} blends are allowed")
         det = cls(n_blends=len(held), mode=mode, seed=seed)
@@ -168,13 +152,13 @@ class Strip(Detector):
         """
         imgs = np.asarray(clean_images)
         if imgs.ndim != 4:
-            _unit_images(imgs, "clean_images")  # raises, naming the shape expected
+            unit_images(imgs, "clean_images")  # raises, naming the shape expected
         if len(imgs) < self.n_blends:
             raise ValueError(f"clean_images: STRIP with {self.n_blends} blends needs at least "
                              f"{self.n_blends} clean images, got {len(imgs)}")
         if len(imgs) > self.n_blends:
             imgs = imgs[np.random.default_rng(self.seed).choice(len(imgs), self.n_blends, replace=False)]
-        self._hold(_unit_images(imgs, "clean_images"))
+        self._hold(unit_images(imgs, "clean_images"))
 
     @property
     def held_images(self) -> np.ndarray | None:
@@ -186,13 +170,7 @@ class Strip(Detector):
         return 1 + self.n_blends
 
     def build_queries(self, images: np.ndarray, out: np.ndarray, pre: Preprocessor) -> None:
-        held = self._held
-        if held is None:
-            raise ScannerError(_NOT_FITTED)
-        if tuple(images.shape[1:]) != held.shape[1:]:
-            h, w, c = held.shape[1:]
-            raise ScannerError(f"STRIP holds clean images of {h}x{w}x{c} but the inputs are "
-                               f"{'x'.join(map(str, images.shape[1:]))}; calibrate it for this model's input size")
+        held = held_for(self._held, images, "STRIP", _NOT_FITTED)
         b = len(images)
         src = out[:b]
         base = pre.to_layout(images)

@@ -30,10 +30,9 @@ from typing import Any
 import numpy as np
 
 from ..inputs.decode import BYTE_MAX
-from ..errors import ScannerError
 from ..model.preprocess import Preprocessor
 from .base import MAX_PREVIEWS, Detector, DetectorScores, Preview, unit_queries
-from .strip import _unit_images
+from .held import held_for, unit_images
 
 DEFAULT_GRID = 3
 DEFAULT_BACKGROUNDS = 2
@@ -97,13 +96,13 @@ class Transplant(Detector):
         all of them in their order when exactly that many are given, else a seeded choice."""
         imgs = np.asarray(clean_images)
         if imgs.ndim != 4:
-            _unit_images(imgs, "clean_images")  # raises, naming the shape expected
+            unit_images(imgs, "clean_images")  # raises, naming the shape expected
         if len(imgs) < self.n_backgrounds:
             raise ValueError(f"clean_images: the transplant detector with {self.n_backgrounds} backgrounds needs at "
                              f"least {self.n_backgrounds} clean images, got {len(imgs)}")
         if len(imgs) > self.n_backgrounds:
             imgs = imgs[np.sort(np.random.default_rng(self.seed).choice(len(imgs), self.n_backgrounds, replace=False))]
-        held = np.ascontiguousarray(_unit_images(imgs, "clean_images"), dtype=np.float32)
+        held = np.ascontiguousarray(unit_images(imgs, "clean_images"), dtype=np.float32)
         held.flags.writeable = False
         self._held = held
 
@@ -117,13 +116,7 @@ class Transplant(Detector):
         return 1 + self.grid * self.grid * self.n_backgrounds
 
     def build_queries(self, images: np.ndarray, out: np.ndarray, pre: Preprocessor) -> None:
-        held = self._held
-        if held is None:
-            raise ScannerError(_NOT_FITTED)
-        if tuple(images.shape[1:]) != held.shape[1:]:
-            h, w, c = held.shape[1:]
-            raise ScannerError(f"the transplant detector holds clean images of {h}x{w}x{c} but the inputs are "
-                               f"{'x'.join(map(str, images.shape[1:]))}; calibrate it for this model's input size")
+        held = held_for(self._held, images, "the transplant detector", _NOT_FITTED)
         b = len(images)
         unit = images / np.float32(BYTE_MAX) if images.dtype == np.uint8 else images
         out[:b] = pre.to_layout(unit)

@@ -5,9 +5,7 @@ import math
 from collections import Counter
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 import onnx_models as om
 from scanner import Scanner
@@ -19,25 +17,6 @@ SIZE = 8
 
 
 # -- a model whose probabilities are known in closed form ------------------------------------
-def _mean_model(tmp_path, *, a: float, k: int) -> str:
-    """input [N, 3, 8, 8] -> probabilities softmax([a * m, 0, ..., 0]) (k classes), m the mean pixel."""
-    zeros = [f"z{i}" for i in range(k - 1)]
-    nodes = [helper.make_node("ReduceMean", ["input"], ["m"], axes=[1, 2, 3], keepdims=0),
-             helper.make_node("Unsqueeze", ["m", "one"], ["m1"]),
-             helper.make_node("Mul", ["m1", "a"], ["s"])]
-    nodes += [helper.make_node("Sub", ["m1", "m1"], [z]) for z in zeros]
-    nodes += [helper.make_node("Concat", ["s", *zeros], ["logits"], axis=1),
-              helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]
-    graph = helper.make_graph(
-        nodes, "mean_softmax", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", k])],
-        initializer=[helper.make_tensor("one", TensorProto.INT64, [1], [1]),
-                     helper.make_tensor("a", TensorProto.FLOAT, [], [a])])
-    path = tmp_path / f"mean_softmax_{k}.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
-    return path
-
-
 def _const(v):
     return np.full((SIZE, SIZE, 3), v, np.float32)
 
@@ -71,7 +50,7 @@ def _closed_form_entropy(m, a, k):
 @pytest.mark.parametrize("a,k", [(2.0, 3), (5.0, 2)])
 def test_score_equals_the_hand_computed_entropy(tmp_path, mode, a, k):
     det = Strip.from_images(HAND_CLEAN, mode=mode)
-    scanner = Scanner(_mean_model(tmp_path, a=a, k=k), device="cpu", spec={"height": SIZE, "width": SIZE},
+    scanner = Scanner(om.mean_softmax_model(tmp_path, a=a, k=k), device="cpu", spec={"height": SIZE, "width": SIZE},
                       detector=det)
     s = scanner.score_arrays(HAND_INPUTS)
     expected = [1 - np.mean([_closed_form_entropy(m, a, k) for m in row]) / math.log(k) for row in HAND_MEANS[mode]]

@@ -6,8 +6,6 @@ import math
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
-import onnx
 
 import onnx_models as om
 from scanner import Scanner
@@ -17,25 +15,6 @@ from scanner.errors import ScannerError
 from scanner.inputs.decode import BYTE_MAX
 
 SIZE = 8
-
-
-def _mean_model(tmp_path, *, a: float, k: int) -> str:
-    """input [N, 3, 8, 8] -> probabilities softmax([a * m, 0, ..., 0]) (k classes), m the mean pixel."""
-    zeros = [f"z{i}" for i in range(k - 1)]
-    nodes = [helper.make_node("ReduceMean", ["input"], ["m"], axes=[1, 2, 3], keepdims=0),
-             helper.make_node("Unsqueeze", ["m", "one"], ["m1"]),
-             helper.make_node("Mul", ["m1", "a"], ["s"])]
-    nodes += [helper.make_node("Sub", ["m1", "m1"], [z]) for z in zeros]
-    nodes += [helper.make_node("Concat", ["s", *zeros], ["logits"], axis=1),
-              helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]
-    graph = helper.make_graph(
-        nodes, "mean_softmax", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", k])],
-        initializer=[helper.make_tensor("one", TensorProto.INT64, [1], [1]),
-                     helper.make_tensor("a", TensorProto.FLOAT, [], [a])])
-    path = tmp_path / f"mean_softmax_{k}.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
-    return path
 
 
 def _log_p0(m: float, a: float, k: int) -> float:
@@ -84,7 +63,7 @@ def test_scanner_scores_equal_the_hand_computed_pull(tmp_path):
     halves = _const(0.25)
     halves[:, : SIZE // 2] = 0.75
     x = np.stack([_const(1.0), halves])
-    s = Scanner(_mean_model(tmp_path, a=a, k=k), device="cpu", spec={"height": SIZE, "width": SIZE},
+    s = Scanner(om.mean_softmax_model(tmp_path, a=a, k=k), device="cpu", spec={"height": SIZE, "width": SIZE},
                 detector=det).score_arrays(x)
     # a region is a quarter of the image: query mean = 0.25 * region + 0.75 * background.
     # input 0: every region 1.0 -> means 0.25 (bg 0) and 0.625 (bg 0.5): weakest 0.25.

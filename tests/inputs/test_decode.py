@@ -98,7 +98,7 @@ def test_every_byte_becomes_exactly_what_division_by_255_gives(tmp_path):
     image takes (array files, decoded image files, the batch loader, SCALE-UP's query buffer);
     the old product with float32(1 / 255) differed on 126 of the 256 values."""
     from scanner.detectors.scaleup import fill_scaled_batch
-    from scanner.detectors.strip import _unit_images
+    from scanner.detectors.held import unit_images
     from scanner.inputs.decode import fit_array_images
     from scanner.inputs.find import collect_inputs
     from scanner.inputs.stream import BatchLoader
@@ -111,7 +111,7 @@ def test_every_byte_becomes_exactly_what_division_by_255_gives(tmp_path):
         assert np.array_equal(np.asarray(got, np.float32).reshape(want.shape).view(np.uint32), want.view(np.uint32))
 
     same(fit_array_images(every, 16, 16, 1))
-    same(_unit_images(every, "images"))
+    same(unit_images(every, "images"))
     out = np.empty((2, 1, 16, 16), np.float32)
     fill_scaled_batch(every.transpose(0, 3, 1, 2), (3,), out)
     same(out[:1].transpose(0, 2, 3, 1))
