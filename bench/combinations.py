@@ -1,5 +1,5 @@
 """How to combine the detectors: Fisher's method against Tippett's minimum p-value, one- and
-two-sided p-values, over every subset of SCALE-UP, STRIP and TeCo.
+two-sided p-values, over every subset of SCALE-UP, STRIP, TeCo and region transplant.
 
     python -m bench.combinations [--cal-split train|heldout]
 
@@ -8,8 +8,9 @@ first). For every attacked CIFAR-10 / GTSRB entry and every variant: per-class c
 p-values from the calibration (two-sided: twice the smaller tail), combined by Fisher
 (``-2 sum log p``) or Tippett (``min p``), the combined statistic referenced per class on the
 calibration's leave-one-out values, flagged at p <= 0.05. Means over the entries: AUROC, TPR,
-lowest TPR, FPR, highest target-class FPR. This is how the default decision (one-sided Fisher over
-all three) was chosen. Writes bench/results/combinations.md.
+lowest TPR, FPR, highest target-class FPR. This is how the default decision of version 0.2
+(one-sided Fisher over SCALE-UP, STRIP and TeCo) was chosen; the response profile (``q_profile``)
+replaced it and is measured by ``bench.reproduce``. Writes bench/results/combinations.md.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .reproduce import TARGET_FPR, VERSION, auroc, image_sets
 from .summarize import load_manifests, ordered
 
 REPO = Path(__file__).resolve().parent.parent
-RAW = ("prob_consistency", "strip", "teco")
+RAW = ("prob_consistency", "strip", "teco", "transplant")
 
 
 def p_values(ref: ScoreReference, values, labels, *, loo: bool, two_sided: bool) -> np.ndarray:

@@ -28,12 +28,11 @@ from .inputs.find import InputSet, as_inputs
 from .results import ScanResult
 from ._validation import check_callable
 
-#: what `scanner calibrate` runs by default, and each detector's parameters there (at most
-#: 64 model queries per input together: see docs/results/detection.md)
-# The default decision's queries: 1 + 5 (SCALE-UP) + 16 (STRIP) + 12 x 2 (TeCo) + 3 x 3 x 2 (transplant)
-# = 64 per input, the budget the detection issue set. TeCo runs at 2 severities, not 3, to make room for
-# the transplant regions: the response profile over these 64 queries caught the white square that the
-# 58 of SCALE-UP + STRIP + TeCo at 3 severities missed (bench/results/profile_queries.md).
+#: what `scanner calibrate` runs by default, and each detector's parameters there: 1 + 5 (SCALE-UP)
+#: + 16 (STRIP) + 12 x 2 (TeCo) + 3 x 3 x 2 (transplant) = 64 model queries per input, the budget the
+#: detection issue set. TeCo runs at 2 severities, not 3, to make room for the transplant regions,
+#: which catch the white square the 58 queries before missed; PhysicalBA paid for it
+#: (docs/results/detection.md, bench/results/profile_queries.md).
 DEFAULT_DETECTORS = ("scaleup", "strip", "teco", "transplant")
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"strip": {"n_blends": 16}, "teco": {"severities": 2},
                                              "transplant": {"grid": 3, "n_backgrounds": 2}}
