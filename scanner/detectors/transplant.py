@@ -33,12 +33,12 @@ from ..inputs.decode import BYTE_MAX
 from ..model.preprocess import Preprocessor
 from .base import MAX_PREVIEWS, Detector, DetectorScores, Preview, unit_queries
 from .held import held_for, unit_images
+from .profile import PROB_FLOOR
 
 DEFAULT_GRID = 3
 DEFAULT_BACKGROUNDS = 2
 MAX_GRID = 8
 MAX_BACKGROUNDS = 16
-_LOG_FLOOR = np.log(1e-12)
 _NOT_FITTED = ("the transplant detector holds no clean images: calibrate it (scanner calibrate) or call "
                "fit(clean_images) first")
 
@@ -57,8 +57,8 @@ def transplant_score(labels: np.ndarray, probs: np.ndarray | None, b: int, n_reg
     shape = (n_regions, n_backgrounds, b)
     if probs is not None:
         p = np.asarray(probs, dtype=np.float64)[b:].reshape(*shape, probs.shape[-1])
-        pulled = np.log(np.maximum(p[:, :, np.arange(b), own], 1e-12))  # (R, M, b)
-        return np.maximum(pulled.min(axis=1).max(axis=0), _LOG_FLOOR)
+        pulled = np.log(np.maximum(p[:, :, np.arange(b), own], PROB_FLOOR))  # (R, M, b), finite like the profile's
+        return pulled.min(axis=1).max(axis=0)
     moved = (np.asarray(labels[b:]).reshape(shape) == own).all(axis=1)  # (R, b)
     return moved.any(axis=0).astype(np.float64)
 
