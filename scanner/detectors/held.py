@@ -36,3 +36,22 @@ def held_for(held: np.ndarray | None, images: np.ndarray, who: str, not_fitted: 
         raise ScannerError(f"{who} holds clean images of {h}x{w}x{c} but the inputs are "
                            f"{'x'.join(map(str, images.shape[1:]))}; calibrate it for this model's input size")
     return held
+
+
+def take(clean_images: Any, n: int, seed: int, who: str, *, pool_order: bool = False) -> np.ndarray:
+    """``n`` of ``clean_images`` ((k, H, W, C), uint8 or unit-range float) as read-only float32:
+    all of them in their order when exactly ``n`` are given (what a calibration stores and gives
+    back), else a seeded choice without replacement, in the order drawn or, with ``pool_order``,
+    in the pool's order (the transplant detector's, whose calibrations depend on it). ``who``
+    names the detector in the error."""
+    imgs = np.asarray(clean_images)
+    if imgs.ndim != 4:
+        unit_images(imgs, "clean_images")  # raises, naming the shape expected
+    if len(imgs) < n:
+        raise ValueError(f"clean_images: {who} needs at least {n} clean images, got {len(imgs)}")
+    if len(imgs) > n:
+        chosen = np.random.default_rng(seed).choice(len(imgs), n, replace=False)
+        imgs = imgs[np.sort(chosen) if pool_order else chosen]
+    held = np.ascontiguousarray(unit_images(imgs, "clean_images"), dtype=np.float32)
+    held.flags.writeable = False
+    return held

@@ -31,7 +31,7 @@ from .._validation import check_number
 from ..inputs.decode import BYTE_MAX
 from ..model.preprocess import Preprocessor
 from .base import MAX_PREVIEWS, Detector, DetectorScores, Preview, unit_queries
-from .held import held_for, unit_images
+from .held import held_for, take, unit_images
 
 DEFAULT_BLENDS = 20
 #: blends a report draws for one input (:meth:`Strip.preview`)
@@ -150,15 +150,7 @@ class Strip(Detector):
         ``clean_images`` : (n, H, W, C), uint8 or float32 in [0, 1], at the model's input size,
         with n >= n_blends.
         """
-        imgs = np.asarray(clean_images)
-        if imgs.ndim != 4:
-            unit_images(imgs, "clean_images")  # raises, naming the shape expected
-        if len(imgs) < self.n_blends:
-            raise ValueError(f"clean_images: STRIP with {self.n_blends} blends needs at least "
-                             f"{self.n_blends} clean images, got {len(imgs)}")
-        if len(imgs) > self.n_blends:
-            imgs = imgs[np.random.default_rng(self.seed).choice(len(imgs), self.n_blends, replace=False)]
-        self._hold(unit_images(imgs, "clean_images"))
+        self._held = take(clean_images, self.n_blends, self.seed, f"STRIP with {self.n_blends} blends")
 
     @property
     def held_images(self) -> np.ndarray | None:

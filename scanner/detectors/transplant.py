@@ -32,7 +32,7 @@ import numpy as np
 from ..inputs.decode import BYTE_MAX
 from ..model.preprocess import Preprocessor
 from .base import MAX_PREVIEWS, Detector, DetectorScores, Preview, unit_queries
-from .held import held_for, unit_images
+from .held import held_for, take
 from .profile import PROB_FLOOR
 
 DEFAULT_GRID = 3
@@ -94,17 +94,8 @@ class Transplant(Detector):
     def fit(self, clean_images: Any) -> None:
         """Keep ``n_backgrounds`` of ``clean_images`` ((n, H, W, C), uint8 or unit-range float32):
         all of them in their order when exactly that many are given, else a seeded choice."""
-        imgs = np.asarray(clean_images)
-        if imgs.ndim != 4:
-            unit_images(imgs, "clean_images")  # raises, naming the shape expected
-        if len(imgs) < self.n_backgrounds:
-            raise ValueError(f"clean_images: the transplant detector with {self.n_backgrounds} backgrounds needs at "
-                             f"least {self.n_backgrounds} clean images, got {len(imgs)}")
-        if len(imgs) > self.n_backgrounds:
-            imgs = imgs[np.sort(np.random.default_rng(self.seed).choice(len(imgs), self.n_backgrounds, replace=False))]
-        held = np.ascontiguousarray(unit_images(imgs, "clean_images"), dtype=np.float32)
-        held.flags.writeable = False
-        self._held = held
+        self._held = take(clean_images, self.n_backgrounds, self.seed,
+                          f"the transplant detector with {self.n_backgrounds} backgrounds", pool_order=True)
 
     @property
     def held_images(self) -> np.ndarray | None:
