@@ -44,3 +44,15 @@ def brute_force(fx, images, scales=SCALES):
     labels = np.array([label(img) for img in images])
     scaled = np.array([[label(om.scale_images(img[None], n)[0]) for n in scales] for img in images])
     return labels, scaled
+
+
+def assert_bytes_and_floats_give_the_same_queries(detector, pre, pixels):
+    """``detector`` builds bit-identical queries from uint8 ``pixels`` and from the same pixels as
+    unit-range float32 (x / 255): the two ways a scan hands it images."""
+    rows = (detector.queries_per_input * len(pixels),) + pre.model_shape
+    a, b = np.empty(rows, np.float32), np.empty(rows, np.float32)
+    detector.build_queries(pixels, a, pre)
+    from scanner.inputs.decode import BYTE_MAX
+
+    detector.build_queries(pixels.astype(np.float32) / BYTE_MAX, b, pre)
+    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import onnx_models as om
+from helpers import assert_bytes_and_floats_give_the_same_queries
 from scanner import Scanner
 from scanner.inputs.decode import BYTE_MAX
 from scanner.detectors.strip import Strip, label_entropy, prediction_entropy
@@ -183,11 +184,7 @@ def test_bytes_and_unit_floats_give_the_same_bits(tmp_path):
     _, pre = _preprocessor(tmp_path, "trigger_normalized_outside")
     pixels = np.random.default_rng(0).integers(0, 256, (7, SIZE, SIZE, 3), dtype=np.uint8)
     det = Strip.from_images(np.random.default_rng(1).integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8))
-    a = np.empty((4 * 7,) + pre.model_shape, np.float32)
-    b = np.empty_like(a)
-    det.build_queries(pixels, a, pre)
-    det.build_queries(pixels.astype(np.float32) / BYTE_MAX, b, pre)
-    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+    assert_bytes_and_floats_give_the_same_queries(det, pre, pixels)
 
 
 def test_an_input_gets_the_same_queries_in_any_batch(tmp_path, images):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import onnx_models as om
+from helpers import assert_bytes_and_floats_give_the_same_queries
 from scanner import Scanner
 from scanner.detectors import from_settings, make_detector
 from scanner.detectors.transplant import Transplant, regions, transplant_score
@@ -101,11 +102,7 @@ def test_bytes_and_unit_floats_give_the_same_bits(tmp_path):
     pixels = np.random.default_rng(0).integers(0, 256, (4, SIZE, SIZE, 3), dtype=np.uint8)
     det = Transplant(grid=2, n_backgrounds=1)
     det.fit(np.random.default_rng(1).integers(0, 256, (1, SIZE, SIZE, 3), dtype=np.uint8))
-    a = np.empty((5 * 4,) + pre.model_shape, np.float32)
-    b = np.empty_like(a)
-    det.build_queries(pixels, a, pre)
-    det.build_queries(pixels.astype(np.float32) / BYTE_MAX, b, pre)
-    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+    assert_bytes_and_floats_give_the_same_queries(det, pre, pixels)
 
 
 def test_a_patch_trigger_is_caught_and_scores_do_not_depend_on_the_batch(tmp_path, images):
