@@ -29,10 +29,10 @@ from ..results import ScanResult
 from .common import display_name
 from .images import data_uri, decode
 
-#: the detectors' names as the gallery's headings spell them
 #: inputs drawn with every detector's queries, at most (the first of the gallery; the others with
 #: the queries whose labels the scan kept, SCALE-UP's, only): keeps the page about a megabyte
 PREVIEWED = 8
+#: the detectors' names as the gallery's headings spell them
 TITLES = {"scaleup": "SCALE-UP", "strip": "STRIP", "teco": "TeCo", "transplant": "Region transplant"}
 #: what each detector's previews are, in a few words
 QUERIES = {"scaleup": "amplified copies clip(n&middot;x, 0, 1)", "strip": "blends with held clean images",
